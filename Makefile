@@ -1,0 +1,43 @@
+GO ?= go
+PKGS := ./...
+
+.PHONY: all test vet race demo bench bench-quick fmt lint fuzz clean
+
+all: test
+
+## test: vet, then every test with the race detector
+test: vet
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+## demo: build the example SHA-512 worker and run the embedded demo program
+demo:
+	$(GO) run ./examples/demo
+
+## bench: the article's experiments and ours; rewrites docs/benchmarks.md
+bench:
+	$(GO) run ./bench
+
+## bench-quick: every experiment briefly, checking results, not speed
+bench-quick:
+	$(GO) run ./bench -quick
+
+## microbench: go test benchmarks of the codec, one worker and the full path
+microbench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fmt:
+	gofmt -w .
+
+## lint: gofmt check and go vet
+lint: vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## fuzz: run the codec decoder fuzzer for 30 seconds
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime 30s ./codec
+
+clean:
+	$(GO) clean -testcache

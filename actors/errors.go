@@ -1,0 +1,107 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Errors a job can end with. Every one of them is usable with errors.Is, also
+// when it comes wrapped in a *CrashError or with more context.
+var (
+	// ErrQueueFull: the job type's queue had no free slot (TrySubmit, or a
+	// message sent straight to a router whose queue is full).
+	ErrQueueFull = errors.New("procpool: queue full")
+	// ErrShuttingDown: the system or router is stopping and accepts no jobs,
+	// or stopped before the job could finish.
+	ErrShuttingDown = errors.New("procpool: shutting down")
+	// ErrJobTimeout: the job overran its job type's per-job timeout.
+	ErrJobTimeout = errors.New("procpool: job timeout")
+	// ErrWorkerCrashed: the worker running the job died (exit, signal,
+	// protocol error, missed heartbeat, memory ceiling). The error is a
+	// *CrashError carrying the forensics.
+	ErrWorkerCrashed = errors.New("procpool: worker crashed")
+	// ErrPoisonJob: the job was running when several workers died and was
+	// quarantined instead of being retried again.
+	ErrPoisonJob = errors.New("procpool: poison job quarantined")
+	// ErrCancelled: the caller's context ended before the job finished.
+	// Errors with this cause also match the context's own error.
+	ErrCancelled = errors.New("procpool: job cancelled")
+	// ErrUnknownJobType: no router exists for the job type named.
+	ErrUnknownJobType = errors.New("procpool: unknown job type")
+	// ErrPayloadTooLarge: the payload cannot fit in one frame.
+	ErrPayloadTooLarge = errors.New("procpool: payload too large")
+	// ErrUnavailable: the job type gave up restarting its workers (restart
+	// intensity exceeded) and fails jobs fast until its cool-down ends.
+	ErrUnavailable = errors.New("procpool: job type unavailable")
+	// ErrRemote: the worker answered with an error. The error is a
+	// *RemoteError carrying the worker's code and message.
+	ErrRemote = errors.New("procpool: worker returned an error")
+)
+
+// RemoteError is an error a worker returned for a job.
+type RemoteError struct {
+	Code    string // the error code, e.g. "handler", "panic", "cancelled"
+	Message string // the worker's description
+}
+
+// Error implements error.
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("procpool: worker error %s: %s", e.Code, e.Message)
+}
+
+// Is makes errors.Is(err, ErrRemote) true.
+func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
+
+// CrashError describes the death of the worker that was running a job.
+type CrashError struct {
+	Cause      error          // ErrWorkerCrashed, ErrJobTimeout or ErrPoisonJob
+	Reason     string         // what killed the worker, e.g. "exit 3", "killed by SIGKILL", "protocol error: ..."
+	PID        int            // the worker's process id
+	ExitCode   int            // -1 if killed by a signal
+	Signal     syscall.Signal // 0 unless killed by a signal
+	StderrTail []string       // the worker's last lines of stderr
+	RSS        uint64         // resident memory in bytes at the last reading before death
+	JobID      uint64         // the job's id on that worker
+	Attempt    int            // which attempt of the job this was, from 1
+	Uptime     time.Duration  // how long the worker had lived
+}
+
+// Error implements error.
+func (e *CrashError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: worker pid %d (%s) attempt %d", e.Cause, e.PID, e.Reason, e.Attempt)
+	if n := len(e.StderrTail); n > 0 {
+		fmt.Fprintf(&b, "; last stderr: %q", e.StderrTail[n-1])
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause, so errors.Is(err, ErrWorkerCrashed) works.
+func (e *CrashError) Unwrap() error { return e.Cause }
+
+// cancelError is ErrCancelled joined with the context's own error.
+type cancelError struct{ ctxErr error }
+
+func (e *cancelError) Error() string {
+	if e.ctxErr == nil {
+		return ErrCancelled.Error()
+	}
+	return ErrCancelled.Error() + ": " + e.ctxErr.Error()
+}
+
+func (e *cancelError) Unwrap() []error {
+	if e.ctxErr == nil {
+		return []error{ErrCancelled}
+	}
+	return []error{ErrCancelled, e.ctxErr}
+}
+
+// Cancelled returns an error matching both ErrCancelled and cause.
+func Cancelled(cause error) error { return &cancelError{ctxErr: cause} }
+
+// ErrBadResult reports a VALUE result that could not be decoded into the
+// caller's type.
+var ErrBadResult = errors.New("procpool: result does not decode")

@@ -1,0 +1,62 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// rootSupervisor is the parent of a System's routers. A router that fails
+// (panics, or escalates because its restart intensity was exceeded and its
+// policy says EscalateToParent) is restarted with a fresh pool, at most 10
+// times a minute; past that it is stopped.
+type rootSupervisor struct{}
+
+type spawnChild struct {
+	props *actor.Props
+	name  string
+}
+
+type spawnChildResult struct {
+	pid *actor.PID
+	err error
+}
+
+// SupervisorProps returns the Props of a root supervisor for routers. Spawn
+// it once, then add routers under it with SpawnChild.
+func SupervisorProps(d *Dispatcher) *actor.Props {
+	strategy := actor.NewOneForOneStrategy(10, time.Minute, func(any) actor.Directive {
+		return actor.RestartDirective
+	})
+	opts := []actor.PropsOption{actor.WithSupervisor(strategy)}
+	if d != nil {
+		opts = append(opts, actor.WithDispatcher(d))
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return rootSupervisor{} }, opts...)
+}
+
+func (rootSupervisor) Receive(ctx actor.Context) {
+	if m, ok := ctx.Message().(*spawnChild); ok {
+		pid, err := ctx.SpawnNamed(m.props, m.name)
+		ctx.Respond(&spawnChildResult{pid: pid, err: err})
+	}
+}
+
+// SpawnChild asks the supervisor at parent to spawn props as its child
+// named name.
+func SpawnChild(system *actor.ActorSystem, parent *actor.PID, props *actor.Props, name string) (*actor.PID, error) {
+	res, err := system.Root.RequestFuture(parent, &spawnChild{props: props, name: name}, 10*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("procpool: spawn %s: %w", name, err)
+	}
+	r, ok := res.(*spawnChildResult)
+	if !ok {
+		return nil, errors.New("procpool: spawn " + name + ": unexpected answer")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("procpool: spawn %s: %w", name, r.err)
+	}
+	return r.pid, nil
+}

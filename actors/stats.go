@@ -1,0 +1,73 @@
+package actors
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/procpool/procpool/internal/latency"
+)
+
+// counters are the job outcome counts of one router. They are updated by
+// whichever goroutine resolves a job, so they are atomics rather than
+// router state.
+type counters struct {
+	accepted  atomic.Uint64
+	succeeded atomic.Uint64
+	failed    atomic.Uint64
+	cancelled atomic.Uint64
+	timedOut  atomic.Uint64
+	latency   latency.Histogram
+}
+
+func (c *counters) record(err error, took time.Duration) {
+	switch {
+	case err == nil:
+		c.succeeded.Add(1)
+		c.latency.Record(took)
+	case errors.Is(err, ErrCancelled):
+		c.cancelled.Add(1)
+	case errors.Is(err, ErrJobTimeout):
+		c.timedOut.Add(1)
+		c.failed.Add(1)
+	default:
+		c.failed.Add(1)
+	}
+}
+
+// Stats is a snapshot of one job type. Ask a router for it by sending
+// *StatsRequest; it answers *Stats.
+type Stats struct {
+	JobType string
+
+	Queued    int // jobs waiting for a worker
+	Running   int // jobs dispatched to a worker and not yet answered
+	Starting  int // workers started and not yet through the handshake
+	Idle      int // ready workers with no job
+	Busy      int // ready workers with at least one job
+	Stopping  int // workers asked to stop (passivation, recycling, shutdown)
+	Available bool
+
+	Accepted  uint64 // jobs accepted
+	Succeeded uint64 // jobs that returned a result
+	Failed    uint64 // jobs that ended with an error other than cancellation
+	Cancelled uint64 // jobs cancelled by their caller
+	TimedOut  uint64 // jobs that overran their timeout (also counted in Failed)
+	Retried   uint64 // re-dispatches after a worker died
+
+	Spawns       uint64 // worker processes started
+	Exits        uint64 // worker processes that ended, for any reason
+	Crashes      uint64 // exits that were failures
+	Restarts     uint64 // replacements started after a failure
+	Passivations uint64 // idle workers stopped
+	Recycles     uint64 // workers retired by plan (job count, age, memory)
+
+	LatencyP50 time.Duration // accept-to-result time of successful jobs
+	LatencyP99 time.Duration
+}
+
+// Workers returns the number of live worker processes.
+func (s *Stats) Workers() int { return s.Starting + s.Idle + s.Busy + s.Stopping }
+
+// StatsRequest asks a router for a *Stats snapshot.
+type StatsRequest struct{}

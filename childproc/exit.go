@@ -1,0 +1,106 @@
+package childproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ExitInfo describes how a process ended. It is complete once Done is
+// closed.
+type ExitInfo struct {
+	// PID is the process id the process had.
+	PID int
+	// Code is the exit code, or -1 if the process was killed by a signal
+	// (or could not be waited for).
+	Code int
+	// Signal is the signal that killed the process, 0 if it exited.
+	Signal syscall.Signal
+	// CoreDumped reports that the kernel wrote a core file.
+	CoreDumped bool
+	// Requested reports that Stop was called before the process ended: an
+	// exit or a kill during Stop counts as requested. Kill and Signal do
+	// not set it.
+	Requested bool
+	// UserTime and SystemTime are the CPU times used by the process (and
+	// by the descendants it waited for).
+	UserTime, SystemTime time.Duration
+	// MaxRSS is the peak resident set size in bytes.
+	MaxRSS uint64
+	// StderrTail holds the last lines the process wrote to stderr, oldest
+	// first (at most Spec.StderrTail of them).
+	StderrTail []string
+	// Err is the error of the wait, if any; the other fields are then
+	// mostly zero.
+	Err error
+}
+
+// String describes the end in a few words: "exit 3", "killed by SIGKILL",
+// "killed by SIGSEGV (core dumped)", or "wait error: ...".
+func (e ExitInfo) String() string {
+	switch {
+	case e.Err != nil:
+		return "wait error: " + e.Err.Error()
+	case e.Signal != 0:
+		s := "killed by " + signalName(e.Signal)
+		if e.CoreDumped {
+			s += " (core dumped)"
+		}
+		return s
+	default:
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+}
+
+// Success reports whether the process exited with code 0.
+func (e ExitInfo) Success() bool {
+	return e.Err == nil && e.Signal == 0 && e.Code == 0
+}
+
+func signalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// exitInfoFrom fills an ExitInfo from a finished os.ProcessState.
+func exitInfoFrom(pid int, state *os.ProcessState, waitErr error) ExitInfo {
+	info := ExitInfo{PID: pid, Code: -1}
+	if state == nil {
+		if waitErr == nil {
+			waitErr = fmt.Errorf("childproc: no wait status for pid %d", pid)
+		}
+		info.Err = waitErr
+		return info
+	}
+	// An *exec.ExitError only restates the status; keep other errors.
+	var exitErr *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &exitErr) {
+		info.Err = waitErr
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok {
+		switch {
+		case ws.Exited():
+			info.Code = ws.ExitStatus()
+		case ws.Signaled():
+			info.Signal = ws.Signal()
+			info.CoreDumped = ws.CoreDump()
+		}
+	} else {
+		info.Code = state.ExitCode()
+	}
+	if ru, ok := state.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		info.UserTime = time.Duration(ru.Utime.Nano())
+		info.SystemTime = time.Duration(ru.Stime.Nano())
+		if ru.Maxrss > 0 {
+			info.MaxRSS = uint64(ru.Maxrss) * 1024
+		}
+	}
+	return info
+}

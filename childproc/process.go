@@ -1,0 +1,389 @@
+package childproc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// outputDrain and outputDrainMax bound the wait, after the reap, for
+	// the caller to read what is left in the worker→host pipe before the
+	// host end is closed: the wait ends when the pipe is empty, when the
+	// caller has read nothing for outputDrain, or after outputDrainMax.
+	outputDrain    = 500 * time.Millisecond
+	outputDrainMax = 10 * time.Second
+	// minTermGrace is the least time Stop leaves between SIGTERM and
+	// SIGKILL.
+	minTermGrace = 100 * time.Millisecond
+)
+
+// Process is one started child process. Its methods are safe for
+// concurrent use. The process is always reaped by a goroutine of the
+// Process; Done is closed once that has happened and the host ends of all
+// the pipes are closed.
+type Process struct {
+	pid  int
+	name string
+	log  hclog.Logger
+	cmd  *exec.Cmd
+
+	input  *os.File // host write end of host→worker (fd 3 in the child)
+	output *os.File // host read end of worker→host (fd 4 in the child)
+
+	tail *ring
+
+	requested atomic.Bool
+
+	mu     sync.Mutex // guards reaped and signalling the process group
+	reaped bool       // the process has exited; its pid may be reused soon
+
+	reapedCh chan struct{} // closed after the reap
+	done     chan struct{}
+	exit     ExitInfo // written before done is closed
+}
+
+// Start validates the spec, creates the pipes and starts the process in a
+// process group of its own, with SIGKILL as its parent-death signal, the
+// protocol pipes on fd 3 (read) and 4 (write), stdout and stderr piped to
+// the logger, stdin from /dev/null, and the resource controls of the spec
+// in effect on all its threads before it runs any code. Errors carry
+// context; on error nothing is left running or open.
+func Start(spec Spec) (*Process, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	path := spec.Path
+	if !strings.ContainsRune(path, '/') {
+		lp, err := exec.LookPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("childproc: starting %q: %w", path, err)
+		}
+		path = lp
+	}
+	log := spec.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	tailN := spec.StderrTail
+	if tailN == 0 {
+		tailN = DefaultStderrTail
+	}
+	pipeSize := spec.PipeSize
+	if pipeSize == 0 {
+		pipeSize = DefaultPipeSize
+	}
+
+	var pipes []pipe
+	closeAll := func() {
+		for _, p := range pipes {
+			p.host.Close()
+			p.child.Close()
+		}
+	}
+	for _, def := range []struct {
+		name      string
+		hostReads bool
+	}{{"input", false}, {"output", true}, {"stdout", true}, {"stderr", true}} {
+		p, err := newPipe(def.name, def.hostReads)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		pipes = append(pipes, p)
+	}
+	in, out, stdout, stderr := pipes[0], pipes[1], pipes[2], pipes[3]
+	for _, p := range []pipe{in, out} {
+		if err := setPipeSize(p.host, pipeSize); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("childproc: setting the protocol pipe size to %d: %w", pipeSize, err)
+		}
+	}
+
+	env := spec.environ()
+	newCmd := func() *exec.Cmd {
+		return &exec.Cmd{
+			Path:       path,
+			Args:       append([]string{path}, spec.Args...),
+			Env:        env,
+			Dir:        spec.Dir,
+			Stdin:      nil, // /dev/null
+			Stdout:     stdout.child,
+			Stderr:     stderr.child,
+			ExtraFiles: []*os.File{in.child, out.child},
+			SysProcAttr: &syscall.SysProcAttr{
+				Setpgid:   true,
+				Pdeathsig: syscall.SIGKILL,
+			},
+		}
+	}
+	cmd, err := startWithControls(newCmd, &spec, log)
+	// The child has its copies (or failed); the parent's go now.
+	for _, p := range pipes {
+		p.child.Close()
+	}
+	if err != nil {
+		for _, p := range pipes {
+			p.host.Close()
+		}
+		return nil, fmt.Errorf("childproc: starting %s: %w", describe(path, spec.Name), err)
+	}
+
+	p := &Process{
+		pid:      cmd.Process.Pid,
+		name:     spec.Name,
+		cmd:      cmd,
+		input:    in.host,
+		output:   out.host,
+		tail:     newRing(tailN),
+		reapedCh: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.log = log.With("pid", p.pid, "name", spec.Name)
+	stdoutLevel, stderrLevel := spec.StdoutLevel, spec.StderrLevel
+	if stdoutLevel == hclog.NoLevel {
+		stdoutLevel = DefaultStdoutLevel
+	}
+	if stderrLevel == hclog.NoLevel {
+		stderrLevel = DefaultStderrLevel
+	}
+	var readers sync.WaitGroup
+	for _, st := range []struct {
+		f      *os.File
+		stream *stream
+	}{
+		{stdout.host, newStream("stdout", stdoutLevel, p.log, nil, p.reapedCh)},
+		{stderr.host, newStream("stderr", stderrLevel, p.log, p.tail, p.reapedCh)},
+	} {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			st.stream.run(st.f)
+		}()
+	}
+	go p.reap(stdout.host, stderr.host, &readers)
+	p.log.Debug("process started", "path", path, "args", spec.Args)
+	return p, nil
+}
+
+func describe(path, name string) string {
+	if name == "" {
+		return strconv.Quote(path)
+	}
+	return fmt.Sprintf("%q (%s)", path, name)
+}
+
+// reap is the one goroutine that waits for the process. It first waits
+// without reaping, so that the pid and process group id stay reserved
+// while it kills what is left of the group, then reaps, lets the output
+// readers drain and closes every host end.
+func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
+	var waitErr error
+	for {
+		var si unix.Siginfo
+		waitErr = unix.Waitid(unix.P_PID, p.pid, &si, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(waitErr, unix.EINTR) {
+			break
+		}
+	}
+	requested := p.requested.Load()
+	p.mu.Lock()
+	p.reaped = true
+	if waitErr == nil {
+		// Grandchildren left in the group die with the process. The
+		// exited process, not reaped yet, still holds the group id.
+		_ = unix.Kill(-p.pid, unix.SIGKILL)
+	}
+	p.mu.Unlock()
+
+	err := p.cmd.Wait()
+	info := exitInfoFrom(p.pid, p.cmd.ProcessState, err)
+	info.Requested = requested
+
+	// The write ends of stdout and stderr are gone with the group, unless
+	// a process that left it holds them: see drainReader.
+	close(p.reapedCh)
+	deadline := time.Now().Add(stdioDrain)
+	_ = stdout.SetReadDeadline(deadline) // for a Read already waiting
+	_ = stderr.SetReadDeadline(deadline)
+	readers.Wait() // the readers close stdout and stderr
+
+	_ = p.input.Close()
+	p.drainOutput()
+	_ = p.output.Close()
+
+	info.StderrTail = p.tail.snapshot()
+	p.exit = info
+	p.log.Debug("process ended", "exit", info.String(), "requested", info.Requested)
+	close(p.done)
+}
+
+// drainOutput waits, after the reap, while the caller reads what is left
+// in the worker→host pipe.
+func (p *Process) drainOutput() {
+	start := time.Now()
+	progress, last := start, -1
+	for {
+		n, err := unread(p.output)
+		if err != nil || n == 0 {
+			return
+		}
+		now := time.Now()
+		if last < 0 || n < last {
+			progress = now
+		}
+		last = n
+		if now.Sub(progress) > outputDrain || now.Sub(start) > outputDrainMax {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// PID returns the process id.
+func (p *Process) PID() int { return p.pid }
+
+// Name returns Spec.Name.
+func (p *Process) Name() string { return p.name }
+
+// Input returns the host end of the host→worker pipe, which the child reads
+// as fd 3. Closing it gives the child EOF. The Process closes it after the
+// reap.
+func (p *Process) Input() *os.File { return p.input }
+
+// Output returns the host end of the worker→host pipe, which the child
+// writes as fd 4. What the process wrote before it ended stays readable
+// after it ended: the Process closes this end once the pipe is empty, or
+// once nothing has been read from it for half a second (10 seconds at
+// most). A Read then fails with io.EOF or os.ErrClosed; treat both as the
+// end of the stream.
+func (p *Process) Output() *os.File { return p.output }
+
+// Done returns a channel closed once the process has been reaped, its
+// stdout and stderr drained and every descriptor the Process opened closed.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exit returns how the process ended. It is valid after Done is closed;
+// before that it holds only the PID.
+func (p *Process) Exit() ExitInfo {
+	select {
+	case <-p.done:
+		return p.exit
+	default:
+		return ExitInfo{PID: p.pid, Code: -1}
+	}
+}
+
+// Stop ends the process gracefully and returns how it ended. It marks the
+// stop as requested and closes Input (the child reads EOF on fd 3), then
+// waits up to grace for the process to exit; then sends SIGTERM to the
+// process group and waits max(grace/2, 100ms); then sends SIGKILL to the
+// group. The end of ctx cuts the remaining waits short: SIGTERM and
+// SIGKILL follow at once. Stop always waits for the reap, and returns only
+// after Done is closed. Callers that want to send a protocol shutdown
+// message first do so before calling Stop. If the process has already
+// ended, Stop just returns its ExitInfo.
+func (p *Process) Stop(ctx context.Context, grace time.Duration) ExitInfo {
+	select {
+	case <-p.done:
+		return p.exit
+	default:
+	}
+	p.requested.Store(true)
+	_ = p.input.Close()
+	if !p.waitDone(ctx, grace) {
+		_ = p.Signal(syscall.SIGTERM)
+		if !p.waitDone(ctx, max(grace/2, minTermGrace)) {
+			_ = p.Signal(syscall.SIGKILL)
+		}
+	}
+	<-p.done
+	return p.exit
+}
+
+// waitDone waits up to d for Done; false if it did not close in time or ctx
+// ended first.
+func (p *Process) waitDone(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		select {
+		case <-p.done:
+			return true
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		select {
+		case <-p.done:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// Kill sends SIGKILL to the whole process group now. It does not mark the
+// end as requested (unless Stop was called too). It returns
+// os.ErrProcessDone if the process has already ended.
+func (p *Process) Kill() error { return p.Signal(syscall.SIGKILL) }
+
+// Signal sends sig to the process group. It returns os.ErrProcessDone if
+// the process has already ended; signalling never reaches a reused pid.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	if err := unix.Kill(-p.pid, sig); err != nil {
+		return fmt.Errorf("childproc: sending %v to process group %d: %w", signalName(sig), p.pid, err)
+	}
+	return nil
+}
+
+// RSS returns the current resident set size of the process in bytes, read
+// from /proc/<pid>/statm. It returns os.ErrProcessDone once the process has
+// ended.
+func (p *Process) RSS() (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return 0, os.ErrProcessDone
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/statm")
+	if err != nil {
+		return 0, fmt.Errorf("childproc: reading the RSS of pid %d: %w", p.pid, err)
+	}
+	fields := bytes.Fields(b)
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("childproc: malformed /proc/%d/statm %q", p.pid, b)
+	}
+	pages, err := strconv.ParseUint(string(fields[1]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("childproc: malformed /proc/%d/statm %q: %w", p.pid, b, err)
+	}
+	return pages * uint64(os.Getpagesize()), nil
+}
+
+// StderrTail returns a copy of the last lines the process wrote to stderr,
+// oldest first.
+func (p *Process) StderrTail() []string { return p.tail.snapshot() }

@@ -1,0 +1,118 @@
+package codec
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var benchSizes = []struct {
+	name string
+	n    int
+}{{"64B", 64}, {"1KiB", 1 << 10}, {"1MiB", 1 << 20}}
+
+// benchPayload returns a payload of about n bytes: raw bytes for Blob, and
+// for Value an array of short strings and integers, the kind of value that
+// makes the Writer's and Reader's walk over it do real work.
+func benchPayload(b *testing.B, pk PayloadKind, n int) []byte {
+	if pk == Blob {
+		return pattern(n)
+	}
+	var items []any
+	size := 1
+	for i := 0; size < n; i++ {
+		if i%2 == 0 {
+			items = append(items, fmt.Sprintf("item-%06d", i))
+			size += 12
+		} else {
+			items = append(items, i)
+			size += 3
+		}
+	}
+	p, err := msgpack.Marshal(items)
+	require.NoError(b, err)
+	return p
+}
+
+// BenchmarkRoundTrip measures one job's traffic through a reused Writer and
+// Reader pair over an in-memory buffer: write the request, read it, write
+// the response, read it. Bytes per op count both payloads.
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, pk := range []PayloadKind{Blob, Value} {
+		for _, sz := range benchSizes {
+			b.Run(pk.String()+"/"+sz.name, func(b *testing.B) {
+				payload := benchPayload(b, pk, sz.n)
+				var buf bytes.Buffer
+				w := NewWriter(&buf, 0)
+				r := NewReader(&buf, 0)
+				req := Message{Kind: KindRequest, JobType: "echo", Timeout: 30 * time.Second, PayloadKind: pk, Payload: payload}
+				resp := Message{Kind: KindResponse, PayloadKind: pk, Payload: payload}
+				var got Message
+				b.SetBytes(int64(2 * len(payload)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					req.ID = uint64(i)
+					if err := w.Write(&req); err != nil {
+						b.Fatal(err)
+					}
+					if err := r.Read(&got); err != nil {
+						b.Fatal(err)
+					}
+					resp.ID = got.ID
+					if err := w.Write(&resp); err != nil {
+						b.Fatal(err)
+					}
+					if err := r.Read(&got); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if got.ID != req.ID || len(got.Payload) != len(payload) {
+					b.Fatalf("got id %d and %d bytes", got.ID, len(got.Payload))
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkWrite and BenchmarkRead split the 1 KiB request's cost.
+func BenchmarkWrite(b *testing.B) {
+	for _, pk := range []PayloadKind{Blob, Value} {
+		b.Run(pk.String()+"/1KiB", func(b *testing.B) {
+			m := Message{Kind: KindRequest, ID: 1, JobType: "echo", PayloadKind: pk, Payload: benchPayload(b, pk, 1<<10)}
+			var c countingWriter
+			w := NewWriter(&c, 0)
+			b.SetBytes(int64(len(m.Payload)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := w.Write(&m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRead(b *testing.B) {
+	for _, pk := range []PayloadKind{Blob, Value} {
+		b.Run(pk.String()+"/1KiB", func(b *testing.B) {
+			m := Message{Kind: KindRequest, ID: 1, JobType: "echo", PayloadKind: pk, Payload: benchPayload(b, pk, 1<<10)}
+			f := encodeFrame(b, &m, 0)
+			br := bytes.NewReader(f)
+			r := NewReader(br, 0)
+			var got Message
+			b.SetBytes(int64(len(m.Payload)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				br.Reset(f)
+				if err := r.Read(&got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

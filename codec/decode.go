@@ -1,0 +1,402 @@
+package codec
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The decoder below reads a frame body in place. It is stricter than a
+// general msgpack decoder where a lax reading would let a malformed frame
+// through: integers must be non-negative where the field is unsigned and
+// must fit the field, and nil stands only for an empty string, blob or job
+// type list, never for a number.
+
+var errShort = errors.New("frame ends inside an element")
+
+// maxInterned bounds the strings a Reader interns, so that a peer sending
+// ever new job types or error codes cannot grow it without limit.
+const (
+	maxInterned    = 256
+	maxInternedLen = 128
+)
+
+// interner maps the bytes of short strings seen before to one string, so
+// that the job types and error codes repeated in every frame of a stream are
+// allocated once.
+type interner struct {
+	m map[string]string
+}
+
+func (t *interner) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if t == nil || len(b) > maxInternedLen {
+		return string(b)
+	}
+	if s, ok := t.m[string(b)]; ok { // no allocation: the compiler
+		return s // optimises a map index by string(bytes)
+	}
+	s := string(b)
+	if len(t.m) < maxInterned {
+		if t.m == nil {
+			t.m = make(map[string]string)
+		}
+		t.m[s] = s
+	}
+	return s
+}
+
+// parser reads msgpack elements from b, starting at off.
+type parser struct {
+	b    []byte
+	off  int
+	strs *interner // nil: do not intern
+}
+
+func (p *parser) code() (byte, error) {
+	if p.off >= len(p.b) {
+		return 0, errShort
+	}
+	c := p.b[p.off]
+	p.off++
+	return c, nil
+}
+
+// take returns the next n bytes, capacity capped so that appending to them
+// cannot overwrite the rest of the frame.
+func (p *parser) take(n uint64) ([]byte, error) {
+	if n > uint64(len(p.b)-p.off) {
+		return nil, fmt.Errorf("element of %d bytes, %d left in frame", n, len(p.b)-p.off)
+	}
+	i := p.off
+	p.off += int(n)
+	return p.b[i:p.off:p.off], nil
+}
+
+// be reads an n-byte big-endian unsigned number (n is 1, 2, 4 or 8).
+func (p *parser) be(n int) (uint64, error) {
+	if len(p.b)-p.off < n {
+		return 0, errShort
+	}
+	b := p.b[p.off : p.off+n]
+	p.off += n
+	switch n {
+	case 1:
+		return uint64(b[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b)), nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b)), nil
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// integer reads any msgpack integer. neg reports a negative value, whose
+// two's complement is returned in v.
+func (p *parser) integer(what string) (v uint64, neg bool, err error) {
+	c, err := p.code()
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", what, err)
+	}
+	switch {
+	case c <= 0x7f:
+		return uint64(c), false, nil
+	case c >= 0xe0:
+		return uint64(int64(int8(c))), true, nil
+	case c >= 0xcc && c <= 0xcf: // uint8..uint64
+		v, err = p.be(1 << (c - 0xcc))
+	case c >= 0xd0 && c <= 0xd3: // int8..int64
+		n := 1 << (c - 0xd0)
+		if v, err = p.be(n); err == nil {
+			shift := 64 - 8*n
+			s := int64(v<<shift) >> shift // sign-extend
+			v, neg = uint64(s), s < 0
+		}
+	default:
+		return 0, false, fmt.Errorf("%s: want an integer, got %s", what, typeName(c))
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, neg, nil
+}
+
+// uint reads a non-negative integer no larger than limit.
+func (p *parser) uint(what string, limit uint64) (uint64, error) {
+	v, neg, err := p.integer(what)
+	if err != nil {
+		return 0, err
+	}
+	if neg {
+		return 0, fmt.Errorf("%s: %d is negative", what, int64(v))
+	}
+	if v > limit {
+		return 0, fmt.Errorf("%s: %d exceeds %d", what, v, limit)
+	}
+	return v, nil
+}
+
+// int reads an integer that fits an int64.
+func (p *parser) int(what string) (int64, error) {
+	v, neg, err := p.integer(what)
+	if err != nil {
+		return 0, err
+	}
+	if !neg && v > math.MaxInt64 {
+		return 0, fmt.Errorf("%s: %d overflows int64", what, v)
+	}
+	return int64(v), nil
+}
+
+// raw reads a str or bin and returns its bytes; nil reads as no bytes (a nil
+// slice).
+func (p *parser) raw(what string) ([]byte, error) {
+	c, err := p.code()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	var n uint64
+	switch {
+	case c >= 0xa0 && c <= 0xbf: // fixstr
+		n = uint64(c & 0x1f)
+	case c == 0xd9, c == 0xc4: // str8, bin8
+		n, err = p.be(1)
+	case c == 0xda, c == 0xc5: // str16, bin16
+		n, err = p.be(2)
+	case c == 0xdb, c == 0xc6: // str32, bin32
+		n, err = p.be(4)
+	case c == 0xc0:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("%s: want a string or bin, got %s", what, typeName(c))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	b, err := p.take(n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return b, nil
+}
+
+func (p *parser) str(what string, intern bool) (string, error) {
+	b, err := p.raw(what)
+	if err != nil {
+		return "", err
+	}
+	if intern {
+		return p.strs.str(b), nil
+	}
+	return string(b), nil
+}
+
+// arrayLen reads an array header; nil reads as an empty array if nilOK.
+func (p *parser) arrayLen(what string, nilOK bool) (uint64, error) {
+	c, err := p.code()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	var n uint64
+	switch {
+	case c >= 0x90 && c <= 0x9f:
+		n = uint64(c & 0x0f)
+	case c == 0xdc:
+		n, err = p.be(2)
+	case c == 0xdd:
+		n, err = p.be(4)
+	case c == 0xc0 && nilOK:
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("%s: want an array, got %s", what, typeName(c))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return n, nil
+}
+
+// typeName names the msgpack type that code c starts.
+func typeName(c byte) string {
+	switch {
+	case c <= 0x7f, c >= 0xe0, c >= 0xcc && c <= 0xd3:
+		return "an integer"
+	case c >= 0x80 && c <= 0x8f, c == 0xde, c == 0xdf:
+		return "a map"
+	case c >= 0x90 && c <= 0x9f, c == 0xdc, c == 0xdd:
+		return "an array"
+	case c >= 0xa0 && c <= 0xbf, c >= 0xd9 && c <= 0xdb:
+		return "a string"
+	case c == 0xc0:
+		return "nil"
+	case c == 0xc2, c == 0xc3:
+		return "a boolean"
+	case c >= 0xc4 && c <= 0xc6:
+		return "a bin"
+	case c >= 0xc7 && c <= 0xc9, c >= 0xd4 && c <= 0xd8:
+		return "an ext"
+	case c == 0xca, c == 0xcb:
+		return "a float"
+	}
+	return fmt.Sprintf("invalid code 0x%02x", c)
+}
+
+// elements is the length of each kind's array, indexed by kind.
+var elements = [...]uint64{
+	KindHello:    3,
+	KindReady:    5,
+	KindRequest:  6,
+	KindResponse: 6,
+	KindCancel:   2,
+	KindPing:     2,
+	KindPong:     2,
+	KindShutdown: 2,
+}
+
+// decodeFrame decodes the message in frame into m. strs may be nil.
+func decodeFrame(frame []byte, m *Message, strs *interner) error {
+	m.Reset()
+	p := parser{b: frame, strs: strs}
+	n, err := p.arrayLen("message", false)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("message is an empty array")
+	}
+	k, err := p.uint("kind", math.MaxUint8)
+	if err != nil {
+		return err
+	}
+	m.Kind = Kind(k)
+	if int(k) >= len(elements) || elements[k] == 0 {
+		return fmt.Errorf("unknown message kind %d", k)
+	}
+	if n != elements[k] {
+		return fmt.Errorf("%s message has %d elements, want %d", m.Kind, n, elements[k])
+	}
+	switch m.Kind {
+	case KindHello, KindReady:
+		v, err := p.uint("version", math.MaxUint32)
+		if err != nil {
+			return err
+		}
+		m.Version = uint32(v)
+		if v, err = p.uint("max frame", math.MaxUint32); err != nil {
+			return err
+		}
+		m.MaxFrame = uint32(v)
+		if m.Kind == KindReady {
+			if err := decodeReady(&p, m); err != nil {
+				return err
+			}
+		}
+	case KindRequest:
+		if m.ID, err = p.uint("id", math.MaxUint64); err != nil {
+			return err
+		}
+		if m.JobType, err = p.str("job type", true); err != nil {
+			return err
+		}
+		ms, err := p.uint("timeout", math.MaxUint64)
+		if err != nil {
+			return err
+		}
+		m.Timeout = millisToDuration(ms)
+		if err := decodePayload(&p, m); err != nil {
+			return err
+		}
+	case KindResponse:
+		if m.ID, err = p.uint("id", math.MaxUint64); err != nil {
+			return err
+		}
+		if m.ErrCode, err = p.str("error code", true); err != nil {
+			return err
+		}
+		if m.ErrMessage, err = p.str("error message", false); err != nil {
+			return err
+		}
+		if err := decodePayload(&p, m); err != nil {
+			return err
+		}
+	case KindCancel, KindPing, KindPong:
+		if m.ID, err = p.uint("id", math.MaxUint64); err != nil {
+			return err
+		}
+	case KindShutdown:
+		ms, err := p.uint("grace", math.MaxUint64)
+		if err != nil {
+			return err
+		}
+		m.Grace = millisToDuration(ms)
+	}
+	if rest := len(frame) - p.off; rest != 0 {
+		return fmt.Errorf("%d trailing bytes after %s message", rest, m.Kind)
+	}
+	return nil
+}
+
+func decodeReady(p *parser, m *Message) error {
+	pid, err := p.int("pid")
+	if err != nil {
+		return err
+	}
+	if int64(int(pid)) != pid {
+		return fmt.Errorf("pid: %d overflows int", pid)
+	}
+	m.PID = int(pid)
+	nt, err := p.arrayLen("job types", true)
+	if err != nil {
+		return err
+	}
+	// Every job type takes at least one byte: refuse a count the frame
+	// cannot hold before growing the slice.
+	if nt > uint64(len(p.b)-p.off) {
+		return fmt.Errorf("job types: %d announced, %d bytes left in frame", nt, len(p.b)-p.off)
+	}
+	for i := uint64(0); i < nt; i++ {
+		s, err := p.str("job type", true)
+		if err != nil {
+			return fmt.Errorf("job type %d: %w", i, err)
+		}
+		m.JobTypes = append(m.JobTypes, s)
+	}
+	return nil
+}
+
+// decodePayload reads the payload kind and the payload, the message's last
+// element, and points m.Payload into the frame.
+func decodePayload(p *parser, m *Message) error {
+	pk, err := p.uint("payload kind", math.MaxUint8)
+	if err != nil {
+		return err
+	}
+	m.PayloadKind = PayloadKind(pk)
+	switch m.PayloadKind {
+	case Blob:
+		if m.Payload, err = p.raw("blob payload"); err != nil {
+			return err
+		}
+		return nil
+	case Value:
+		n, err := valueLen(p.b[p.off:], maxValueDepth)
+		if err != nil {
+			return fmt.Errorf("value payload: %w", err)
+		}
+		m.Payload, _ = p.take(uint64(n))
+		return nil
+	}
+	return fmt.Errorf("unknown payload kind %d", pk)
+}
+
+func millisToDuration(ms uint64) time.Duration {
+	const maxMs = uint64(math.MaxInt64) / uint64(time.Millisecond)
+	if ms > maxMs {
+		ms = maxMs
+	}
+	return time.Duration(ms) * time.Millisecond
+}

@@ -1,0 +1,139 @@
+package codec
+
+import (
+	"fmt"
+	"time"
+)
+
+// Version is the protocol version this package speaks. A peer that announces
+// another version is refused during the handshake.
+const Version = 1
+
+// DefaultMaxFrame is the default upper bound of a frame's length, header
+// excluded: 64 MiB.
+const DefaultMaxFrame = 64 << 20
+
+// HeaderSize is the size of the big-endian length that precedes every frame.
+const HeaderSize = 4
+
+// Kind identifies a message. It is the first element of every message array.
+type Kind uint8
+
+// The message kinds. Direction is host to worker (H→W) or worker to host (W→H).
+const (
+	KindHello    Kind = 1 // H→W: first message; protocol version and the host's frame limit
+	KindReady    Kind = 2 // W→H: answer to Hello; version, pid, job types, the worker's frame limit
+	KindRequest  Kind = 3 // H→W: run a job
+	KindResponse Kind = 4 // W→H: a job's result or error
+	KindCancel   Kind = 5 // H→W: cancel a running job
+	KindPing     Kind = 6 // H→W: liveness probe
+	KindPong     Kind = 7 // W→H: answer to Ping
+	KindShutdown Kind = 8 // H→W: finish running jobs, then exit
+)
+
+// String returns the kind's name, as used in docs/protocol.md.
+func (k Kind) String() string {
+	switch k {
+	case KindHello:
+		return "hello"
+	case KindReady:
+		return "ready"
+	case KindRequest:
+		return "request"
+	case KindResponse:
+		return "response"
+	case KindCancel:
+		return "cancel"
+	case KindPing:
+		return "ping"
+	case KindPong:
+		return "pong"
+	case KindShutdown:
+		return "shutdown"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// PayloadKind tells how a request's or response's payload crosses the wire.
+type PayloadKind uint8
+
+const (
+	// Blob payloads are the caller's bytes, sent as one msgpack bin.
+	Blob PayloadKind = 0
+	// Value payloads are any msgpack value, inlined as the message's last
+	// element; Message.Payload holds its msgpack encoding.
+	Value PayloadKind = 1
+)
+
+// String returns "blob" or "value".
+func (p PayloadKind) String() string {
+	switch p {
+	case Blob:
+		return "blob"
+	case Value:
+		return "value"
+	}
+	return fmt.Sprintf("payload(%d)", uint8(p))
+}
+
+// Error codes a worker puts in a response. A worker may use codes of its
+// own; these are the ones the protocol and the Go SDK define.
+const (
+	CodeHandler        = "handler"          // the handler returned an error without a code
+	CodePanic          = "panic"            // the handler panicked; the worker exits after answering
+	CodeCancelled      = "cancelled"        // the job was cancelled by a cancel message
+	CodeDeadline       = "deadline"         // the job's timeout elapsed inside the worker
+	CodeUnknownJobType = "unknown_job_type" // no handler for the request's job type
+	CodeBadPayload     = "bad_payload"      // the payload could not be decoded
+	CodeTooLarge       = "too_large"        // the result exceeds the host's frame limit
+	CodeShuttingDown   = "shutting_down"    // the worker received the request after shutdown
+)
+
+// Message is one protocol message. It is a flat union: Kind says which
+// fields are meaningful, as listed beside each field. A zero field is sent
+// as zero. Reusing one Message for many reads avoids allocation.
+type Message struct {
+	Kind Kind
+
+	// ID is the job id (Request, Response, Cancel) or the sequence number
+	// (Ping, Pong). Job ids are chosen by the host and unique per worker.
+	ID uint64
+
+	// Version is the protocol version (Hello, Ready).
+	Version uint32
+	// MaxFrame is the largest frame the sender accepts (Hello, Ready).
+	MaxFrame uint32
+	// PID is the worker's process id (Ready).
+	PID int
+	// JobTypes lists the job types the worker serves (Ready).
+	JobTypes []string
+
+	// JobType names the handler to run (Request).
+	JobType string
+	// Timeout is the job's time budget inside the worker, counted from the
+	// request's arrival; 0 means none (Request). It crosses the wire in
+	// milliseconds.
+	Timeout time.Duration
+
+	// PayloadKind says how Payload is encoded (Request, Response).
+	PayloadKind PayloadKind
+	// Payload is the job's argument (Request) or result (Response): raw
+	// bytes for Blob, a msgpack encoding of one value for Value. After a
+	// Reader.Read it aliases the reader's buffer; see Reader.Read.
+	Payload []byte
+
+	// ErrCode is empty on success and names the failure otherwise (Response).
+	ErrCode string
+	// ErrMessage is a human-readable description of the failure (Response).
+	ErrMessage string
+
+	// Grace is how long the worker may take to finish its running jobs
+	// before the host kills it (Shutdown). It crosses the wire in milliseconds.
+	Grace time.Duration
+}
+
+// Reset clears m for reuse, keeping the capacity of JobTypes.
+func (m *Message) Reset() {
+	jt := m.JobTypes[:0]
+	*m = Message{JobTypes: jt}
+}

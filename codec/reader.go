@@ -1,0 +1,106 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// reuseLimit is the largest buffer a Reader keeps between frames. Larger
+// frames get a buffer of their own, which the caller may keep.
+const reuseLimit = 256 << 10
+
+// Reader reads frames from an io.Reader and decodes them into Messages.
+type Reader struct {
+	r        io.Reader
+	maxFrame int
+	hdr      [HeaderSize]byte
+	buf      []byte // reused frame buffer, at most reuseLimit bytes
+	owned    bool   // the last frame has a buffer of its own
+	strs     interner
+}
+
+// NewReader returns a Reader that reads frames from r and refuses frames
+// longer than maxFrame bytes (header excluded). A maxFrame <= 0 means
+// DefaultMaxFrame. r should be buffered by the caller only if it is not a
+// pipe or socket: the Reader issues one read for the header and one for the
+// body of each frame.
+func NewReader(r io.Reader, maxFrame int) *Reader {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	return &Reader{r: r, maxFrame: maxFrame}
+}
+
+// MaxFrame returns the largest frame the Reader accepts.
+func (r *Reader) MaxFrame() int { return r.maxFrame }
+
+// Read reads the next frame and decodes it into m, overwriting every field.
+//
+// It returns io.EOF when the stream ends cleanly between frames, an error
+// matching ErrTruncated when it ends inside one, ErrFrameTooLarge when the
+// announced length exceeds the limit (nothing is allocated for it), and
+// ErrMalformed when the frame does not hold a valid message. After an error
+// other than io.EOF the stream cannot be resynchronised.
+//
+// m.Payload aliases the Reader's buffer and stays valid only until the next
+// Read, unless Owned reports that it does not. The strings of m never alias
+// the buffer; the job types and error codes of a stream are interned, so
+// that reading them costs no allocation once they have been seen.
+func (r *Reader) Read(m *Message) error {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: stream ended inside a frame header", ErrTruncated)
+		}
+		return err
+	}
+	n := binary.BigEndian.Uint32(r.hdr[:])
+	if uint64(n) > uint64(r.maxFrame) {
+		return fmt.Errorf("%w: announced %d bytes, limit %d", ErrFrameTooLarge, n, r.maxFrame)
+	}
+	var frame []byte
+	if int(n) <= reuseLimit {
+		if cap(r.buf) < int(n) {
+			r.buf = make([]byte, n, max(int(n), 4<<10))
+		}
+		frame = r.buf[:n]
+		r.owned = false
+	} else {
+		frame = make([]byte, n)
+		r.owned = true
+	}
+	if _, err := io.ReadFull(r.r, frame); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: stream ended inside a %d-byte frame", ErrTruncated, n)
+		}
+		return err
+	}
+	if err := decodeFrame(frame, m, &r.strs); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// Owned reports whether the frame returned by the last Read has a buffer of
+// its own, so that its Message.Payload may be kept after the next Read.
+// Frames up to 256 KiB share one reused buffer; larger ones do not.
+func (r *Reader) Owned() bool { return r.owned }
+
+// Decode decodes one frame body (header excluded) into m, overwriting every
+// field, and returns an error matching ErrMalformed if it does not hold a
+// valid message. m.Payload aliases frame.
+//
+// br and dec are not used and may be nil: the decoder works on frame in
+// place. They remain so that code written against the first version of this
+// package compiles.
+func Decode(frame []byte, m *Message, br *bytes.Reader, dec *msgpack.Decoder) error {
+	_, _ = br, dec
+	if err := decodeFrame(frame, m, nil); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}

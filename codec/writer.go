@@ -1,0 +1,190 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// inlineLimit is the payload size up to which a Writer copies the payload
+// into its buffer and issues one write; larger payloads go out in a second
+// write straight from the caller's slice.
+const inlineLimit = 64 << 10
+
+// Writer encodes messages into frames and writes them to an io.Writer. It
+// keeps one buffer across calls, so writing a message whose payload fits in
+// 64 KiB costs no allocation once the buffer has grown.
+type Writer struct {
+	w        io.Writer
+	maxFrame int
+	buf      bytes.Buffer
+	enc      *msgpack.Encoder
+}
+
+// NewWriter returns a Writer that writes frames to w and refuses frames longer
+// than maxFrame bytes (header excluded). A maxFrame <= 0 means DefaultMaxFrame.
+func NewWriter(w io.Writer, maxFrame int) *Writer {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	wr := &Writer{w: w, maxFrame: maxFrame}
+	wr.enc = msgpack.NewEncoder(&wr.buf)
+	return wr
+}
+
+// SetMaxFrame changes the largest frame the Writer sends, typically to the
+// limit the peer announced in the handshake. A value <= 0 is ignored.
+func (w *Writer) SetMaxFrame(n int) {
+	if n > 0 {
+		w.maxFrame = n
+	}
+}
+
+// MaxFrame returns the largest frame the Writer sends.
+func (w *Writer) MaxFrame() int { return w.maxFrame }
+
+// keepLimit is the largest buffer a Writer keeps between frames; a larger
+// one, grown by a long string, is dropped after the write.
+const keepLimit = 4 * inlineLimit
+
+// Write encodes m as one frame and writes it. Without writing anything, it
+// returns an error matching ErrFrameTooLarge when the frame would exceed the
+// limit, and one matching ErrMalformed when a Value payload is not exactly
+// one msgpack value nested at most 256 deep (a frame the peer would refuse).
+// Otherwise it returns the underlying writer's error.
+//
+// A frame up to 64 KiB of payload goes out in one call to the underlying
+// writer; a larger one in two, the second straight from m.Payload.
+func (w *Writer) Write(m *Message) error {
+	defer w.trim()
+	payload, err := w.encode(m)
+	if err != nil {
+		return err
+	}
+	n := w.buf.Len() - HeaderSize + len(payload)
+	limit := min(uint64(w.maxFrame), math.MaxUint32) // what the header can say
+	if uint64(n) > limit {
+		return fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrFrameTooLarge, m.Kind, n, limit)
+	}
+	b := w.buf.Bytes()
+	binary.BigEndian.PutUint32(b[:HeaderSize], uint32(n))
+	if len(payload) <= inlineLimit {
+		w.buf.Write(payload)
+		_, err = w.w.Write(w.buf.Bytes())
+		return err
+	}
+	if _, err = w.w.Write(b); err != nil {
+		return err
+	}
+	_, err = w.w.Write(payload)
+	return err
+}
+
+// trim drops a buffer grown beyond keepLimit.
+func (w *Writer) trim() {
+	if w.buf.Cap() > keepLimit {
+		w.buf = bytes.Buffer{} // w.enc writes to &w.buf, which stays valid
+	}
+}
+
+// encode writes the header placeholder and every element of m but the raw
+// payload bytes into w.buf, and returns the bytes still to be sent after it.
+func (w *Writer) encode(m *Message) ([]byte, error) {
+	w.buf.Reset()
+	w.buf.Write([]byte{0, 0, 0, 0}) // the length, filled in by Write
+	e := w.enc
+	var payload []byte
+	switch m.Kind {
+	case KindHello:
+		e.EncodeArrayLen(3)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(uint64(m.Version))
+		e.EncodeUint(uint64(m.MaxFrame))
+	case KindReady:
+		e.EncodeArrayLen(5)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(uint64(m.Version))
+		e.EncodeUint(uint64(m.MaxFrame))
+		e.EncodeInt(int64(m.PID))
+		e.EncodeArrayLen(len(m.JobTypes))
+		for _, t := range m.JobTypes {
+			e.EncodeString(t)
+		}
+	case KindRequest:
+		e.EncodeArrayLen(6)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(m.ID)
+		e.EncodeString(m.JobType)
+		e.EncodeUint(durationToMillis(m.Timeout))
+		e.EncodeUint(uint64(m.PayloadKind))
+		p, err := w.encodePayloadHead(m)
+		if err != nil {
+			return nil, err
+		}
+		payload = p
+	case KindResponse:
+		e.EncodeArrayLen(6)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(m.ID)
+		e.EncodeString(m.ErrCode)
+		e.EncodeString(m.ErrMessage)
+		e.EncodeUint(uint64(m.PayloadKind))
+		p, err := w.encodePayloadHead(m)
+		if err != nil {
+			return nil, err
+		}
+		payload = p
+	case KindCancel, KindPing, KindPong:
+		e.EncodeArrayLen(2)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(m.ID)
+	case KindShutdown:
+		e.EncodeArrayLen(2)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(durationToMillis(m.Grace))
+	default:
+		return nil, fmt.Errorf("codec: cannot write message of unknown %s", m.Kind)
+	}
+	return payload, nil
+}
+
+// encodePayloadHead writes what precedes the payload's raw bytes: the bin
+// header for Blob, nothing for Value (whose bytes are already msgpack).
+func (w *Writer) encodePayloadHead(m *Message) ([]byte, error) {
+	switch m.PayloadKind {
+	case Blob:
+		w.enc.EncodeBytesLen(len(m.Payload))
+		return m.Payload, nil
+	case Value:
+		if len(m.Payload) == 0 {
+			w.enc.EncodeNil()
+			return nil, nil
+		}
+		n, err := valueLen(m.Payload, maxValueDepth)
+		if err == nil && n != len(m.Payload) {
+			err = fmt.Errorf("%d trailing bytes after the value", len(m.Payload)-n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot write %s value payload: %v", ErrMalformed, m.Kind, err)
+		}
+		return m.Payload, nil
+	}
+	return nil, fmt.Errorf("codec: cannot write unknown %s", m.PayloadKind)
+}
+
+// durationToMillis rounds d up to whole milliseconds; d <= 0 gives 0.
+func durationToMillis(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	ms := uint64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++ // not d+ms-1, which overflows near math.MaxInt64
+	}
+	return ms
+}

@@ -1,0 +1,177 @@
+// Command testworker is the worker process of procpool's own tests and
+// benchmarks, built on package worker. Build it with internal/testbin.
+//
+// Job types (payloads are ASCII unless said otherwise):
+//
+//	echo                 returns its payload
+//	sha512               returns the 64-byte SHA-512 of its payload
+//	sha512v              VALUE {Size int; Seed byte}: hashes Size bytes it makes
+//	                     itself (byte i = Seed+i) and returns the digest as bin
+//	noop                 returns nothing, at once
+//	sleep                sleeps <ms> milliseconds, or until cancelled
+//	sleep_ignore_cancel  sleeps <ms> milliseconds whatever happens
+//	exit                 exits the process with code <code>, without answering
+//	panic                panics with its payload as the message
+//	spam                 writes <n> lines to stdout and to stderr, then echoes
+//	garbage              writes invalid bytes onto the protocol pipe (fd 4):
+//	                     "" or "malformed" a frame that is not msgpack,
+//	                     "huge" a frame header announcing 4 GiB; then waits
+//	                     for cancellation
+//	alloc                allocates and touches <MiB> MiB, keeps it, returns the
+//	                     total kept in MiB
+//	grandchild           starts a copy of itself that sleeps forever, returns
+//	                     its pid; payload "stdio" lets it inherit stdout and
+//	                     stderr (otherwise /dev/null)
+//	pid                  returns its pid
+//	env                  returns its environment, one variable per line
+//	selfinfo             returns /proc/self/status, then per thread: tid, nice
+//	                     and Cpus_allowed_list
+//	hang_all             stops the whole process with SIGSTOP: it answers
+//	                     nothing, pings included, until SIGCONT or SIGKILL
+//
+// Environment switches:
+//
+//	TESTWORKER_EXIT_AT_START=<code>     exit with code before the handshake
+//	TESTWORKER_EXIT_AT_START_FILE=<path> exit with code 3 before the handshake
+//	                                    while path exists
+//	TESTWORKER_HANDSHAKE_DELAY=<ms>     wait before serving
+//	TESTWORKER_NO_PONG=1                never answer pings (the pings are
+//	                                    dropped before the SDK sees them)
+//	TESTWORKER_MODE=sleep_forever       do nothing but sleep (the grandchild)
+package main
+
+import (
+	"context"
+	"crypto/sha512"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/worker"
+)
+
+func main() {
+	if os.Getenv("TESTWORKER_MODE") == "sleep_forever" {
+		time.Sleep(math.MaxInt64)
+	}
+	if v := os.Getenv("TESTWORKER_EXIT_AT_START"); v != "" {
+		code, _ := strconv.Atoi(v)
+		fmt.Fprintf(os.Stderr, "testworker: exiting at start with code %d\n", code)
+		os.Exit(code)
+	}
+	if p := os.Getenv("TESTWORKER_EXIT_AT_START_FILE"); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			fmt.Fprintf(os.Stderr, "testworker: %s exists, exiting at start with code 3\n", p)
+			os.Exit(3)
+		}
+	}
+	if v := os.Getenv("TESTWORKER_HANDSHAKE_DELAY"); v != "" {
+		ms, _ := strconv.Atoi(v)
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
+
+	s := &worker.Server{}
+	register(s)
+	if os.Getenv("TESTWORKER_NO_PONG") == "1" {
+		os.Exit(serveWithoutPongs(s))
+	}
+	worker.Main(s)
+}
+
+// sha512Value is the argument of the sha512v job type.
+type sha512Value struct {
+	Size int
+	Seed byte
+}
+
+func register(s *worker.Server) {
+	s.Handle("echo", func(ctx context.Context, p []byte) ([]byte, error) { return p, nil })
+	s.Handle("sha512", func(ctx context.Context, p []byte) ([]byte, error) {
+		d := sha512.Sum512(p)
+		return d[:], nil
+	})
+	worker.HandleValue(s, "sha512v", func(ctx context.Context, in sha512Value) ([]byte, error) {
+		if in.Size < 0 || in.Size > 1<<30 {
+			return nil, worker.Errorf("bad_size", "size %d out of range", in.Size)
+		}
+		buf := make([]byte, in.Size)
+		for i := range buf {
+			buf[i] = in.Seed + byte(i)
+		}
+		d := sha512.Sum512(buf)
+		return d[:], nil
+	})
+	s.Handle("noop", func(ctx context.Context, p []byte) ([]byte, error) { return nil, nil })
+	s.Handle("sleep", func(ctx context.Context, p []byte) ([]byte, error) {
+		d, err := millis(p)
+		if err != nil {
+			return nil, err
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return []byte("slept"), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	s.Handle("sleep_ignore_cancel", func(ctx context.Context, p []byte) ([]byte, error) {
+		d, err := millis(p)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(d)
+		return []byte("slept"), nil
+	})
+	s.Handle("exit", func(ctx context.Context, p []byte) ([]byte, error) {
+		code, err := number(p)
+		if err != nil {
+			return nil, err
+		}
+		os.Exit(code)
+		return nil, nil
+	})
+	s.Handle("panic", func(ctx context.Context, p []byte) ([]byte, error) {
+		panic("testworker: " + string(p))
+	})
+	s.Handle("spam", func(ctx context.Context, p []byte) ([]byte, error) {
+		n, err := number(p)
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			fmt.Fprintf(os.Stdout, "spam stdout %d\n", i)
+			fmt.Fprintf(os.Stderr, "spam stderr %d\n", i)
+		}
+		return p, nil
+	})
+	s.Handle("garbage", garbage)
+	s.Handle("alloc", alloc)
+	s.Handle("grandchild", grandchild)
+	s.Handle("pid", func(ctx context.Context, p []byte) ([]byte, error) {
+		return []byte(strconv.Itoa(os.Getpid())), nil
+	})
+	s.Handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
+		return []byte(strings.Join(os.Environ(), "\n")), nil
+	})
+	s.Handle("selfinfo", selfinfo)
+	s.Handle("hang_all", hangAll)
+}
+
+func number(p []byte) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(string(p)))
+	if err != nil {
+		return 0, worker.Errorf(codec.CodeBadPayload, "want a decimal number: %v", err)
+	}
+	return n, nil
+}
+
+func millis(p []byte) (time.Duration, error) {
+	n, err := number(p)
+	return time.Duration(n) * time.Millisecond, err
+}

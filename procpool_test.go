@@ -1,0 +1,562 @@
+package procpool_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/actors"
+	"github.com/procpool/procpool/internal/proctest"
+	"github.com/procpool/procpool/internal/testbin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+// newSystem starts a system whose logs go to the test log, and checks at
+// the end of the test that it shut down with nothing left behind.
+func newSystem(t *testing.T) *procpool.System {
+	t.Helper()
+	var out io.Writer = testWriter{t}
+	if os.Getenv("PROCPOOL_TEST_LOG") != "" {
+		out = os.Stderr
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: testLogLevel(), Output: out})
+	sys := procpool.NewSystem(procpool.Config{Logger: logger})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		assert.NoError(t, sys.Shutdown(ctx))
+		proctest.VerifyNone(t)
+	})
+	return sys
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// jobType is a job type served by the test worker.
+func jobType(t *testing.T, name string) procpool.JobType {
+	return procpool.JobType{
+		Name:              name,
+		Command:           testbin.Path(t),
+		MaxWorkers:        2,
+		HeartbeatInterval: 200 * time.Millisecond,
+		StopGrace:         2 * time.Second,
+	}
+}
+
+func TestCallBlobRoundTrips(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "echo"))
+	require.NoError(t, err)
+	h, err := sys.Spawn(jobType(t, "sha512"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, n := range []int{0, 1, 64, 1 << 10, 64<<10 + 1, 1 << 20, 8 << 20} {
+		in := bytes.Repeat([]byte{byte(n)}, n)
+		out, err := r.Call(ctx, procpool.Blob, in)
+		require.NoError(t, err, "size %d", n)
+		require.Equal(t, len(in), len(out), "size %d", n)
+		require.True(t, bytes.Equal(in, out), "size %d", n)
+		sum, err := sys.Call(ctx, "sha512", in)
+		require.NoError(t, err)
+		want := sha512.Sum512(in)
+		require.Equal(t, want[:], sum)
+	}
+	_ = h
+}
+
+type sizeSeed struct {
+	Size int
+	Seed byte
+}
+
+func TestCallValue(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "sha512v"))
+	require.NoError(t, err)
+	for _, n := range []int{0, 1024, 1 << 20} {
+		got, err := procpool.CallValue[[]byte](context.Background(), r, sizeSeed{Size: n, Seed: 7})
+		require.NoError(t, err)
+		buf := make([]byte, n)
+		for i := range buf {
+			buf[i] = 7 + byte(i)
+		}
+		want := sha512.Sum512(buf)
+		assert.Equal(t, want[:], got, "size %d", n)
+	}
+	f, err := procpool.SubmitValue[[]byte](context.Background(), r, sizeSeed{Size: 10})
+	require.NoError(t, err)
+	got, err := f.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, got, 64)
+	// A result that does not fit the caller's type is a typed error.
+	_, err = procpool.CallValue[map[string]int](context.Background(), r, sizeSeed{Size: 1})
+	assert.ErrorIs(t, err, procpool.ErrBadResult)
+}
+
+func TestBadInput(t *testing.T) {
+	sys := newSystem(t)
+	_, err := sys.Call(context.Background(), "nope", nil)
+	assert.ErrorIs(t, err, procpool.ErrUnknownJobType)
+
+	jt := jobType(t, "echo")
+	jt.MaxFrame = 1 << 20
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	_, err = r.Call(context.Background(), procpool.Blob, make([]byte, 1<<20))
+	assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
+	_, err = sys.Spawn(jt)
+	assert.ErrorIs(t, err, procpool.ErrInvalidJobType, "duplicate name")
+	_, err = sys.Spawn(procpool.JobType{Name: "x"})
+	assert.ErrorIs(t, err, procpool.ErrInvalidJobType, "no command")
+	bad := jobType(t, "y")
+	bad.MinWorkers, bad.MaxWorkers = 3, 2
+	_, err = sys.Spawn(bad)
+	assert.ErrorIs(t, err, procpool.ErrInvalidJobType)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = r.Call(ctx, procpool.Blob, []byte("x"))
+	assert.ErrorIs(t, err, procpool.ErrCancelled)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// A worker error comes back as a RemoteError with its code.
+	u := jobType(t, "unknown-to-worker")
+	u.Command = testbin.Path(t)
+	ur, err := sys.Spawn(u)
+	require.NoError(t, err)
+	_, err = ur.Call(context.Background(), procpool.Blob, nil)
+	assert.Error(t, err, "a worker that does not serve the job type never becomes ready")
+}
+
+func TestWorkerErrorsAreTyped(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "panic"))
+	require.NoError(t, err)
+	_, err = r.Call(context.Background(), procpool.Blob, nil)
+	var re *procpool.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "panic", re.Code)
+	assert.ErrorIs(t, err, procpool.ErrRemote)
+}
+
+func TestCrashMidJobIsReportedAndReplaced(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "exit")
+	jt.MaxWorkers = 1
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	_, err = r.Call(context.Background(), procpool.Blob, []byte("3"))
+	require.ErrorIs(t, err, procpool.ErrWorkerCrashed)
+	var ce *procpool.CrashError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, 3, ce.ExitCode)
+	assert.NotZero(t, ce.PID)
+	assert.Equal(t, 1, ce.Attempt)
+	// The pool replaces the worker: the next job runs.
+	_, err = r.Call(context.Background(), procpool.Blob, []byte("4"))
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, 4, ce.ExitCode)
+	st, err := r.Stats(context.Background())
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, st.Crashes, uint64(2))
+	assert.GreaterOrEqual(t, st.Spawns, uint64(2))
+}
+
+// liveChildren counts this process's live worker processes.
+func liveChildren() int { return len(proctest.Children()) }
+
+// TestArticleScalingScenario: min 2, max 5, idle 3 s; 100 jobs of 1 MiB, a
+// pause, 100 more: five workers start, three retire in the pause, two
+// stay, new ones start for the second burst, all exit on shutdown.
+func TestArticleScalingScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes ~10 s")
+	}
+	sys := newSystem(t)
+	jt := jobType(t, "sha512")
+	jt.MinWorkers, jt.MaxWorkers, jt.IdleTimeout = 2, 5, 3*time.Second
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Idle == 2
+	}, 10*time.Second, 10*time.Millisecond, "pre-warm reaches min")
+	assert.Equal(t, 2, liveChildren())
+
+	buf := bytes.Repeat([]byte{1}, 1<<20)
+	want := sha512.Sum512(buf)
+	burst := func() {
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sum, err := r.Call(ctx, procpool.Blob, buf)
+				if assert.NoError(t, err) {
+					assert.Equal(t, want[:], sum)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	burst()
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 5, st.Spawns, "five workers start")
+	assert.Equal(t, 5, st.Workers())
+
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Workers() == 2 && st.Passivations == 3
+	}, 10*time.Second, 20*time.Millisecond, "three retire in the pause")
+	require.Eventually(t, func() bool { return liveChildren() == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	burst()
+	st, err = r.Stats(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 8, st.Spawns, "three new ones start for the second burst")
+	assert.EqualValues(t, 200, st.Succeeded)
+
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, sys.Shutdown(sctx))
+	assert.Equal(t, 0, liveChildren(), "all exit on shutdown")
+}
+
+func TestBurstNeverExceedsMax(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sha512")
+	jt.MinWorkers, jt.MaxWorkers = 1, 3
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := int64(liveChildren()); n > peak.Load() {
+				peak.Store(n)
+			}
+			if st, err := r.Stats(ctx); err == nil && int64(st.Workers()) > peak.Load() {
+				peak.Store(int64(st.Workers()))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	jobs := make([]*procpool.Job, 0, 1000)
+	for i := range 1000 {
+		j, err := r.Submit(ctx, procpool.Blob, []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+		jobs = append(jobs, j)
+	}
+	for i, j := range jobs {
+		sum, err := j.Wait(ctx)
+		require.NoError(t, err)
+		want := sha512.Sum512([]byte(strconv.Itoa(i)))
+		require.Equal(t, want[:], sum)
+	}
+	close(stop)
+	sampler.Wait()
+	assert.LessOrEqual(t, peak.Load(), int64(3))
+	assert.GreaterOrEqual(t, peak.Load(), int64(1))
+}
+
+func TestBackpressure(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MaxWorkers, jt.QueueCapacity = 1, 2
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	// One running, two queued: the gate is full.
+	var held []*procpool.Job
+	for range 3 {
+		j, err := r.Submit(ctx, procpool.Blob, []byte("400"))
+		require.NoError(t, err)
+		held = append(held, j)
+	}
+	_, err = r.TrySubmit(ctx, procpool.Blob, []byte("1"))
+	assert.ErrorIs(t, err, procpool.ErrQueueFull, "try-submit fails fast")
+
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = r.Submit(wctx, procpool.Blob, []byte("1"))
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a blocked submit ends with its context")
+
+	// A blocked submit goes through once a slot frees.
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Call(ctx, procpool.Blob, []byte("1"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("submit did not block: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	for _, j := range held {
+		_, err := j.Wait(ctx)
+		require.NoError(t, err)
+	}
+	require.NoError(t, <-done)
+}
+
+func TestQueueWait(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MaxWorkers, jt.QueueCapacity, jt.QueueWait = 1, 1, 50*time.Millisecond
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	a, err := r.Submit(ctx, procpool.Blob, []byte("300"))
+	require.NoError(t, err)
+	b, err := r.Submit(ctx, procpool.Blob, []byte("300"))
+	require.NoError(t, err)
+	_, err = r.Call(ctx, procpool.Blob, []byte("1"))
+	assert.ErrorIs(t, err, procpool.ErrQueueFull)
+	_, _ = a.Wait(ctx)
+	_, _ = b.Wait(ctx)
+}
+
+func TestCancelQueuedAndRunning(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MaxWorkers = 1
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	// Running: a 60 s sleep, cancelled; the handler sees its context end,
+	// so the single worker is free again long before 60 s.
+	rctx, rcancel := context.WithCancel(ctx)
+	running, err := r.Submit(rctx, procpool.Blob, []byte("60000"))
+	require.NoError(t, err)
+	// Queued behind it:
+	qctx, qcancel := context.WithCancel(ctx)
+	queued, err := r.Submit(qctx, procpool.Blob, []byte("60000"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Running == 1 && st.Queued == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	qcancel()
+	_, err = queued.Wait(ctx)
+	assert.ErrorIs(t, err, procpool.ErrCancelled)
+	assert.ErrorIs(t, err, context.Canceled)
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Queued == 0
+	}, 5*time.Second, 5*time.Millisecond, "the queued job is removed")
+
+	rcancel()
+	_, err = running.Wait(ctx)
+	assert.ErrorIs(t, err, procpool.ErrCancelled)
+
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := r.Call(cctx, procpool.Blob, []byte("1"))
+	require.NoError(t, err, "the worker was freed by the cancel message")
+	assert.Equal(t, "slept", string(out))
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, st.Spawns, "the worker was not killed")
+	assert.EqualValues(t, 2, st.Cancelled)
+}
+
+func TestJobTimeoutKillsAndReplaces(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep_ignore_cancel")
+	jt.MaxWorkers, jt.JobTimeout, jt.CancelGrace = 1, 200*time.Millisecond, 200*time.Millisecond
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = r.Call(ctx, procpool.Blob, []byte("60000"))
+	require.ErrorIs(t, err, procpool.ErrJobTimeout)
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Crashes == 1
+	}, 10*time.Second, 10*time.Millisecond, "the worker is killed after the grace")
+	out, err := r.Call(ctx, procpool.Blob, []byte("1"))
+	require.NoError(t, err, "a replacement serves the next job")
+	assert.Equal(t, "slept", string(out))
+}
+
+func TestShutdownDrainsEveryJob(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sha512")
+	jt.MaxWorkers = 2
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	jobs := make([]*procpool.Job, 1000)
+	for i := range jobs {
+		jobs[i], err = r.Submit(ctx, procpool.Blob, []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+	}
+	require.NoError(t, sys.Shutdown(ctx))
+	for i, j := range jobs {
+		select {
+		case <-j.Done():
+		default:
+			t.Fatalf("job %d not resolved after Shutdown", i)
+		}
+		sum, err := j.Result()
+		require.NoError(t, err, "job %d", i)
+		want := sha512.Sum512([]byte(strconv.Itoa(i)))
+		require.Equal(t, want[:], sum)
+	}
+	_, err = r.Submit(ctx, procpool.Blob, nil)
+	assert.ErrorIs(t, err, procpool.ErrShuttingDown)
+	_, err = sys.Call(ctx, "sha512", nil)
+	assert.ErrorIs(t, err, procpool.ErrShuttingDown)
+	assert.Equal(t, 0, liveChildren())
+}
+
+func TestShutdownDeadlineFailsTheRest(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep_ignore_cancel")
+	jt.MaxWorkers = 2
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	jobs := make([]*procpool.Job, 20)
+	for i := range jobs {
+		jobs[i], err = r.Submit(ctx, procpool.Blob, []byte("60000"))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(ctx)
+		return err == nil && st.Running == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = sys.Shutdown(sctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 20*time.Second)
+	for i, j := range jobs {
+		_, err := j.Wait(ctx)
+		assert.ErrorIs(t, err, procpool.ErrShuttingDown, "job %d", i)
+	}
+	assert.Equal(t, 0, liveChildren())
+}
+
+// userActor spawns a router as its own child and runs a job through it
+// with ordinary actor messages.
+type userActor struct {
+	jt     procpool.JobType
+	disp   *actors.Dispatcher
+	router *actor.PID
+	result chan *actors.Result
+}
+
+func (u *userActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		props, _, err := actors.RouterProps(u.jt, actors.RouterOptions{Dispatcher: u.disp})
+		if err != nil {
+			u.result <- &actors.Result{Err: err}
+			return
+		}
+		u.router = ctx.Spawn(props)
+	case string:
+		ctx.Request(u.router, actors.NewJob(procpool.Blob, []byte(msg)))
+	case *actors.Result:
+		u.result <- msg
+	}
+}
+
+func TestRouterAsChildOfUserActor(t *testing.T) {
+	sys := newSystem(t)
+	u := &userActor{jt: jobType(t, "echo"), disp: sys.Dispatcher(), result: make(chan *actors.Result, 1)}
+	pid := sys.ActorSystem().Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return u }))
+	sys.ActorSystem().Root.Send(pid, "hello from an actor")
+	select {
+	case res := <-u.result:
+		require.NoError(t, res.Err)
+		assert.Equal(t, "hello from an actor", string(res.Payload))
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result")
+	}
+	require.Equal(t, 1, liveChildren())
+	// Stopping the user's actor stops its router and the router's workers.
+	require.NoError(t, sys.ActorSystem().Root.StopFuture(pid).Wait())
+	require.Eventually(t, func() bool { return liveChildren() == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestStatsAndConcurrentCalls(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "echo"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				msg := fmt.Sprintf("%d-%d", g, i)
+				out, err := r.Call(ctx, procpool.Blob, []byte(msg))
+				if !assert.NoError(t, err) || !assert.Equal(t, msg, string(out)) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st, err := sys.Stats(ctx, "echo")
+	require.NoError(t, err)
+	assert.EqualValues(t, 400, st.Accepted)
+	assert.EqualValues(t, 400, st.Succeeded)
+	assert.Zero(t, st.Failed)
+	assert.Positive(t, st.LatencyP50)
+	assert.GreaterOrEqual(t, st.LatencyP99, st.LatencyP50)
+	assert.True(t, st.Available)
+	assert.LessOrEqual(t, st.Workers(), 2)
+	assert.Equal(t, []string{"echo"}, sys.JobTypes())
+}
+
+var _ = errors.Is
+
+func testLogLevel() hclog.Level {
+	if l := hclog.LevelFromString(os.Getenv("PROCPOOL_TEST_LOG")); l != hclog.NoLevel {
+		return l
+	}
+	return hclog.Warn
+}

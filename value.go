@@ -1,0 +1,61 @@
+package procpool
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// CallValue runs a VALUE job: in is msgpack-encoded, sent to the worker's
+// typed handler, and its result decoded into Out. A result that does not
+// decode into Out fails with an error matching ErrBadResult.
+func CallValue[Out, In any](ctx context.Context, r *Router, in In) (Out, error) {
+	var out Out
+	payload, err := msgpack.Marshal(in)
+	if err != nil {
+		return out, fmt.Errorf("procpool: encode %T: %w", in, err)
+	}
+	res, err := r.Call(ctx, Value, payload)
+	if err != nil {
+		return out, err
+	}
+	return decodeValue[Out](res)
+}
+
+// SubmitValue accepts a VALUE job and returns a future for its typed result.
+func SubmitValue[Out, In any](ctx context.Context, r *Router, in In) (*ValueJob[Out], error) {
+	payload, err := msgpack.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("procpool: encode %T: %w", in, err)
+	}
+	j, err := r.Submit(ctx, Value, payload)
+	if err != nil {
+		return nil, err
+	}
+	return &ValueJob[Out]{Job: j}, nil
+}
+
+// ValueJob is an accepted VALUE job whose result decodes into Out.
+type ValueJob[Out any] struct {
+	*Job
+}
+
+// Wait waits for the job (cancelling it if ctx ends first) and decodes its
+// result.
+func (j *ValueJob[Out]) Wait(ctx context.Context) (Out, error) {
+	res, err := j.Job.Wait(ctx)
+	if err != nil {
+		var zero Out
+		return zero, err
+	}
+	return decodeValue[Out](res)
+}
+
+func decodeValue[Out any](res []byte) (Out, error) {
+	var out Out
+	if err := msgpack.Unmarshal(res, &out); err != nil {
+		return out, fmt.Errorf("%w into %T: %v", ErrBadResult, out, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,558 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/procpool/procpool/codec"
+)
+
+// Causes of a job's cancellation, reported in the message of its response.
+var (
+	errCancelRequested = errors.New("cancelled by the host")
+	errHostGone        = errors.New("the host closed the connection")
+	errGraceExpired    = errors.New("the shutdown grace period expired")
+	errPanicStop       = errors.New("the worker is stopping after a handler panic")
+	errProtocolStop    = errors.New("the worker is stopping after a protocol error")
+	errGoexit          = errors.New("handler called runtime.Goexit")
+)
+
+// maxErrMessage bounds the error message of a response.
+const maxErrMessage = 16 << 10
+
+// job is one request, from its arrival to the write of its response. Pongs
+// and the responses the reader sends itself use a job too, with only the
+// message fields set. Jobs are pooled.
+type job struct {
+	id      uint64
+	jobType string
+	timeout time.Duration
+	h       *handler
+	payload []byte  // the request's payload, valid until the response is written
+	in      *[]byte // pooled buffer holding payload, if any
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	stop    context.CancelFunc // releases the timeout's timer, if any
+
+	// The message written for the job.
+	kind   codec.Kind
+	code   string
+	msg    string
+	pk     codec.PayloadKind
+	result []byte
+	enc    *valueEncoder // pooled buffer holding result, if any
+}
+
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+// releaseJob returns j and its buffers to their pools, once its message is
+// written or dropped.
+func releaseJob(j *job) {
+	if j.in != nil {
+		putPayload(j.in)
+	}
+	if j.enc != nil {
+		putEncoder(j.enc)
+	}
+	*j = job{}
+	jobPool.Put(j)
+}
+
+// conn is the state of one ServeConn call.
+type conn struct {
+	handlers map[string]*handler
+	logger   *log.Logger
+	drain    time.Duration
+	src      io.Reader
+	rd       *codec.Reader
+	out      outbox
+
+	ctx    context.Context // parent of every job's context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	jobs     map[uint64]*job // running jobs, by id
+	running  int             // jobs whose response is not yet queued
+	refusing bool            // new requests are answered shutting_down
+	idle     chan struct{}   // closed when running drops to 0
+	panicErr *PanicError     // the first panic
+
+	stopOnce    sync.Once
+	stopping    atomic.Bool // the reader ignores what it reads from now on
+	interrupted bool        // stopReading managed to interrupt src
+
+	work chan *job     // idle runners receive jobs from it
+	quit chan struct{} // closed at the end: idle runners exit
+
+	readDone  chan error         // the reader's end: io.EOF, an error, or nil when stopped
+	shutdownC chan time.Duration // the grace of the shutdown message
+	panicked  chan struct{}      // closed on the first panic
+}
+
+func newConn(s *Server, r io.Reader, w io.Writer) *conn {
+	c := &conn{
+		logger:    s.logger(),
+		drain:     s.drainTimeout(),
+		src:       r,
+		rd:        codec.NewReader(r, s.MaxFrame),
+		jobs:      make(map[uint64]*job),
+		work:      make(chan *job),
+		quit:      make(chan struct{}),
+		readDone:  make(chan error, 1),
+		shutdownC: make(chan time.Duration, 1),
+		panicked:  make(chan struct{}),
+	}
+	s.mu.Lock()
+	c.handlers = make(map[string]*handler, len(s.handlers))
+	for name, h := range s.handlers {
+		c.handlers[name] = h
+	}
+	s.mu.Unlock()
+	c.out.init(w, c.logger)
+	return c
+}
+
+// handshake waits for the host's hello and answers ready.
+func (c *conn) handshake() error {
+	var m codec.Message
+	if err := c.rd.Read(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return err
+		}
+		return fmt.Errorf("worker: reading hello: %w", err)
+	}
+	if m.Kind != codec.KindHello {
+		return fmt.Errorf("worker: the host sent %s before hello", m.Kind)
+	}
+	ready := codec.Message{
+		Kind:     codec.KindReady,
+		Version:  codec.Version,
+		MaxFrame: uint32(min(c.rd.MaxFrame(), math.MaxUint32)),
+		PID:      os.Getpid(),
+	}
+	if m.Version != codec.Version {
+		_ = c.out.writeNow(&ready) // tells the host which version we speak
+		return fmt.Errorf("worker: the host speaks protocol version %d, this worker %d", m.Version, codec.Version)
+	}
+	for name := range c.handlers {
+		ready.JobTypes = append(ready.JobTypes, name)
+	}
+	slices.Sort(ready.JobTypes)
+	c.out.cw.SetMaxFrame(int(m.MaxFrame))
+	if err := c.out.writeNow(&ready); err != nil {
+		if isHostGone(err) {
+			return io.EOF
+		}
+		return fmt.Errorf("worker: writing ready: %w", err)
+	}
+	return nil
+}
+
+// serve runs the reader and waits for the end of the conversation.
+func (c *conn) serve(parent context.Context) error {
+	c.ctx, c.cancel = context.WithCancelCause(parent)
+	go c.readLoop()
+	readDone := c.readDone
+	var (
+		graceC <-chan time.Time
+		idleC  <-chan struct{}
+	)
+	for {
+		select {
+		case err := <-readDone:
+			readDone = nil
+			switch {
+			case err == nil:
+				// Stopped by a panic, reported on c.panicked.
+			case errors.Is(err, io.EOF):
+				return c.finish(errHostGone, nil, false)
+			default:
+				return c.finish(errProtocolStop, err, false)
+			}
+		case <-c.panicked:
+			// Let the other jobs finish normally for a while: the panic
+			// was not theirs.
+			c.waitIdle(c.drain)
+			return c.finish(errPanicStop, nil, readDone != nil)
+		case grace := <-c.shutdownC:
+			idleC = c.idleChan()
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			graceC = t.C
+		case <-idleC:
+			return c.finish(nil, nil, readDone != nil)
+		case <-graceC:
+			return c.finish(errGraceExpired, nil, readDone != nil)
+		case err := <-c.out.failed:
+			if isHostGone(err) {
+				err = nil
+			} else {
+				err = fmt.Errorf("worker: writing to the host: %w", err)
+			}
+			return c.finish(errHostGone, err, readDone != nil)
+		case <-parent.Done():
+			return c.finish(context.Cause(parent), parent.Err(), readDone != nil)
+		}
+	}
+}
+
+// finish ends the conversation: no job starts any more, reading stops, the
+// running jobs are cancelled with cause (if not nil) and waited for, and the
+// queued responses are written. It returns the first panic if any, result
+// otherwise.
+func (c *conn) finish(cause, result error, readerLive bool) error {
+	c.mu.Lock()
+	c.refusing = true
+	c.mu.Unlock()
+	interrupted := c.stopReading()
+	if cause != nil {
+		c.cancel(cause)
+		if !c.waitIdle(c.drain) {
+			c.mu.Lock()
+			n := c.running
+			c.mu.Unlock()
+			c.logger.Printf("worker: %d job(s) still running %v after cancellation (%v); abandoning them", n, c.drain, cause)
+		}
+	}
+	c.out.close()
+	close(c.quit)
+	if readerLive && interrupted {
+		t := time.NewTimer(c.drain)
+		select {
+		case <-c.readDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.cancel(context.Canceled)
+	c.mu.Lock()
+	p := c.panicErr
+	c.mu.Unlock()
+	if p != nil {
+		return p
+	}
+	return result
+}
+
+// stopReading makes the reader ignore whatever it reads from now on and
+// tries to interrupt a read in progress. It reports whether it could.
+func (c *conn) stopReading() bool {
+	c.stopOnce.Do(func() {
+		c.stopping.Store(true)
+		c.interrupted = interrupt(c.src)
+	})
+	return c.interrupted
+}
+
+// interrupt makes a blocked Read on r return, if r allows it.
+func interrupt(r io.Reader) bool {
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		if d.SetReadDeadline(time.Unix(1, 0)) == nil {
+			return true
+		}
+	}
+	if cl, ok := r.(io.Closer); ok {
+		if _, isFile := r.(*os.File); !isFile { // closing a blocking file does not interrupt a read
+			return cl.Close() == nil
+		}
+	}
+	return false
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// idleChan returns a channel closed once no job is running.
+func (c *conn) idleChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running == 0 {
+		return closedChan
+	}
+	if c.idle == nil {
+		c.idle = make(chan struct{})
+	}
+	return c.idle
+}
+
+// waitIdle waits up to d for every running job to queue its response.
+func (c *conn) waitIdle(d time.Duration) bool {
+	ch := c.idleChan()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// readLoop reads the host's messages until the stream ends, fails, or
+// reading is stopped, and reports why on c.readDone.
+func (c *conn) readLoop() {
+	var m codec.Message
+	for {
+		err := c.rd.Read(&m)
+		if c.stopping.Load() {
+			c.readDone <- nil
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				err = fmt.Errorf("worker: reading from the host: %w", err)
+			}
+			c.readDone <- err
+			return
+		}
+		if err := c.dispatch(&m); err != nil {
+			c.readDone <- err
+			return
+		}
+	}
+}
+
+func (c *conn) dispatch(m *codec.Message) error {
+	switch m.Kind {
+	case codec.KindRequest:
+		return c.startJob(m)
+	case codec.KindCancel:
+		c.mu.Lock()
+		if j := c.jobs[m.ID]; j != nil {
+			j.cancel(errCancelRequested)
+		}
+		c.mu.Unlock()
+	case codec.KindPing:
+		c.reply(codec.KindPong, m.ID, "", "")
+	case codec.KindShutdown:
+		c.mu.Lock()
+		already := c.refusing
+		c.refusing = true
+		c.mu.Unlock()
+		if !already {
+			c.shutdownC <- m.Grace
+		}
+	default:
+		return fmt.Errorf("worker: unexpected %s message from the host", m.Kind)
+	}
+	return nil
+}
+
+// reply queues a message that is not a job's result.
+func (c *conn) reply(kind codec.Kind, id uint64, code, msg string) {
+	j := jobPool.Get().(*job)
+	j.kind, j.id, j.code, j.msg = kind, id, code, msg
+	c.out.send(j)
+}
+
+// startJob starts the job m requests, or answers it at once.
+func (c *conn) startJob(m *codec.Message) error {
+	h := c.handlers[m.JobType]
+	c.mu.Lock()
+	if c.refusing {
+		c.mu.Unlock()
+		c.reply(codec.KindResponse, m.ID, codec.CodeShuttingDown, "the worker is shutting down")
+		return nil
+	}
+	if h == nil {
+		c.mu.Unlock()
+		c.reply(codec.KindResponse, m.ID, codec.CodeUnknownJobType, fmt.Sprintf("no handler for job type %q", m.JobType))
+		return nil
+	}
+	if _, dup := c.jobs[m.ID]; dup {
+		c.mu.Unlock()
+		return fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
+	}
+	j := jobPool.Get().(*job)
+	j.id, j.jobType, j.timeout, j.h = m.ID, m.JobType, m.Timeout, h
+	j.ctx, j.cancel = context.WithCancelCause(c.ctx)
+	if m.Timeout > 0 {
+		j.ctx, j.stop = context.WithTimeout(j.ctx, m.Timeout)
+	}
+	c.jobs[m.ID] = j
+	c.running++
+	c.mu.Unlock()
+
+	if n := len(m.Payload); n > 0 {
+		if c.rd.Owned() {
+			j.payload = m.Payload
+		} else {
+			j.in = getPayload(n)
+			copy(*j.in, m.Payload)
+			j.payload = *j.in
+		}
+	}
+	select {
+	case c.work <- j:
+	default:
+		go c.runner(j)
+	}
+	return nil
+}
+
+// runnerIdle is how long a runner goroutine waits for a job before exiting.
+const runnerIdle = 10 * time.Second
+
+// runner runs j, then the jobs it receives from c.work until it has been
+// idle for runnerIdle or the conversation ends. Reusing goroutines spares
+// every job the growth of a fresh goroutine's stack, which profiles showed
+// to be a quarter of the SDK's CPU time.
+func (c *conn) runner(j *job) {
+	var t *time.Timer
+	for {
+		c.run(j)
+		if t == nil {
+			t = time.NewTimer(runnerIdle)
+		} else {
+			t.Reset(runnerIdle)
+		}
+		select {
+		case j = <-c.work:
+		case <-t.C:
+			return
+		case <-c.quit:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// run runs j's handler and queues its response.
+func (c *conn) run(j *job) {
+	var (
+		result   []byte
+		err      error
+		returned bool
+	)
+	defer func() {
+		var p *PanicError
+		if !returned {
+			v := recover()
+			if v == nil {
+				v = errGoexit
+			}
+			p = &PanicError{JobType: j.jobType, ID: j.id, Value: v, Stack: debug.Stack()}
+		}
+		c.complete(j, result, err, p)
+	}()
+	result, err = j.h.serve(j.ctx, j)
+	returned = true
+}
+
+// complete turns a handler's outcome into j's response and queues it.
+func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
+	j.kind = codec.KindResponse
+	switch {
+	case p != nil:
+		j.code = codec.CodePanic
+		j.msg = panicMessage(p)
+		c.logger.Printf("worker: panic in job %d of type %q: %v\n%s", j.id, j.jobType, p.Value, p.Stack)
+	case err != nil:
+		j.code, j.msg = classify(j, err)
+	default:
+		j.pk, j.result = j.h.kind, result
+	}
+	j.msg = truncate(j.msg, maxErrMessage)
+	if j.stop != nil {
+		j.stop()
+	}
+	j.cancel(nil)
+
+	c.mu.Lock()
+	delete(c.jobs, j.id)
+	first := p != nil && c.panicErr == nil
+	if first {
+		c.panicErr = p
+	}
+	c.mu.Unlock()
+	if first {
+		c.stopReading()
+		close(c.panicked)
+	}
+
+	c.out.send(j) // j belongs to the outbox from now on
+
+	c.mu.Lock()
+	c.running--
+	if c.running == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+	c.mu.Unlock()
+}
+
+// classify returns the error code and message of a failed job.
+func classify(j *job, err error) (code, msg string) {
+	var e *Error
+	if errors.As(err, &e) && e.Code != "" {
+		if err == error(e) {
+			return e.Code, e.Message
+		}
+		return e.Code, err.Error()
+	}
+	ctxErr := j.ctx.Err()
+	if ctxErr == nil {
+		return codec.CodeHandler, err.Error()
+	}
+	msg = err.Error()
+	if errors.Is(ctxErr, context.DeadlineExceeded) {
+		return codec.CodeDeadline, fmt.Sprintf("%s (job timeout %v)", msg, j.timeout)
+	}
+	if cause := context.Cause(j.ctx); cause != nil && cause != ctxErr && !errors.Is(err, cause) {
+		msg = fmt.Sprintf("%s (%v)", msg, cause)
+	}
+	return codec.CodeCancelled, msg
+}
+
+// truncate shortens s to at most n bytes plus an ellipsis, on a rune
+// boundary, so that it stays valid UTF-8.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// panicFrames is how many stack lines (two per frame) a panic response
+// carries; the worker's log has the whole stack.
+const panicFrames = 10
+
+// panicMessage returns the panic value and the first frames below the
+// panic, for the response's error message.
+func panicMessage(p *PanicError) string {
+	lines := bytes.Split(bytes.TrimSpace(p.Stack), []byte("\n"))
+	start := 1 // after "goroutine N [running]:"
+	for i, l := range lines {
+		if bytes.HasPrefix(l, []byte("panic(")) {
+			start = i + 2 // after runtime.gopanic and its file line
+			break
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "panic: %v", p.Value)
+	for i := start; i < len(lines) && i < start+panicFrames; i++ {
+		b.WriteByte('\n')
+		b.Write(lines[i])
+	}
+	return b.String()
+}
+
+// isHostGone reports whether a write error means that the host closed its
+// end of the pipe.
+func isHostGone(err error) bool {
+	return errors.Is(err, errBrokenPipe) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed)
+}

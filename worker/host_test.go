@@ -1,0 +1,188 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/procpool/procpool/codec"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testHost plays the host of a Server served with ServeConn over io.Pipe
+// pairs, with codec's Reader and Writer.
+type testHost struct {
+	t      testing.TB
+	ready  codec.Message
+	wmu    sync.Mutex
+	w      *codec.Writer
+	toW    *io.PipeWriter // the worker's input, written by the host
+	toHost *io.PipeWriter // the worker's output
+	msgs   chan codec.Message
+	done   chan error // ServeConn's result
+	cancel context.CancelFunc
+}
+
+type hostOptions struct {
+	maxFrame uint32 // announced in hello; 0 means codec.DefaultMaxFrame
+	ctx      context.Context
+}
+
+// startHost serves s over pipes and performs the handshake.
+func startHost(t testing.TB, s *Server, opts hostOptions) *testHost {
+	t.Helper()
+	h := startRaw(t, s, opts)
+	h.send(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: opts.maxFrame})
+	h.ready = h.next()
+	require.Equal(t, codec.KindReady, h.ready.Kind)
+	return h
+}
+
+// startRaw serves s over pipes without a handshake.
+func startRaw(t testing.TB, s *Server, opts hostOptions) *testHost {
+	t.Helper()
+	if s.Logger == nil {
+		s.Logger = testLogger(t)
+	}
+	ctx := opts.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	wr, ww := io.Pipe()
+	hr, hw := io.Pipe()
+	h := &testHost{
+		t:      t,
+		w:      codec.NewWriter(ww, 0),
+		toW:    ww,
+		toHost: hw,
+		msgs:   make(chan codec.Message, 4096),
+		done:   make(chan error, 1),
+		cancel: cancel,
+	}
+	go func() {
+		h.done <- s.ServeConn(ctx, wr, hw)
+	}()
+	go func() {
+		defer close(h.msgs)
+		r := codec.NewReader(hr, 0)
+		for {
+			var m codec.Message
+			if err := r.Read(&m); err != nil {
+				return
+			}
+			m.Payload = bytes.Clone(m.Payload)
+			h.msgs <- m
+		}
+	}()
+	t.Cleanup(h.close)
+	return h
+}
+
+// close ends the conversation if it is still going and waits for ServeConn.
+func (h *testHost) close() {
+	h.toW.Close()
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		h.t.Errorf("ServeConn did not return after the host closed its pipe")
+	}
+	h.cancel()
+	h.toHost.Close()
+	for range h.msgs {
+	}
+}
+
+func (h *testHost) send(m *codec.Message) {
+	h.t.Helper()
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	require.NoError(h.t, h.w.Write(m))
+}
+
+func (h *testHost) request(id uint64, jobType string, payload []byte) {
+	h.t.Helper()
+	h.send(&codec.Message{Kind: codec.KindRequest, ID: id, JobType: jobType, Payload: payload})
+}
+
+// next returns the next message from the worker.
+func (h *testHost) next() codec.Message {
+	h.t.Helper()
+	select {
+	case m, ok := <-h.msgs:
+		require.True(h.t, ok, "the worker's output ended")
+		return m
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("no message from the worker")
+	}
+	panic("unreachable")
+}
+
+// quiet checks that the worker sends nothing for d.
+func (h *testHost) quiet(d time.Duration) {
+	h.t.Helper()
+	select {
+	case m, ok := <-h.msgs:
+		if ok {
+			h.t.Fatalf("unexpected message from the worker: %+v", m)
+		}
+	case <-time.After(d):
+	}
+}
+
+// result waits for ServeConn's result.
+func (h *testHost) result(d time.Duration) error {
+	h.t.Helper()
+	select {
+	case err := <-h.done:
+		h.done <- err // for close
+		return err
+	case <-time.After(d):
+		h.t.Fatalf("ServeConn did not return within %v", d)
+	}
+	return nil
+}
+
+func (h *testHost) running() bool {
+	select {
+	case err := <-h.done:
+		h.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
+type testWriter struct {
+	mu sync.Mutex
+	t  testing.TB
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil {
+		w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	}
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *log.Logger {
+	tw := &testWriter{t: t}
+	t.Cleanup(func() {
+		tw.mu.Lock()
+		tw.t = nil
+		tw.mu.Unlock()
+	})
+	return log.New(tw, "", 0)
+}

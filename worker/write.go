@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+
+	"github.com/procpool/procpool/codec"
+)
+
+// outBufferSize is the size of the buffer that coalesces responses.
+const outBufferSize = 64 << 10
+
+// outbox writes the worker's messages. Whoever queues a message while no one
+// is writing becomes the writer: it writes every queued message into a
+// buffer, flushes it once the queue is empty, and stops writing when the
+// queue is still empty after the flush. A lone job thus writes its own
+// response at once, with no hand-off to another goroutine, while under load
+// the writer of the moment carries everyone's responses in few, large
+// writes.
+type outbox struct {
+	mu      sync.Mutex
+	cond    sync.Cond // signalled when writing ends
+	queue   []*job
+	spare   []*job
+	writing bool
+	closed  bool
+	err     error      // first write error; nothing is written after it
+	failed  chan error // receives err
+
+	// Owned by the writer of the moment.
+	bw     *bufio.Writer
+	cw     *codec.Writer
+	msg    codec.Message
+	logger *log.Logger
+}
+
+func (o *outbox) init(w io.Writer, logger *log.Logger) {
+	o.cond.L = &o.mu
+	o.failed = make(chan error, 1)
+	o.bw = bufio.NewWriterSize(w, outBufferSize)
+	o.cw = codec.NewWriter(o.bw, 0)
+	o.logger = logger
+}
+
+// writeNow writes m and flushes; only for the handshake, before any send.
+func (o *outbox) writeNow(m *codec.Message) error {
+	if err := o.cw.Write(m); err != nil {
+		return err
+	}
+	return o.bw.Flush()
+}
+
+// send queues j's message, and writes it and whatever else is queued if no
+// one else is writing. j belongs to the outbox from the call on.
+func (o *outbox) send(j *job) {
+	o.mu.Lock()
+	if o.closed || o.err != nil {
+		o.mu.Unlock()
+		releaseJob(j)
+		return
+	}
+	o.queue = append(o.queue, j)
+	if o.writing {
+		o.mu.Unlock()
+		return
+	}
+	o.writing = true
+	for {
+		batch := o.queue
+		o.queue = o.spare[:0]
+		o.mu.Unlock()
+		err := o.writeBatch(batch)
+		clear(batch)
+		o.mu.Lock()
+		o.spare = batch[:0]
+		if err == nil && len(o.queue) > 0 {
+			continue
+		}
+		if err == nil {
+			o.mu.Unlock()
+			err = o.bw.Flush()
+			o.mu.Lock()
+			if err == nil && len(o.queue) > 0 {
+				continue
+			}
+		}
+		if err != nil {
+			o.err = err
+			o.failed <- err
+			for i, q := range o.queue {
+				releaseJob(q)
+				o.queue[i] = nil
+			}
+			o.queue = o.queue[:0]
+		}
+		o.writing = false
+		o.cond.Broadcast()
+		o.mu.Unlock()
+		return
+	}
+}
+
+// writeBatch writes every job's message into the buffer, releasing the
+// jobs, and returns the first write error.
+func (o *outbox) writeBatch(batch []*job) error {
+	var err error
+	for _, j := range batch {
+		if err == nil {
+			err = o.write(j)
+		}
+		releaseJob(j)
+	}
+	return err
+}
+
+// write writes one job's message. A response too large for the host's
+// limit is replaced by a too_large error: codec.Writer checks the size
+// before writing anything.
+func (o *outbox) write(j *job) error {
+	m := &o.msg
+	*m = codec.Message{
+		Kind:        j.kind,
+		ID:          j.id,
+		ErrCode:     j.code,
+		ErrMessage:  j.msg,
+		PayloadKind: j.pk,
+		Payload:     j.result,
+	}
+	err := o.cw.Write(m)
+	if errors.Is(err, codec.ErrFrameTooLarge) {
+		m.ErrCode = codec.CodeTooLarge
+		m.ErrMessage = fmt.Sprintf("the response (%d bytes of payload) exceeds the host's frame limit of %d bytes", len(m.Payload), o.cw.MaxFrame())
+		m.PayloadKind, m.Payload = codec.Blob, nil
+		err = o.cw.Write(m)
+		if errors.Is(err, codec.ErrFrameTooLarge) {
+			o.logger.Printf("worker: dropping the response to job %d: %v", j.id, err)
+			err = nil
+		}
+	}
+	*m = codec.Message{}
+	return err
+}
+
+// close waits for the writer of the moment to finish, after which nothing
+// more is written.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	for o.writing {
+		o.cond.Wait()
+	}
+	o.mu.Unlock()
+}
