@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/evanphx/go-hclog-slog/hclogslog"
@@ -213,6 +214,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	actors.WaitChildless(s.actors, s.root, 5*time.Second)
 	_ = s.actors.Root.StopFuture(s.root).Wait()
 	s.dispatcher.Close()
 	s.actors.Shutdown()

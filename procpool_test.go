@@ -41,10 +41,27 @@ func newSystem(t *testing.T) *procpool.System {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: testLogLevel(), Output: out})
 	sys := procpool.NewSystem(procpool.Config{Logger: logger})
+	// Every message the pool sends to a stopped actor must be one it
+	// expects to (a late timer, a process exit): anything else is a lost
+	// message.
+	var deadMu sync.Mutex
+	var dead []string
+	sys.ActorSystem().EventStream.Subscribe(func(m any) {
+		if d, ok := m.(*actor.DeadLetterEvent); ok {
+			if _, ignorable := d.Message.(actor.IgnoreDeadLetterLogging); !ignorable {
+				deadMu.Lock()
+				dead = append(dead, fmt.Sprintf("%T to %v", d.Message, d.PID))
+				deadMu.Unlock()
+			}
+		}
+	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		assert.NoError(t, sys.Shutdown(ctx))
+		deadMu.Lock()
+		assert.Empty(t, dead, "unexpected dead letters")
+		deadMu.Unlock()
 		proctest.VerifyNone(t)
 	})
 	return sys

@@ -14,14 +14,14 @@ type EventKind int
 
 // The supervision events a router publishes.
 const (
-	EventStarted     EventKind = iota + 1 // a worker process started
-	EventReady                            // a worker finished its handshake
-	EventCrashed                          // a worker failed
-	EventRestarted                        // a replacement for a failed worker was started
-	EventRecycled                         // a worker was retired by plan (jobs, age, memory)
-	EventPassivated                       // an idle worker above the minimum was stopped
-	EventGaveUp                           // the restart intensity was exceeded
-	EventRecovered                        // the job type is available again after its cool-down
+	EventStarted    EventKind = iota + 1 // a worker process started
+	EventReady                           // a worker finished its handshake
+	EventCrashed                         // a worker failed
+	EventRestarted                       // a replacement for a failed worker was started
+	EventRecycled                        // a worker was retired by plan (jobs, age, memory)
+	EventPassivated                      // an idle worker above the minimum was stopped
+	EventGaveUp                          // the restart intensity was exceeded
+	EventRecovered                       // the job type is available again after its cool-down
 )
 
 var eventNames = map[EventKind]string{

@@ -130,6 +130,11 @@ func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, b
 	if err != nil {
 		return nil, err
 	}
+	// Fast path: nothing queued and a slot free: write the request from
+	// this goroutine, without crossing the router's mailbox.
+	if w := h.gate.takeSlot(); w != nil && start(j, w, &h.spec, true) {
+		return j, nil
+	}
 	system.Root.Send(pid, j)
 	return j, nil
 }

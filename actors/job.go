@@ -146,11 +146,13 @@ type (
 // remembers every unresolved one (so that none is lost if the router stops
 // with jobs in its mailbox), and refuses jobs once closed.
 type gate struct {
-	slots    chan struct{} // one token per accepted, unresolved job
+	tokens   chan struct{} // one per accepted, unresolved job
 	shut     chan struct{} // closed when the gate closes
 	counters counters
 
 	mu     sync.Mutex
+	slots  []*workerState // free capacity on ready workers, most recent last
+	queued int            // jobs in the router's queue
 	system *actor.ActorSystem
 	pid    *actor.PID        // the router, once bound
 	closed error             // non-nil once closed: the error new jobs get
@@ -159,9 +161,9 @@ type gate struct {
 
 func newGate(capacity int) *gate {
 	return &gate{
-		slots: make(chan struct{}, capacity),
-		shut:  make(chan struct{}),
-		jobs:  make(map[*Job]struct{}, capacity),
+		tokens: make(chan struct{}, capacity),
+		shut:   make(chan struct{}),
+		jobs:   make(map[*Job]struct{}, capacity),
 	}
 }
 
@@ -169,13 +171,13 @@ func newGate(capacity int) *gate {
 // set, and registers j. It does not send j anywhere.
 func (g *gate) admit(ctx context.Context, j *Job, block bool) error {
 	select {
-	case g.slots <- struct{}{}:
+	case g.tokens <- struct{}{}:
 	default:
 		if !block {
 			return ErrQueueFull
 		}
 		select {
-		case g.slots <- struct{}{}:
+		case g.tokens <- struct{}{}:
 		case <-g.shut:
 			return g.closedErr()
 		case <-ctx.Done():
@@ -185,7 +187,7 @@ func (g *gate) admit(ctx context.Context, j *Job, block bool) error {
 	g.mu.Lock()
 	if g.closed != nil {
 		g.mu.Unlock()
-		<-g.slots
+		<-g.tokens
 		return g.closed
 	}
 	g.jobs[j] = struct{}{}
@@ -209,7 +211,7 @@ func (g *gate) release(j *Job, err error) {
 	delete(g.jobs, j)
 	g.mu.Unlock()
 	if ok {
-		<-g.slots
+		<-g.tokens
 		g.counters.record(err, time.Since(j.accepted))
 	}
 }

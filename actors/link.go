@@ -14,30 +14,39 @@ import (
 	"github.com/procpool/procpool/codec"
 )
 
-// link is the host's end of the protocol with one worker process: a writer
-// goroutine that coalesces outgoing frames, a reader goroutine that resolves
-// jobs as their responses arrive, and the table of jobs in flight.
+// link is the host's end of the protocol with one worker process: the
+// table of jobs in flight, a reader goroutine that resolves jobs as their
+// answers arrive, and the write side, shared by callers that write their
+// own requests (the fast path) and a writer goroutine that sends what the
+// router and the worker actor queue (so that actors never block on a pipe).
 //
-// The worker actor owns the link; the router writes requests and cancels
+// The worker actor owns the link; the router and callers dispatch jobs
 // through it without a hop through the worker actor's mailbox.
 type link struct {
 	jobType string
+	spec    *JobType
+	gate    *gate
 	system  *actor.ActorSystem
 	worker  *actor.PID // told of the handshake and of the link's end
-	router  *actor.PID // told of every answered job
+	router  *actor.PID // told of answered jobs when it must act on them
+
+	nextID    atomic.Uint64
+	lastHeard atomic.Int64  // unix nanos of the last frame read
+	rss       atomic.Uint64 // resident bytes at the last heartbeat
 
 	out      chan outgoing
 	quit     chan struct{} // closed by close(): the writer stops
 	quitOnce sync.Once
-	wg       sync.WaitGroup
 
-	lastHeard atomic.Int64  // unix nanos of the last frame read
-	rss       atomic.Uint64 // resident bytes at the last heartbeat
-	writeErr  atomic.Pointer[error]
+	writeMu sync.Mutex // serialises frames on the pipe
+	bw      *bufio.Writer
+	w       *codec.Writer
+	wmsg    codec.Message
+	werr    error
 
 	mu       sync.Mutex
 	inflight map[uint64]*Job
-	broken   bool // no more jobs may be added
+	closed   bool // no more jobs may be added
 }
 
 // outgoing is one frame for the writer goroutine. Fields are copied out of
@@ -60,9 +69,11 @@ type linkClosed struct{ err error }
 // errProtocol marks protocol violations by a worker.
 var errProtocol = errors.New("protocol error")
 
-func newLink(system *actor.ActorSystem, jobType string, worker, router *actor.PID) *link {
+func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *actor.PID) *link {
 	l := &link{
-		jobType:  jobType,
+		jobType:  spec.Name,
+		spec:     spec,
+		gate:     g,
 		system:   system,
 		worker:   worker,
 		router:   router,
@@ -74,15 +85,27 @@ func newLink(system *actor.ActorSystem, jobType string, worker, router *actor.PI
 	return l
 }
 
-// start runs the writer and reader goroutines over the process's pipes.
-func (l *link) start(in io.Writer, out io.Reader, maxFrame int) {
-	l.wg.Add(2)
-	go l.writeLoop(in, maxFrame)
-	go l.readLoop(out, maxFrame)
+// start sends the Hello and runs the writer and reader goroutines over the
+// process's pipes; wg counts them.
+func (l *link) start(in io.Writer, out io.Reader, wg *sync.WaitGroup) {
+	l.bw = bufio.NewWriterSize(in, 64<<10)
+	l.w = codec.NewWriter(l.bw, l.spec.MaxFrame)
+	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(l.spec.MaxFrame)}
+	l.writeMu.Lock()
+	l.write(&hello, true)
+	l.writeMu.Unlock()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		l.writeLoop()
+	}()
+	go func() {
+		defer wg.Done()
+		l.readLoop(out)
+	}()
 }
 
-// send queues a frame for the writer. It never blocks the caller for long:
-// the queue holds 256 frames and a worker has at most InFlight jobs.
+// send queues a frame for the writer goroutine.
 func (l *link) send(o outgoing) {
 	select {
 	case l.out <- o:
@@ -90,26 +113,32 @@ func (l *link) send(o outgoing) {
 	}
 }
 
-// dispatch registers j as running on this worker and queues its request.
-// It reports false when the link is broken (the worker is dying).
-func (l *link) dispatch(j *Job, timeout time.Duration) bool {
+// dispatch registers j as running on this worker and sends its request,
+// from this goroutine when direct is set, else through the writer. It
+// reports false when the link takes no more jobs.
+func (l *link) dispatch(j *Job, timeout time.Duration, direct bool) bool {
 	l.mu.Lock()
-	if l.broken {
+	if l.closed {
 		l.mu.Unlock()
 		return false
 	}
 	l.inflight[j.id] = j
 	l.mu.Unlock()
-	l.send(outgoing{kind: codec.KindRequest, id: j.id, timeout: timeout, pkind: j.Kind, payload: j.Payload})
+	if !direct {
+		l.send(outgoing{kind: codec.KindRequest, id: j.id, timeout: timeout, pkind: j.Kind, payload: j.Payload})
+		return true
+	}
+	l.writeMu.Lock()
+	l.wmsg = codec.Message{Kind: codec.KindRequest, ID: j.id, JobType: l.jobType, Timeout: timeout, PayloadKind: j.Kind, Payload: j.Payload}
+	l.write(&l.wmsg, true)
+	l.wmsg.Payload = nil
+	l.writeMu.Unlock()
 	return true
 }
 
 // cancel asks the worker to stop job id, if it still runs.
 func (l *link) cancel(id uint64) {
-	l.mu.Lock()
-	_, running := l.inflight[id]
-	l.mu.Unlock()
-	if running {
+	if l.running(id) {
 		l.send(outgoing{kind: codec.KindCancel, id: id})
 	}
 }
@@ -122,19 +151,21 @@ func (l *link) running(id uint64) bool {
 	return ok
 }
 
-// breakLink makes later dispatches fail: the worker is being killed.
-func (l *link) breakLink() {
+// closeForJobs makes later dispatches fail and returns the number of jobs
+// still in flight.
+func (l *link) closeForJobs() int {
 	l.mu.Lock()
-	l.broken = true
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return len(l.inflight)
 }
 
-// takeAll marks the link broken and returns the jobs still in flight, which
-// the caller now owns.
+// takeAll closes the link for jobs and returns the jobs still in flight,
+// which the caller now owns.
 func (l *link) takeAll() []*Job {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.broken = true
+	l.closed = true
 	jobs := make([]*Job, 0, len(l.inflight))
 	for id, j := range l.inflight {
 		jobs = append(jobs, j)
@@ -149,15 +180,8 @@ func (l *link) close() {
 	l.quitOnce.Do(func() { close(l.quit) })
 }
 
-func (l *link) writeLoop(in io.Writer, maxFrame int) {
-	defer l.wg.Done()
-	bw := bufio.NewWriterSize(in, 64<<10)
-	w := codec.NewWriter(bw, maxFrame)
+func (l *link) writeLoop() {
 	var m codec.Message
-	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(maxFrame)}
-	if err := l.write(w, bw, &hello, true); err != nil {
-		return
-	}
 	for {
 		var o outgoing
 		select {
@@ -166,39 +190,39 @@ func (l *link) writeLoop(in io.Writer, maxFrame int) {
 			return
 		}
 		// Coalesce: encode everything already queued, then flush once.
+		l.writeMu.Lock()
 		for {
 			m = codec.Message{Kind: o.kind, ID: o.id, JobType: l.jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload}
 			if o.kind == codec.KindShutdown {
 				m.Grace = o.timeout
 			}
 			more := len(l.out) > 0
-			if err := l.write(w, bw, &m, !more); err != nil {
-				return
-			}
+			l.write(&m, !more)
 			if !more {
 				break
 			}
 			o = <-l.out
 		}
+		l.writeMu.Unlock()
 	}
 }
 
-// write encodes one message and flushes when asked. A write error (the
-// worker closed its end) stops the writer; the process's exit tells the rest.
-func (l *link) write(w *codec.Writer, bw *bufio.Writer, m *codec.Message, flush bool) error {
-	err := w.Write(m)
+// write encodes one message and flushes when asked; writeMu is held. After
+// a write error (the worker closed its end) later writes are dropped: the
+// process's exit tells the rest.
+func (l *link) write(m *codec.Message, flush bool) {
+	if l.werr != nil {
+		return
+	}
+	err := l.w.Write(m)
 	if err == nil && flush {
-		err = bw.Flush()
+		err = l.bw.Flush()
 	}
-	if err != nil {
-		l.writeErr.Store(&err)
-	}
-	return err
+	l.werr = err
 }
 
-func (l *link) readLoop(out io.Reader, maxFrame int) {
-	defer l.wg.Done()
-	r := codec.NewReader(out, maxFrame)
+func (l *link) readLoop(out io.Reader) {
+	r := codec.NewReader(out, l.spec.MaxFrame)
 	var m codec.Message
 	handshaken := false
 	for {
@@ -225,7 +249,9 @@ func (l *link) readLoop(out io.Reader, maxFrame int) {
 	}
 }
 
-// answer resolves the job a response is for and tells the router.
+// answer settles the job a response is for: it frees the job's slot first
+// (so that a caller woken by the result finds it free), then resolves the
+// job.
 func (l *link) answer(m *codec.Message, r *codec.Reader) {
 	l.mu.Lock()
 	j, ok := l.inflight[m.ID]
@@ -236,14 +262,23 @@ func (l *link) answer(m *codec.Message, r *codec.Reader) {
 	if !ok {
 		return // answered after its worker was declared dead, or a stray id
 	}
+	var result []byte
+	var err error
 	if m.ErrCode != "" {
-		j.resolve(nil, &RemoteError{Code: m.ErrCode, Message: m.ErrMessage})
-	} else {
-		p := m.Payload
-		if !r.Owned() && len(p) > 0 {
-			p = append([]byte(nil), p...)
-		}
-		j.resolve(p, nil)
+		err = &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
+	} else if result = m.Payload; !r.Owned() && len(result) > 0 {
+		result = append([]byte(nil), result...)
 	}
-	l.system.Root.Send(l.router, (*jobDone)(j))
+	if j.timer != nil {
+		j.timer.Stop()
+	}
+	w := j.worker
+	w.running.Add(-1)
+	served := w.served.Add(1)
+	w.lastDone.Store(time.Now().UnixNano())
+	recycle := l.spec.RecycleAfterJobs > 0 && served >= int64(l.spec.RecycleAfterJobs)
+	if recycle || !l.gate.giveSlot(w) {
+		l.system.Root.Send(l.router, (*jobDone)(j))
+	}
+	j.resolve(result, err)
 }

@@ -35,6 +35,8 @@ func (q *jobQueue) pushFront(j *Job) {
 	q.n++
 }
 
+func (q *jobQueue) peekFront() *Job { return q.buf[q.head] }
+
 func (q *jobQueue) popFront() *Job {
 	j := q.buf[q.head]
 	q.buf[q.head] = nil

@@ -37,10 +37,29 @@ func SupervisorProps(d *Dispatcher) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return rootSupervisor{} }, opts...)
 }
 
+// countChildren asks a root supervisor how many children it still has.
+type countChildren struct{}
+
 func (rootSupervisor) Receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*spawnChild); ok {
+	switch m := ctx.Message().(type) {
+	case *spawnChild:
 		pid, err := ctx.SpawnNamed(m.props, m.name)
 		ctx.Respond(&spawnChildResult{pid: pid, err: err})
+	case *countChildren:
+		ctx.Respond(len(ctx.Children()))
+	}
+}
+
+// WaitChildless waits until the supervisor at pid has seen every child
+// terminate, so that stopping it sends no Stop to a child already gone.
+func WaitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		res, err := system.Root.RequestFuture(pid, &countChildren{}, time.Second).Result()
+		if n, ok := res.(int); err != nil || !ok || n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

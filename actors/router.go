@@ -42,34 +42,10 @@ type routerActor struct {
 
 	draining bool            // a drain or abort began
 	waiters  []chan struct{} // closed once no worker is left
-	stopped  bool // Stopping or Restarting was received: children stop by themselves
+	stopped  bool            // Stopping or Restarting was received: children stop by themselves
 
 	stats Stats // the router-owned counters of Stats
 }
-
-// workerState is the router's view of one worker.
-type workerState struct {
-	pid       *actor.PID
-	link      *link // nil until ready
-	proc      int
-	status    workerStatus
-	running   int
-	served    int
-	spawned   time.Time
-	readyAt   time.Time
-	idleSince time.Time
-	replaces  *workerState // the worker this one will replace once ready (recycling)
-	recycling bool         // a replacement is starting for it
-	retiring  bool         // gets no new jobs; stops once idle
-}
-
-type workerStatus int
-
-const (
-	starting workerStatus = iota
-	ready
-	stopping
-)
 
 // Messages of the router, besides *Job, *StatsRequest and the job
 // notifications.
@@ -170,13 +146,7 @@ func (r *routerActor) onStarted(ctx actor.Context) {
 	r.gate.bind(r.system, r.self)
 	r.log = r.spec.Logger
 	r.env.logger = r.log
-	if r.env.dispatcher != nil {
-		r.props = newWorkerProps(&r.spec, r.env)
-	} else {
-		r.props = actor.PropsFromProducer(func() actor.Actor {
-			return &workerActor{spec: &r.spec, env: r.env}
-		}, actor.WithSupervisor(stopOnPanic))
-	}
+	r.props = newWorkerProps(&r.spec, r.env, r.gate)
 	r.restarts = supervisor.NewRestarts(r.spec.Policy)
 	r.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
 	r.workers = make(map[string]*workerState)
@@ -227,92 +197,74 @@ func (r *routerActor) unavailableErr() error {
 		ErrUnavailable, r.spec.Name, r.restarts.AvailableAt().Format(time.RFC3339Nano))
 }
 
-// dispatch hands queued jobs to workers with a free slot.
+// dispatch hands queued jobs to free slots, first come first served.
 func (r *routerActor) dispatch() {
 	for r.queue.len() > 0 {
-		w := r.pickWorker()
+		if j := r.queue.peekFront(); j.resolved() {
+			r.queue.popFront()
+			continue
+		}
+		w := r.gate.nextSlot(r.queue.len())
 		if w == nil {
 			return
 		}
-		j := r.queue.popFront()
-		if j.resolved() {
-			continue
-		}
-		r.run(j, w)
+		r.run(r.queue.popFront(), w)
 	}
+	r.gate.setQueued(0)
 }
 
-// pickWorker returns the ready worker with a free slot that has the fewest
-// jobs, preferring the most recently busy one among equals, so that idle
-// workers stay idle long enough to be passivated.
-func (r *routerActor) pickWorker() *workerState {
-	var best *workerState
-	for _, w := range r.workers {
-		if w.status != ready || w.retiring || w.running >= r.spec.InFlight {
-			continue
-		}
-		if best == nil || w.running < best.running ||
-			(w.running == best.running && w.idleSince.After(best.idleSince)) {
-			best = w
-		}
-	}
-	return best
-}
-
+// run starts j on w's slot; if w takes no more jobs, j goes back to the
+// front of the queue.
 func (r *routerActor) run(j *Job, w *workerState) {
-	r.nextID++
-	j.id, j.worker = r.nextID, w
-	j.attempt++
-	j.started = time.Now()
-	if !w.link.dispatch(j, r.spec.JobTimeout) {
-		// The worker is being killed; it will report its exit.
-		j.worker = nil
-		j.attempt--
-		w.status = stopping
+	if !start(j, w, &r.spec, false) {
 		r.queue.pushFront(j)
-		return
-	}
-	w.running++
-	if r.spec.JobTimeout > 0 {
-		self, root := r.self, r.system.Root
-		j.timer = time.AfterFunc(r.spec.JobTimeout, func() { root.Send(self, (*jobTimeout)(j)) })
+		r.gate.setQueued(r.queue.len())
 	}
 }
 
-// finish detaches a job from its worker.
-func (r *routerActor) finish(j *Job) *workerState {
-	w := j.worker
-	if w == nil {
-		return nil
-	}
+// finish detaches a job from its worker (the job's answer arrived, or its
+// worker died).
+func (r *routerActor) finish(j *Job) {
 	j.worker = nil
 	if j.timer != nil {
 		j.timer.Stop()
 		j.timer = nil
 	}
-	w.running--
-	if w.running == 0 {
-		w.idleSince = time.Now()
-	}
-	return w
 }
 
+// onDone takes back the slot of an answered job that the link could not
+// return by itself (jobs were queued, the worker is retiring, or it is due
+// for recycling).
 func (r *routerActor) onDone(j *Job) {
-	w := r.finish(j)
-	if w == nil {
+	w := j.worker
+	r.finish(j)
+	if w == nil || r.workers[w.pid.Id] != w {
+		return // a worker already gone
+	}
+	if n := w.served.Load(); r.spec.RecycleAfterJobs > 0 && n >= int64(r.spec.RecycleAfterJobs) {
+		r.recycle(w, fmt.Sprintf("served %d jobs", n))
+	}
+	if w.retiring || w.status != ready {
+		r.retireIfIdle(w)
 		return
 	}
-	w.served++
-	if r.spec.RecycleAfterJobs > 0 && w.served >= r.spec.RecycleAfterJobs {
-		r.recycle(w, fmt.Sprintf("served %d jobs", w.served))
+	if next := r.nextQueued(); next != nil {
+		r.run(next, w)
+		return
 	}
-	if w.running == 0 && r.spec.MaxRSS > 0 && w.link != nil {
-		if rss := w.link.rss.Load(); rss > r.spec.MaxRSS {
-			r.recycle(w, fmt.Sprintf("resident memory %d bytes above %d", rss, r.spec.MaxRSS))
+	r.gate.pushSlot(w)
+}
+
+// nextQueued pops the first live job of the queue, if any.
+func (r *routerActor) nextQueued() *Job {
+	for r.queue.len() > 0 {
+		j := r.queue.popFront()
+		r.gate.setQueued(r.queue.len())
+		if !j.resolved() {
+			return j
 		}
 	}
-	r.retireIfIdle(w)
-	r.dispatch()
+	return nil
 }
 
 func (r *routerActor) onCancel(j *Job) {
@@ -320,11 +272,13 @@ func (r *routerActor) onCancel(j *Job) {
 		j.worker.link.cancel(j.id)
 		return
 	}
-	r.queue.remove(j)
+	if r.queue.remove(j) {
+		r.gate.setQueued(r.queue.len())
+	}
 }
 
 func (r *routerActor) onTimeout(ctx actor.Context, j *Job) {
-	if j.worker == nil || j.timer == nil {
+	if j.worker == nil || j.worker.link == nil || !j.worker.link.running(j.id) {
 		return // answered meanwhile
 	}
 	err := &CrashError{
@@ -342,20 +296,29 @@ func (r *routerActor) onReady(msg *workerReady) {
 		return
 	}
 	w.link, w.proc = msg.link, msg.proc
-	if w.status == starting {
-		w.status = ready
-	}
-	w.readyAt, w.idleSince = time.Now(), time.Now()
+	w.readyAt = time.Now()
+	w.lastDone.Store(w.readyAt.UnixNano())
 	r.event(EventReady, w.proc, nil, "")
+	if w.status != starting {
+		return // asked to stop while starting
+	}
+	w.status = ready
 	if old := w.replaces; old != nil {
 		w.replaces = nil
 		old.retiring = true
 		r.retireIfIdle(old)
 	}
-	if w.status == ready && r.draining && r.queue.len() == 0 {
+	if r.draining && r.queue.len() == 0 {
 		r.stopWorker(w)
+		return
 	}
-	r.dispatch()
+	for range r.spec.InFlight {
+		if j := r.nextQueued(); j != nil {
+			r.run(j, w)
+		} else {
+			r.gate.pushSlot(w)
+		}
+	}
 }
 
 // onExited settles a dead worker's jobs and applies the policy.
@@ -365,6 +328,7 @@ func (r *routerActor) onExited(ctx actor.Context, ex *workerExited) {
 		return
 	}
 	delete(r.workers, ex.pid.Id)
+	r.gate.closeWorker(w)
 	if !r.stopped {
 		r.dying[ex.pid.Id] = struct{}{}
 		ctx.Stop(ex.pid)
@@ -399,9 +363,9 @@ func (r *routerActor) onExited(ctx actor.Context, ex *workerExited) {
 	}
 	if r.spec.Policy.Strategy == supervisor.AllForOne {
 		for _, other := range r.workers {
-			if other.status != stopping {
+			if other.status != stopping && !other.retiring {
 				r.owed++
-				r.stopWorker(other)
+				r.retire(other)
 			}
 		}
 	}
@@ -438,6 +402,7 @@ func (r *routerActor) settle(j *Job, ex *workerExited) {
 	case supervisor.RetryJob:
 		r.stats.Retried++
 		r.queue.pushFront(j)
+		r.gate.setQueued(r.queue.len())
 	case supervisor.Quarantine:
 		crash.Cause = ErrPoisonJob
 		j.resolve(nil, crash)
@@ -455,11 +420,9 @@ func (r *routerActor) giveUp(ctx actor.Context, ex *workerExited) {
 	r.gaveUp = true
 	r.owed = 0
 	err := r.unavailableErr()
-	for r.queue.len() > 0 {
-		r.queue.popFront().resolve(nil, err)
-	}
+	r.failQueued(err)
 	for _, w := range r.workers {
-		r.stopWorker(w)
+		r.retire(w)
 	}
 	if r.spec.Policy.GiveUp == supervisor.EscalateToParent {
 		for _, j := range r.gate.pending() {
@@ -511,18 +474,18 @@ func (r *routerActor) onTick() {
 		if w.status != ready || w.retiring {
 			continue
 		}
-		if w.running == 0 && r.spec.IdleTimeout > 0 && active > r.spec.MinWorkers &&
-			now.Sub(w.idleSince) >= r.spec.IdleTimeout && r.queue.len() == 0 {
+		if idle := w.idleFor(now); r.spec.IdleTimeout > 0 && active > r.spec.MinWorkers &&
+			idle >= r.spec.IdleTimeout && r.queue.len() == 0 {
 			active--
 			r.stats.Passivations++
-			r.event(EventPassivated, w.proc, nil, fmt.Sprintf("idle for %v", now.Sub(w.idleSince).Round(time.Millisecond)))
-			r.stopWorker(w)
+			r.event(EventPassivated, w.proc, nil, fmt.Sprintf("idle for %v", idle.Round(time.Millisecond)))
+			r.retire(w)
 			continue
 		}
 		if r.spec.RecycleAge > 0 && now.Sub(w.readyAt) >= r.spec.RecycleAge {
 			r.recycle(w, fmt.Sprintf("age %v", now.Sub(w.readyAt).Round(time.Millisecond)))
 		}
-		if w.running == 0 && r.spec.MaxRSS > 0 && w.link != nil {
+		if w.running.Load() == 0 && r.spec.MaxRSS > 0 && w.link != nil {
 			if rss := w.link.rss.Load(); rss > r.spec.MaxRSS {
 				r.recycle(w, fmt.Sprintf("resident memory %d bytes above %d", rss, r.spec.MaxRSS))
 			}
@@ -544,25 +507,44 @@ func (r *routerActor) recycle(w *workerState, why string) {
 	r.stats.Recycles++
 	r.event(EventRecycled, w.proc, nil, why)
 	if r.draining || r.gaveUp {
-		w.retiring = true
+		r.retire(w)
 		return
 	}
 	nw := r.spawn()
 	nw.replaces = w
 }
 
-// retireIfIdle stops a retiring worker once it has no job left.
-func (r *routerActor) retireIfIdle(w *workerState) {
-	if w.retiring && w.running == 0 && w.status == ready {
-		r.stopWorker(w)
-	}
+// retire closes w for new jobs; it stops once its running jobs are
+// answered. This is how every planned stop (passivation, recycling, drain,
+// all-for-one) begins, so no running job is ever interrupted by one.
+func (r *routerActor) retire(w *workerState) {
+	w.retiring = true
+	r.gate.closeWorker(w)
+	r.retireIfIdle(w)
 }
 
+// retireIfIdle stops a retiring worker once it has no job left. Closing the
+// link first makes "no job left" final: no caller can dispatch after it.
+func (r *routerActor) retireIfIdle(w *workerState) {
+	if !w.retiring || w.status == stopping {
+		return
+	}
+	if w.link != nil && w.link.closeForJobs() > 0 {
+		return // its last answer comes back to the router (onDone)
+	}
+	r.stopWorker(w)
+}
+
+// stopWorker asks a worker with no job to stop.
 func (r *routerActor) stopWorker(w *workerState) {
 	if w.status == stopping {
 		return
 	}
 	w.status = stopping
+	r.gate.closeWorker(w)
+	if w.link != nil {
+		w.link.closeForJobs()
+	}
 	r.system.Root.Send(w.pid, &stopWorker{grace: r.spec.StopGrace})
 }
 
@@ -593,7 +575,7 @@ func (r *routerActor) ensureWorkers(ctx actor.Context) {
 			warming++
 		default:
 			active++
-			free += r.spec.InFlight - w.running
+			free += r.spec.InFlight - int(w.running.Load())
 		}
 	}
 	need := r.spec.MinWorkers - active
@@ -639,11 +621,10 @@ func (r *routerActor) onShutdown(req *shutdownRequest) {
 		if err == nil {
 			err = ErrShuttingDown
 		}
-		for r.queue.len() > 0 {
-			r.queue.popFront().resolve(nil, err)
-		}
+		r.failQueued(err)
 		for _, w := range r.workers {
 			w.status = stopping
+			r.gate.closeWorker(w)
 			r.system.Root.Send(w.pid, &stopWorker{kill: true})
 		}
 	}
@@ -657,8 +638,8 @@ func (r *routerActor) checkDrained() {
 	}
 	if r.queue.len() == 0 {
 		for _, w := range r.workers {
-			if w.running == 0 && w.status != stopping {
-				r.stopWorker(w)
+			if !w.retiring && w.status != stopping {
+				r.retire(w)
 			}
 		}
 	}
@@ -686,13 +667,19 @@ func (r *routerActor) onStopping() {
 			}
 		}
 	}
-	for r.queue.len() > 0 {
-		r.queue.popFront().resolve(nil, fmt.Errorf("%w: router stopped", ErrShuttingDown))
-	}
+	r.failQueued(fmt.Errorf("%w: router stopped", ErrShuttingDown))
 	for _, j := range r.gate.pending() {
 		j.resolve(nil, fmt.Errorf("%w: router stopped", ErrShuttingDown))
 	}
 	r.releaseWaiters()
+}
+
+// failQueued resolves every queued job with err.
+func (r *routerActor) failQueued(err error) {
+	for r.queue.len() > 0 {
+		r.queue.popFront().resolve(nil, err)
+	}
+	r.gate.setQueued(0)
 }
 
 func (r *routerActor) releaseWaiters() {
@@ -712,13 +699,13 @@ func (r *routerActor) snapshot() *Stats {
 		case stopping:
 			s.Stopping++
 		default:
-			if w.running > 0 {
+			if w.running.Load() > 0 {
 				s.Busy++
 			} else {
 				s.Idle++
 			}
 		}
-		s.Running += w.running
+		s.Running += int(w.running.Load())
 	}
 	s.Available = !r.gaveUp
 	c := &r.gate.counters

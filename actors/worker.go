@@ -23,6 +23,7 @@ import (
 type workerActor struct {
 	spec   *JobType
 	env    *runtimeEnv
+	gate   *gate
 	system *actor.ActorSystem
 	router *actor.PID
 	self   *actor.PID
@@ -72,8 +73,8 @@ type (
 	// overrunCheck kills the worker if job id is still running.
 	// overrunCheck: job id overran its timeout and was sent a cancel; kill
 	// the worker if it still runs the job after CancelGrace.
-	overrunCheck struct{ id uint64 }
-	overrunKill  struct{ id uint64 }
+	overrunCheck     struct{ id uint64 }
+	overrunKill      struct{ id uint64 }
 	handshakeTimeout struct{}
 	heartbeatTick    struct{}
 )
@@ -98,10 +99,14 @@ type workerExited struct {
 	handshook bool
 }
 
-func newWorkerProps(spec *JobType, env *runtimeEnv) *actor.Props {
+func newWorkerProps(spec *JobType, env *runtimeEnv, g *gate) *actor.Props {
+	opts := []actor.PropsOption{actor.WithSupervisor(stopOnPanic)}
+	if env.dispatcher != nil {
+		opts = append(opts, actor.WithDispatcher(env.dispatcher))
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &workerActor{spec: spec, env: env}
-	}, actor.WithDispatcher(env.dispatcher), actor.WithSupervisor(stopOnPanic))
+		return &workerActor{spec: spec, env: env, gate: g}
+	}, opts...)
 }
 
 func (w *workerActor) Receive(ctx actor.Context) {
@@ -133,7 +138,7 @@ func (w *workerActor) Receive(ctx actor.Context) {
 		if msg.kill {
 			w.stopping = true
 			if w.link != nil {
-				w.link.breakLink()
+				w.link.closeForJobs()
 			}
 			if w.proc != nil {
 				_ = w.proc.Kill()
@@ -185,8 +190,8 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 		_ = w.proc.Kill()
 	}
 	w.log = w.log.With("pid", w.proc.PID())
-	w.link = newLink(ctx.ActorSystem(), w.spec.Name, w.self, w.router)
-	w.link.start(w.proc.Input(), w.proc.Output(), w.spec.MaxFrame)
+	w.link = newLink(w.system, w.spec, w.gate, w.self, w.router)
+	w.link.start(w.proc.Input(), w.proc.Output(), &w.env.wg)
 	w.after(w.spec.HandshakeTimeout, &handshakeTimeout{})
 	proc, self, root := w.proc, w.self, w.system.Root
 	w.env.wg.Add(1)
@@ -266,7 +271,7 @@ func (w *workerActor) fail(kind supervisor.FailureKind, err error) {
 	w.failErr = err
 	w.log.Warn("killing worker", "failure", kind, "error", err)
 	if w.link != nil {
-		w.link.breakLink() // the router dispatches nothing more here
+		w.link.closeForJobs() // the router dispatches nothing more here
 	}
 	if w.proc != nil {
 		if rss, e := w.proc.RSS(); e == nil {

@@ -1,0 +1,226 @@
+// Command bench reproduces, on procpool, the experiments of the article the
+// project grows from (a .NET process pool running SHA-512 jobs), and checks
+// procpool's own targets. It prints one table per experiment, with the
+// article's figures beside ours, and (in full mode) rewrites
+// docs/benchmarks.md and its SVG charts.
+//
+// Usage:
+//
+//	go run ./bench          # full run, about 5 minutes on 2 cores
+//	go run ./bench -quick   # every experiment briefly; checks results, not speed
+//
+// The experiments, one file each:
+//
+//	startup.go     start-up rate of each isolation level (in-process call,
+//	               goroutine, process per job, bare spawn of the same binary)
+//	throughput.go  jobs/s in-process, with goroutines, through one long-lived
+//	               worker and through pools of 1, 2 and 2 x cores workers
+//	bare.go        the hand-written loop over one worker's pipes (no actors),
+//	               against which the framework's cost is measured
+//	scaling.go     the article's auto-scaling scenario, as a timeline
+//	peer.go        Python's ProcessPoolExecutor on the same jobs
+//
+// report.go prints the tables and the targets and writes the markdown;
+// svg.go draws the charts.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/procpool/procpool/internal/testbin"
+)
+
+// config is what a run of the bench does.
+type config struct {
+	Quick bool
+	// Runs is how many times every measurement is repeated; tables show
+	// the median and the range.
+	Runs int
+	// Jobs is the number of jobs per throughput run of the no-load and
+	// 1 KiB workloads; JobsMiB that of the 1 MiB workload.
+	Jobs, JobsMiB int
+	// StartupCycles is how many times each process isolation level is
+	// started per run; FastCycles how many times the in-process ones are.
+	StartupCycles, FastCycles int
+	// Scaling is the auto-scaling scenario.
+	Scaling scalingConfig
+	// Peer runs Python's ProcessPoolExecutor when Python is found; Python
+	// is the interpreter's name or path.
+	Peer   bool
+	Python string
+	// Write rewrites docs/benchmarks.md and the charts in Docs (a
+	// directory; empty: the module's docs directory).
+	Write bool
+	Docs  string
+	// Out receives the tables and the progress lines.
+	Out io.Writer
+	// Logger receives the pools' log lines (nil: none).
+	Logger hclog.Logger
+}
+
+// fullConfig is `go run ./bench`: the article's 10,000 jobs per run.
+func fullConfig() config {
+	return config{
+		Runs:          5,
+		Jobs:          10000,
+		JobsMiB:       300,
+		StartupCycles: 100,
+		FastCycles:    20000,
+		Scaling: scalingConfig{
+			Min: 2, Max: 5, Idle: 3 * time.Second, Pause: 10 * time.Second,
+			Burst: 100, Every: 50 * time.Millisecond,
+		},
+		Peer:   true,
+		Python: "python3",
+		Write:  true,
+		Out:    os.Stdout,
+	}
+}
+
+// quickConfig is `go run ./bench -quick`: every experiment, a few hundred
+// jobs, one run, shorter idle timeout and pause.
+func quickConfig() config {
+	c := fullConfig()
+	c.Quick = true
+	c.Runs = 1
+	c.Jobs = 300
+	c.JobsMiB = 20
+	c.StartupCycles = 8
+	c.FastCycles = 1000
+	c.Scaling.Idle = 400 * time.Millisecond
+	c.Scaling.Pause = 1500 * time.Millisecond
+	c.Scaling.Burst = 40
+	c.Write = false
+	return c
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "run every experiment briefly (one run, a few hundred jobs) and check the results, not the speed")
+	runs := flag.Int("runs", 0, "repeat every measurement this many times (default 5, -quick 1)")
+	jobs := flag.Int("jobs", 0, "jobs per throughput run for the no-load and 1 KiB jobs (default 10000, -quick 300)")
+	jobsMiB := flag.Int("jobs-mib", 0, "jobs per throughput run for the 1 MiB job (default 300, -quick 20)")
+	write := flag.Bool("write", false, "rewrite docs/benchmarks.md and its charts even in -quick mode")
+	noWrite := flag.Bool("no-write", false, "do not rewrite docs/benchmarks.md")
+	docs := flag.String("docs", "", "directory of benchmarks.md and the charts (default: the module's docs)")
+	noPeer := flag.Bool("no-peer", false, "skip the Python ProcessPoolExecutor peer")
+	python := flag.String("python", "python3", "Python interpreter for the peer")
+	verbose := flag.Bool("v", false, "log the pools' warnings to stderr")
+	flag.Parse()
+
+	cfg := fullConfig()
+	if *quick {
+		cfg = quickConfig()
+	}
+	if *runs > 0 {
+		cfg.Runs = *runs
+	}
+	if *jobs > 0 {
+		cfg.Jobs = *jobs
+	}
+	if *jobsMiB > 0 {
+		cfg.JobsMiB = *jobsMiB
+	}
+	cfg.Write = (cfg.Write || *write) && !*noWrite
+	cfg.Docs = *docs
+	cfg.Peer = !*noPeer
+	cfg.Python = *python
+	if *verbose {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr})
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// env is what the experiments share during a run.
+type env struct {
+	cfg       config
+	bin       string // the test worker binary
+	workloads []*workload
+	cores     int
+}
+
+// progress prints a progress line.
+func (e *env) progress(format string, args ...any) {
+	fmt.Fprintf(e.cfg.Out, format, args...)
+}
+
+// run runs every experiment, prints the report and, if asked, writes the
+// docs. It fails on the first wrong digest or failed job.
+func run(cfg config) error {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Runs < 1 || cfg.Jobs < 1 || cfg.JobsMiB < 1 || cfg.StartupCycles < 1 || cfg.FastCycles < 1 {
+		return errors.New("runs, jobs and cycles must be positive")
+	}
+	began := time.Now()
+	bin, err := testbin.Build()
+	if err != nil {
+		return err
+	}
+	defer testbin.Cleanup()
+	e := &env{cfg: cfg, bin: bin, workloads: workloads(), cores: runtime.NumCPU()}
+	res := newResults(e, began)
+
+	ctx := context.Background()
+	mode := "full"
+	if cfg.Quick {
+		mode = "quick"
+	}
+	e.progress("procpool bench (%s): %d run(s), %d jobs per throughput run (%d for 1 MiB), %d cores\n",
+		mode, cfg.Runs, cfg.Jobs, cfg.JobsMiB, e.cores)
+	python, peerNote := findPython(cfg)
+	res.PeerNote = peerNote
+	for r := range cfg.Runs {
+		e.progress("run %d/%d: start-up", r+1, cfg.Runs)
+		if err := runStartup(ctx, e, res); err != nil {
+			return err
+		}
+		e.progress(", throughput")
+		if err := runThroughput(ctx, e, res); err != nil {
+			return err
+		}
+		if python != "" {
+			e.progress(", python peer")
+			if err := runPeer(ctx, e, python, res); err != nil {
+				return err
+			}
+		}
+		e.progress("\n")
+	}
+	e.progress("scaling scenario (%v idle timeout, %v pause)\n", cfg.Scaling.Idle, cfg.Scaling.Pause)
+	sc, err := runScaling(ctx, e)
+	if err != nil {
+		return err
+	}
+	res.Scaling = sc
+	res.Took = time.Since(began)
+
+	rep := buildReport(res)
+	rep.print(cfg.Out)
+	if cfg.Write {
+		dir := cfg.Docs
+		if dir == "" {
+			if dir, err = docsDir(); err != nil {
+				return err
+			}
+		}
+		if err := rep.write(dir); err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.Out, "\nwrote %s\n", dir)
+	}
+	fmt.Fprintf(cfg.Out, "\nbench took %v\n", res.Took.Round(time.Second))
+	return nil
+}
