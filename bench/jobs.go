@@ -30,9 +30,9 @@ type workload struct {
 	Size int    // bytes hashed (noop: bytes a BLOB carries)
 	Hash bool
 
-	bufs    [nSeeds][]byte          // seed s: byte i = s+byte(i)
+	bufs    [nSeeds][]byte            // seed s: byte i = s+byte(i)
 	digests [nSeeds][sha512.Size]byte // SHA-512 of bufs[s]
-	values  [nSeeds][]byte          // msgpack of sha512Value{Size, s}
+	values  [nSeeds][]byte            // msgpack of sha512Value{Size, s}
 }
 
 // newWorkload builds the buffers, the expected digests and the encoded

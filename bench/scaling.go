@@ -25,9 +25,9 @@ type scalingConfig struct {
 
 // scalingPoint is one sample of the router's Stats.
 type scalingPoint struct {
-	At                                         time.Duration
-	Workers, Starting, Busy, Idle, Stopping    int
-	Queued, Running                            int
+	At                                      time.Duration
+	Workers, Starting, Busy, Idle, Stopping int
+	Queued, Running                         int
 }
 
 // scalingMark is a moment of the scenario, for the chart.

@@ -278,6 +278,9 @@ func runJobs(ctx context.Context, blob, value *procpool.Router, nblob, nvalue, c
 		stats[i] = s
 	}
 	printTable(kinds, stats)
+	if ctx.Err() != nil {
+		return false // interrupted: the jobs left were cancelled
+	}
 
 	ok := true
 	for i, k := range kinds {
@@ -396,12 +399,13 @@ func failures(ctx context.Context, value *procpool.Router) bool {
 	}
 	fmt.Println("\nfailure paths (sha512v):")
 	ok := true
-	expect := func(what string, err error, target error) {
+	expect := func(what string, took time.Duration, err error, target error) {
+		what = fmt.Sprintf("%s (%v):", what, took.Round(time.Millisecond))
 		if errors.Is(err, target) {
-			fmt.Printf("  %-34s errors.Is(err, %v): yes\n      %v\n", what, targetName(target), err)
+			fmt.Printf("  %-39s errors.Is(err, %v): yes\n      %v\n", what, targetName(target), err)
 			return
 		}
-		fmt.Printf("  %-34s errors.Is(err, %v): NO, got %v\n", what, targetName(target), err)
+		fmt.Printf("  %-39s errors.Is(err, %v): NO, got %v\n", what, targetName(target), err)
 		ok = false
 	}
 
@@ -413,7 +417,7 @@ func failures(ctx context.Context, value *procpool.Router) bool {
 	start := time.Now()
 	_, err := procpool.CallValue[[]byte](cctx, value, Generate{Size: 32 << 30})
 	cancel()
-	expect(fmt.Sprintf("32 GiB, cancelled after %v:", time.Since(start).Round(time.Millisecond)), err, procpool.ErrCancelled)
+	expect("32 GiB, cancel after 100ms", time.Since(start), err, procpool.ErrCancelled)
 	if !errors.Is(err, context.Canceled) {
 		fmt.Println("      (expected it to match context.Canceled too)")
 		ok = false
@@ -422,11 +426,12 @@ func failures(ctx context.Context, value *procpool.Router) bool {
 	// A job that overruns the job type's JobTimeout.
 	start = time.Now()
 	_, err = procpool.CallValue[[]byte](ctx, value, Generate{Size: 32 << 30})
-	expect(fmt.Sprintf("32 GiB, timed out after %v:", time.Since(start).Round(time.Millisecond)), err, procpool.ErrJobTimeout)
+	expect("32 GiB, JobTimeout 2s", time.Since(start), err, procpool.ErrJobTimeout)
 
 	// An error returned by the worker's handler, with its code.
+	start = time.Now()
 	_, err = procpool.CallValue[[]byte](ctx, value, Generate{Size: -1})
-	expect("size -1, refused by the worker:", err, procpool.ErrRemote)
+	expect("size -1, refused by the worker", time.Since(start), err, procpool.ErrRemote)
 	var re *procpool.RemoteError
 	if errors.As(err, &re) {
 		fmt.Printf("      errors.As(err, *RemoteError): code %q\n", re.Code)

@@ -28,6 +28,8 @@
 //	                     and Cpus_allowed_list
 //	hang_all             stops the whole process with SIGSTOP: it answers
 //	                     nothing, pings included, until SIGCONT or SIGKILL
+//	mixed                "<type>:<payload>" runs the BLOB job type <type>
+//	                     with <payload>: lets one pool mix good and bad jobs
 //
 // Environment switches:
 //
@@ -89,8 +91,21 @@ type sha512Value struct {
 }
 
 func register(s *worker.Server) {
-	s.Handle("echo", func(ctx context.Context, p []byte) ([]byte, error) { return p, nil })
-	s.Handle("sha512", func(ctx context.Context, p []byte) ([]byte, error) {
+	blobs := map[string]worker.HandlerFunc{}
+	handle := func(name string, h worker.HandlerFunc) {
+		blobs[name] = h
+		s.Handle(name, h)
+	}
+	defer s.Handle("mixed", func(ctx context.Context, p []byte) ([]byte, error) {
+		name, arg, _ := strings.Cut(string(p), ":")
+		h, ok := blobs[name]
+		if !ok {
+			return nil, worker.Errorf(codec.CodeBadPayload, "mixed: no job type %q", name)
+		}
+		return h(ctx, []byte(arg))
+	})
+	handle("echo", func(ctx context.Context, p []byte) ([]byte, error) { return p, nil })
+	handle("sha512", func(ctx context.Context, p []byte) ([]byte, error) {
 		d := sha512.Sum512(p)
 		return d[:], nil
 	})
@@ -105,8 +120,8 @@ func register(s *worker.Server) {
 		d := sha512.Sum512(buf)
 		return d[:], nil
 	})
-	s.Handle("noop", func(ctx context.Context, p []byte) ([]byte, error) { return nil, nil })
-	s.Handle("sleep", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("noop", func(ctx context.Context, p []byte) ([]byte, error) { return nil, nil })
+	handle("sleep", func(ctx context.Context, p []byte) ([]byte, error) {
 		d, err := millis(p)
 		if err != nil {
 			return nil, err
@@ -120,7 +135,7 @@ func register(s *worker.Server) {
 			return nil, ctx.Err()
 		}
 	})
-	s.Handle("sleep_ignore_cancel", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("sleep_ignore_cancel", func(ctx context.Context, p []byte) ([]byte, error) {
 		d, err := millis(p)
 		if err != nil {
 			return nil, err
@@ -128,7 +143,7 @@ func register(s *worker.Server) {
 		time.Sleep(d)
 		return []byte("slept"), nil
 	})
-	s.Handle("exit", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("exit", func(ctx context.Context, p []byte) ([]byte, error) {
 		code, err := number(p)
 		if err != nil {
 			return nil, err
@@ -136,10 +151,10 @@ func register(s *worker.Server) {
 		os.Exit(code)
 		return nil, nil
 	})
-	s.Handle("panic", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("panic", func(ctx context.Context, p []byte) ([]byte, error) {
 		panic("testworker: " + string(p))
 	})
-	s.Handle("spam", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("spam", func(ctx context.Context, p []byte) ([]byte, error) {
 		n, err := number(p)
 		if err != nil {
 			return nil, err
@@ -150,17 +165,17 @@ func register(s *worker.Server) {
 		}
 		return p, nil
 	})
-	s.Handle("garbage", garbage)
-	s.Handle("alloc", alloc)
-	s.Handle("grandchild", grandchild)
-	s.Handle("pid", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("garbage", garbage)
+	handle("alloc", alloc)
+	handle("grandchild", grandchild)
+	handle("pid", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	})
-	s.Handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
+	handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil
 	})
-	s.Handle("selfinfo", selfinfo)
-	s.Handle("hang_all", hangAll)
+	handle("selfinfo", selfinfo)
+	handle("hang_all", hangAll)
 }
 
 func number(p []byte) (int, error) {

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/procpool/procpool/internal/proctest"
+	"github.com/procpool/procpool/internal/testbin"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+// TestQuick runs the bench in -quick mode, in-process: every experiment
+// runs briefly and every digest is checked; the speed is not. It writes
+// the report into a temporary directory (not docs/), and leaves no worker
+// process or goroutine behind.
+func TestQuick(t *testing.T) {
+	cfg := quickConfig()
+	cfg.Jobs, cfg.JobsMiB = 100, 6
+	cfg.StartupCycles, cfg.FastCycles = 3, 200
+	cfg.Scaling.Burst = 15
+	cfg.Scaling.Idle = 300 * time.Millisecond
+	cfg.Scaling.Pause = time.Second
+	if testing.Short() {
+		cfg.Peer = false // the Python peer takes a few seconds
+	}
+	var out bytes.Buffer
+	cfg.Out = &out
+	cfg.Write, cfg.Docs = true, t.TempDir()
+	start := time.Now()
+	err := run(cfg)
+	t.Logf("quick bench took %v; output:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{startupTitle, "2b. Throughput", "4. The framework", "5. Peer", scalingTitle, "Targets"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(cfg.Docs, "benchmarks.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"benchmarks-startup.svg", "benchmarks-throughput.svg", "benchmarks-scaling.svg"} {
+		svg, err := os.ReadFile(filepath.Join(cfg.Docs, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.HasSuffix(svg, []byte("</svg>\n")) {
+			t.Errorf("%s is not an SVG document", f)
+		}
+		if !bytes.Contains(md, []byte("]("+f+")")) {
+			t.Errorf("benchmarks.md does not link %s", f)
+		}
+	}
+	proctest.VerifyNone(t)
+}
