@@ -577,3 +577,25 @@ func testLogLevel() hclog.Level {
 	}
 	return hclog.Warn
 }
+
+func TestCallsOnAStoppedRouterFailFast(t *testing.T) {
+	sys := newSystem(t)
+	h, pid, err := actors.SpawnRouter(sys.ActorSystem().Root, jobType(t, "echo"), actors.RouterOptions{Dispatcher: sys.Dispatcher()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	out, err := h.Call(ctx, procpool.Blob, []byte("hi"))
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(out))
+	require.NoError(t, sys.ActorSystem().Root.StopFuture(pid).Wait())
+	_, err = h.Call(ctx, procpool.Blob, []byte("hi"))
+	assert.ErrorIs(t, err, procpool.ErrShuttingDown)
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown of a stopped router hangs")
+	}
+	require.Eventually(t, func() bool { return liveChildren() == 0 }, 10*time.Second, 10*time.Millisecond)
+}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -226,12 +227,15 @@ func TestCrashLoopBacksOffGivesUpAndRecovers(t *testing.T) {
 
 func TestHungWorkerFoundByHeartbeat(t *testing.T) {
 	sys := newSystem(t)
-	jt := jobType(t, "hang_all")
+	// A worker that never answers pings and is stuck in a job that ignores
+	// cancellation looks hung to the host: no frame comes back.
+	jt := jobType(t, "sleep_ignore_cancel")
 	jt.MaxWorkers = 1
+	jt.Env = []string{"TESTWORKER_NO_PONG=1"}
 	jt.HeartbeatInterval, jt.HeartbeatTimeout = 50*time.Millisecond, 300*time.Millisecond
 	r, err := sys.Spawn(jt)
 	require.NoError(t, err)
-	_, err = r.Call(context.Background(), procpool.Blob, nil)
+	_, err = r.Call(context.Background(), procpool.Blob, []byte("60000"))
 	require.ErrorIs(t, err, procpool.ErrWorkerCrashed, "no job timeout is set: the heartbeat finds it")
 	var ce *procpool.CrashError
 	require.ErrorAs(t, err, &ce)
@@ -392,3 +396,43 @@ func TestGarbageReplacesOnlyThatWorker(t *testing.T) {
 
 var _ = errors.Is
 var _ = strconv.Itoa
+
+// recordingStrategy is a user's supervisor strategy that records what its
+// children escalate, then stops them.
+type recordingStrategy struct{ reasons chan any }
+
+func (s recordingStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
+	s.reasons <- reason
+	sup.StopChildren(child)
+}
+
+func TestGiveUpEscalatesToUsersActor(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "echo")
+	jt.MinWorkers = 1
+	jt.Env = []string{"TESTWORKER_EXIT_AT_START=4"}
+	jt.Policy = supervisor.Policy{
+		Intensity: supervisor.Intensity{MaxRestarts: 1, Window: time.Minute},
+		Backoff:   supervisor.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1},
+		GiveUp:    supervisor.EscalateToParent,
+	}
+	strategy := recordingStrategy{reasons: make(chan any, 4)}
+	parent := sys.ActorSystem().Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			props, _, err := actors.RouterProps(jt, actors.RouterOptions{Dispatcher: sys.Dispatcher()})
+			if assert.NoError(t, err) {
+				ctx.Spawn(props)
+			}
+		}
+	}, actor.WithSupervisor(strategy)))
+	select {
+	case reason := <-strategy.reasons:
+		err, ok := reason.(error)
+		require.True(t, ok, "reason %T", reason)
+		assert.ErrorIs(t, err, procpool.ErrUnavailable)
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing escalated")
+	}
+	require.NoError(t, sys.ActorSystem().Root.StopFuture(parent).Wait())
+	require.Eventually(t, func() bool { return len(proctest.Children()) == 0 }, 10*time.Second, 10*time.Millisecond)
+}

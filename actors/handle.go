@@ -145,9 +145,12 @@ func (h *Router) Stats(ctx context.Context) (*Stats, error) {
 	if pid == nil {
 		return nil, errors.New("procpool: router handle used before Bind")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+		timeout = min(timeout, time.Until(dl))
 	}
 	res, err := system.Root.RequestFuture(pid, &StatsRequest{}, timeout).Result()
 	if err != nil {
@@ -177,16 +180,22 @@ func (h *Router) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-drain.done:
+	case <-h.gate.stopped: // already stopped by its parent
 	case <-ctx.Done():
 		err = ctx.Err()
 		abort := &shutdownRequest{abort: true, err: fmt.Errorf("%w: shutdown deadline passed", ErrShuttingDown), done: make(chan struct{})}
 		system.Root.Send(pid, abort)
 		select {
 		case <-abort.done:
+		case <-h.gate.stopped:
 		case <-time.After(30 * time.Second):
 		}
 	}
-	_ = system.Root.StopFuture(pid).Wait()
+	select {
+	case <-h.gate.stopped:
+	default:
+		_ = system.Root.StopFuture(pid).Wait()
+	}
 	for _, j := range h.gate.pending() {
 		j.resolve(nil, fmt.Errorf("%w: router stopped", ErrShuttingDown))
 	}

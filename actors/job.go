@@ -89,7 +89,7 @@ func (j *Job) Wait(ctx context.Context) ([]byte, error) {
 	case <-j.done:
 		return j.result, j.err
 	case <-ctx.Done():
-		j.Cancel(ctx.Err())
+		j.Cancel(context.Cause(ctx))
 		<-j.done
 		return j.result, j.err
 	}
@@ -114,10 +114,10 @@ func (j *Job) resolve(result []byte, err error) bool {
 	if stop := j.ctxStop.Swap(nil); stop != nil {
 		(*stop)()
 	}
-	close(j.done)
 	if j.gate != nil {
-		j.gate.release(j, err)
+		j.gate.release(j, err) // first: a woken caller sees the counts
 	}
+	close(j.done)
 	if j.replyTo != nil && j.system != nil {
 		j.system.Root.Send(j.replyTo, &Result{Job: j, Payload: result, Err: err})
 	}
@@ -148,6 +148,8 @@ type (
 type gate struct {
 	tokens   chan struct{} // one per accepted, unresolved job
 	shut     chan struct{} // closed when the gate closes
+	stopped  chan struct{} // closed when the router actor stopped for good
+	stopOnce sync.Once
 	counters counters
 
 	mu     sync.Mutex
@@ -161,9 +163,10 @@ type gate struct {
 
 func newGate(capacity int) *gate {
 	return &gate{
-		tokens: make(chan struct{}, capacity),
-		shut:   make(chan struct{}),
-		jobs:   make(map[*Job]struct{}, capacity),
+		tokens:  make(chan struct{}, capacity),
+		shut:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		jobs:    make(map[*Job]struct{}, capacity),
 	}
 }
 
@@ -225,6 +228,9 @@ func (g *gate) close(err error) {
 	}
 	g.mu.Unlock()
 }
+
+// markStopped records that the router actor is gone.
+func (g *gate) markStopped() { g.stopOnce.Do(func() { close(g.stopped) }) }
 
 // pending returns the accepted jobs that have not resolved yet.
 func (g *gate) pending() []*Job {

@@ -136,6 +136,14 @@ func (l *link) dispatch(j *Job, timeout time.Duration, direct bool) bool {
 	return true
 }
 
+// writeNow writes m from the calling goroutine, which may block on the
+// pipe: never call it from an actor.
+func (l *link) writeNow(m *codec.Message) {
+	l.writeMu.Lock()
+	l.write(m, true)
+	l.writeMu.Unlock()
+}
+
 // cancel asks the worker to stop job id, if it still runs.
 func (l *link) cancel(id uint64) {
 	if l.running(id) {

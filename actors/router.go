@@ -133,9 +133,9 @@ func (r *routerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.onStarted(ctx)
 	case *actor.Stopping:
-		r.onStopping()
+		r.onStopping(false)
 	case *actor.Restarting:
-		r.onStopping()
+		r.onStopping(true)
 	}
 	r.ensureWorkers(ctx)
 	r.checkDrained()
@@ -281,11 +281,8 @@ func (r *routerActor) onTimeout(ctx actor.Context, j *Job) {
 	if j.worker == nil || j.worker.link == nil || !j.worker.link.running(j.id) {
 		return // answered meanwhile
 	}
-	err := &CrashError{
-		Cause: ErrJobTimeout, Reason: fmt.Sprintf("job ran longer than %v", r.spec.JobTimeout),
-		PID: j.worker.proc, ExitCode: -1, JobID: j.id, Attempt: j.attempt,
-	}
-	j.resolve(nil, err)
+	j.resolve(nil, fmt.Errorf("%w: job %d ran longer than %v on worker pid %d (attempt %d)",
+		ErrJobTimeout, j.id, r.spec.JobTimeout, j.worker.proc, j.attempt))
 	j.worker.link.cancel(j.id)
 	ctx.Send(j.worker.pid, &overrunCheck{id: j.id})
 }
@@ -586,7 +583,9 @@ func (r *routerActor) ensureWorkers(ctx actor.Context) {
 	// Stopping workers still hold a process: never exceed MaxWorkers alive.
 	need = min(need, r.spec.MaxWorkers-len(r.workers))
 	if need <= 0 {
-		r.owed = 0
+		if active >= r.spec.MaxWorkers {
+			r.owed = 0 // the pool is full: nothing left to replace
+		}
 		return
 	}
 	if now := time.Now(); now.Before(r.spawnAfter) {
@@ -651,8 +650,14 @@ func (r *routerActor) checkDrained() {
 // onStopping cleans up when the router itself stops or restarts: its
 // workers are children and stop with it (killing their processes), and
 // every job it accepted fails.
-func (r *routerActor) onStopping() {
+func (r *routerActor) onStopping(restarting bool) {
 	r.stopped = true
+	if !restarting {
+		// Stopped for good (by its parent, or Shutdown): later calls on its
+		// handle fail at once instead of waiting on a dead mailbox.
+		r.gate.close(ErrShuttingDown)
+		r.gate.markStopped()
+	}
 	if r.tick != nil {
 		r.tick.Stop()
 		r.wake.Stop()

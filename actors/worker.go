@@ -290,13 +290,14 @@ func (w *workerActor) stop(grace time.Duration) {
 	if w.proc == nil {
 		return // onStarted sees stopping and kills the process
 	}
-	if w.link != nil {
-		w.link.send(outgoing{kind: codec.KindShutdown, timeout: grace})
-	}
-	proc := w.proc
+	proc, l := w.proc, w.link
 	w.env.wg.Add(1)
 	go func() {
 		defer w.env.wg.Done()
+		// The shutdown frame must reach the pipe before Stop closes it.
+		if l != nil {
+			l.writeNow(&codec.Message{Kind: codec.KindShutdown, Grace: grace})
+		}
 		proc.Stop(context.Background(), grace)
 	}()
 }

@@ -400,7 +400,7 @@ func failures(ctx context.Context, value *procpool.Router) bool {
 	fmt.Println("\nfailure paths (sha512v):")
 	ok := true
 	expect := func(what string, took time.Duration, err error, target error) {
-		what = fmt.Sprintf("%s (%v):", what, took.Round(time.Millisecond))
+		what = fmt.Sprintf("%s (%s):", what, fmtDur(took))
 		if errors.Is(err, target) {
 			fmt.Printf("  %-39s errors.Is(err, %v): yes\n      %v\n", what, targetName(target), err)
 			return
