@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/codec"
@@ -21,37 +23,43 @@ var benchSizes = []struct {
 // BenchmarkBareRoundTrip is the floor: a hand-written loop over one worker
 // process's pipes, one echo job in flight, no actors.
 func BenchmarkBareRoundTrip(b *testing.B) {
-	for _, sz := range benchSizes {
-		b.Run(sz.name, func(b *testing.B) {
-			p, err := childproc.Start(childproc.Spec{Path: testbin.Path(b), Name: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Stop(context.Background(), time.Second)
-			w := codec.NewWriter(p.Input(), 0)
-			r := codec.NewReader(p.Output(), 0)
-			var m codec.Message
-			if err := w.Write(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: codec.DefaultMaxFrame}); err != nil {
-				b.Fatal(err)
-			}
-			if err := r.Read(&m); err != nil || m.Kind != codec.KindReady {
-				b.Fatalf("handshake: %v %v", err, m.Kind)
-			}
-			payload := make([]byte, sz.n)
-			req := codec.Message{Kind: codec.KindRequest, JobType: "echo", Payload: payload}
-			b.SetBytes(int64(sz.n))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				req.ID = uint64(i + 1)
-				if err := w.Write(&req); err != nil {
+	for _, kind := range []codec.PayloadKind{codec.Blob, codec.Value} {
+		for _, sz := range benchSizes {
+			b.Run(kind.String()+"/"+sz.name, func(b *testing.B) {
+				p, err := childproc.Start(childproc.Spec{Path: testbin.Path(b), Name: "bench"})
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := r.Read(&m); err != nil || m.ErrCode != "" || len(m.Payload) != sz.n {
-					b.Fatalf("response: %v %q", err, m.ErrCode)
+				defer p.Stop(context.Background(), time.Second)
+				w := codec.NewWriter(p.Input(), 0)
+				r := codec.NewReader(p.Output(), 0)
+				var m codec.Message
+				if err := w.Write(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: codec.DefaultMaxFrame}); err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				if err := r.Read(&m); err != nil || m.Kind != codec.KindReady {
+					b.Fatalf("handshake: %v %v", err, m.Kind)
+				}
+				payload := make([]byte, sz.n)
+				req := codec.Message{Kind: codec.KindRequest, JobType: "echo", Payload: payload}
+				if kind == codec.Value {
+					payload, _ = msgpack.Marshal(echoValue{Data: payload})
+					req = codec.Message{Kind: codec.KindRequest, JobType: "echov", PayloadKind: codec.Value, Payload: payload}
+				}
+				b.SetBytes(int64(sz.n))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					req.ID = uint64(i + 1)
+					if err := w.Write(&req); err != nil {
+						b.Fatal(err)
+					}
+					if err := r.Read(&m); err != nil || m.ErrCode != "" || len(m.Payload) != len(payload) {
+						b.Fatalf("response: %v %q", err, m.ErrCode)
+					}
+				}
+			})
+		}
 	}
 }
 

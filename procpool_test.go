@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,6 +41,8 @@ func newSystem(t *testing.T) *procpool.System {
 		out = os.Stderr
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: testLogLevel(), Output: out})
+	testbin.Path(t) // built before counting file descriptors
+	checkFDs := proctest.CheckFDs(t)
 	sys := procpool.NewSystem(procpool.Config{Logger: logger})
 	// Every message the pool sends to a stopped actor must be one it
 	// expects to (a late timer, a process exit): anything else is a lost
@@ -63,6 +66,7 @@ func newSystem(t *testing.T) *procpool.System {
 		assert.Empty(t, dead, "unexpected dead letters")
 		deadMu.Unlock()
 		proctest.VerifyNone(t)
+		checkFDs()
 	})
 	return sys
 }
@@ -598,4 +602,90 @@ func TestCallsOnAStoppedRouterFailFast(t *testing.T) {
 		t.Fatal("Shutdown of a stopped router hangs")
 	}
 	require.Eventually(t, func() bool { return liveChildren() == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+type echoValue struct {
+	Data []byte
+	N    int
+}
+
+func TestLargePayloadsAndFrameLimits(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "echo"))
+	require.NoError(t, err)
+	v, err := sys.Spawn(jobType(t, "echov"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	// The largest payload that fits the default 64 MiB frame, both kinds.
+	big := bytes.Repeat([]byte("0123456789abcdef"), (64<<20-1024)/16)
+	out, err := r.Call(ctx, procpool.Blob, big)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(big, out))
+	got, err := procpool.CallValue[echoValue](ctx, v, echoValue{Data: big, N: 7})
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(big, got.Data))
+	assert.Equal(t, 7, got.N)
+
+	// Over the limit on the host side: refused before it is sent.
+	_, err = r.Call(ctx, procpool.Blob, make([]byte, 64<<20))
+	assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
+
+	// Over the limit on the worker side: a result larger than the host
+	// accepts is answered with an error, and the worker carries on.
+	jt := jobType(t, "repeat")
+	jt.MaxFrame = 1 << 20
+	rep, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	_, err = rep.Call(ctx, procpool.Blob, []byte(strconv.Itoa(2<<20)))
+	var re *procpool.RemoteError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "too_large", re.Code)
+	out, err = rep.Call(ctx, procpool.Blob, []byte("10"))
+	require.NoError(t, err)
+	assert.Len(t, out, 10)
+	st, err := rep.Stats(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, st.Crashes)
+}
+
+func TestWorkerOutputGoesToTheLogNotThePipe(t *testing.T) {
+	var buf safeBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Name: "spam", Level: hclog.Info, Output: &buf})
+	sys := procpool.NewSystem(procpool.Config{Logger: logger})
+	defer func() {
+		require.NoError(t, sys.Shutdown(context.Background()))
+		proctest.VerifyNone(t)
+	}()
+	jt := jobType(t, "spam")
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	for i := range 20 {
+		out, err := r.Call(context.Background(), procpool.Blob, []byte("500"))
+		require.NoError(t, err, "call %d", i)
+		assert.Equal(t, "500", string(out))
+	}
+	require.Eventually(t, func() bool {
+		s := buf.String()
+		return strings.Contains(s, "spam stdout 499") && strings.Contains(s, "spam stderr 499")
+	}, 10*time.Second, 10*time.Millisecond)
+	s := buf.String()
+	assert.Contains(t, s, "pid=")
+	assert.Contains(t, s, "stream=stderr")
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

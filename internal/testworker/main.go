@@ -7,6 +7,8 @@
 //	sha512               returns the 64-byte SHA-512 of its payload
 //	sha512v              VALUE {Size int; Seed byte}: hashes Size bytes it makes
 //	                     itself (byte i = Seed+i) and returns the digest as bin
+//	echov                VALUE {Data []byte; N int}: returns its argument
+//	repeat               returns <n> zero bytes
 //	noop                 returns nothing, at once
 //	sleep                sleeps <ms> milliseconds, or until cancelled
 //	sleep_ignore_cancel  sleeps <ms> milliseconds whatever happens
@@ -84,6 +86,12 @@ func main() {
 	worker.Main(s)
 }
 
+// echoValue is the argument and result of the echov job type.
+type echoValue struct {
+	Data []byte
+	N    int
+}
+
 // sha512Value is the argument of the sha512v job type.
 type sha512Value struct {
 	Size int
@@ -119,6 +127,14 @@ func register(s *worker.Server) {
 		}
 		d := sha512.Sum512(buf)
 		return d[:], nil
+	})
+	worker.HandleValue(s, "echov", func(ctx context.Context, in echoValue) (echoValue, error) { return in, nil })
+	handle("repeat", func(ctx context.Context, p []byte) ([]byte, error) {
+		n, err := number(p)
+		if err != nil {
+			return nil, err
+		}
+		return make([]byte, n), nil
 	})
 	handle("noop", func(ctx context.Context, p []byte) ([]byte, error) { return nil, nil })
 	handle("sleep", func(ctx context.Context, p []byte) ([]byte, error) {
