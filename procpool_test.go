@@ -689,3 +689,24 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestJobTimeoutHonouredByWorkerKeepsIt(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MaxWorkers, jt.JobTimeout = 1, 200*time.Millisecond
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	for range 3 {
+		_, err = r.Call(ctx, procpool.Blob, []byte("60000"))
+		require.ErrorIs(t, err, procpool.ErrJobTimeout)
+	}
+	out, err := r.Call(ctx, procpool.Blob, []byte("1"))
+	require.NoError(t, err)
+	assert.Equal(t, "slept", string(out))
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, st.Crashes, "a worker that stops the job in time is kept")
+	assert.EqualValues(t, 1, st.Spawns)
+	assert.EqualValues(t, 3, st.TimedOut)
+}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // Errors a job can end with. Every one of them is usable with errors.Is, also
@@ -52,8 +54,12 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("procpool: worker error %s: %s", e.Code, e.Message)
 }
 
-// Is makes errors.Is(err, ErrRemote) true.
-func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
+// Is makes errors.Is(err, ErrRemote) true, and errors.Is(err,
+// ErrJobTimeout) too when the worker itself stopped the job at its deadline
+// (code "deadline": the job's timeout crosses the wire with the request).
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrRemote || (target == ErrJobTimeout && e.Code == codec.CodeDeadline)
+}
 
 // CrashError describes the death of the worker that was running a job.
 type CrashError struct {

@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -46,6 +45,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/internal/gobuild"
 )
 
 // Generate is the argument of the sha512v job type. It mirrors the
@@ -542,38 +542,7 @@ func isTerminal(f *os.File) bool {
 // buildWorker builds examples/sha512worker into dir with the go command of
 // the toolchain that built this program (or the one on PATH).
 func buildWorker(dir string) (string, error) {
-	bin := filepath.Join(dir, "sha512worker")
-	cmd := exec.Command(goTool(), "build", "-o", bin, "github.com/procpool/procpool/examples/sha512worker")
-	cmd.Dir = moduleRoot() // "" (the current directory) if unknown
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func goTool() string {
-	if root := runtime.GOROOT(); root != "" { //nolint:staticcheck // the toolchain that built us is the best guess
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
-}
-
-// moduleRoot returns the module's directory, found from this source file's
-// path, or "" when the source is not where it was compiled.
-func moduleRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return ""
-	}
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return ""
-	}
-	return root
+	return gobuild.Build(dir, "sha512worker", "github.com/procpool/procpool/examples/sha512worker")
 }
 
 // workerProcesses counts this process's live children (Linux: /proc).

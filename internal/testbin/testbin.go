@@ -14,14 +14,11 @@
 package testbin
 
 import (
-	"bytes"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/procpool/procpool/internal/gobuild"
 )
 
 // ImportPath is the package Build builds.
@@ -56,15 +53,10 @@ func Build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(d, "testworker")
-	cmd := exec.Command(goTool(), "build", "-o", out, ImportPath)
-	cmd.Dir = moduleRoot()
-	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	out, err := gobuild.Build(d, "testworker", ImportPath)
+	if err != nil {
 		os.RemoveAll(d)
-		return "", fmt.Errorf("go build %s: %v\n%s", ImportPath, err, stderr.Bytes())
+		return "", err
 	}
 	dir, path = d, out
 	return path, nil
@@ -79,32 +71,4 @@ func Cleanup() {
 		os.RemoveAll(dir)
 	}
 	dir, path = "", ""
-}
-
-// goTool returns the go command of the toolchain that built this binary if
-// it is still there, and the one on PATH otherwise.
-func goTool() string {
-	//lint:ignore SA1019 the toolchain that built the test binary is the best guess
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
-}
-
-// moduleRoot returns the directory of this module's go.mod when this
-// source file is where it was compiled from, and "" (the current
-// directory) otherwise.
-func moduleRoot() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return ""
-	}
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return ""
-	}
-	return root
 }
