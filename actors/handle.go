@@ -53,7 +53,7 @@ func (h *Router) JobType() JobType { return h.spec }
 // allows (and at most the job type's QueueWait). If ctx ends before the job
 // resolves, the job is cancelled.
 func (h *Router) Submit(ctx context.Context, kind PayloadKind, payload []byte) (*Job, error) {
-	j, err := h.submit(ctx, kind, payload, true)
+	j, _, err := h.submit(ctx, kind, payload, true, direct)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func (h *Router) Submit(ctx context.Context, kind PayloadKind, payload []byte) (
 // TrySubmit is Submit without waiting: a full queue fails at once with
 // ErrQueueFull.
 func (h *Router) TrySubmit(ctx context.Context, kind PayloadKind, payload []byte) (*Job, error) {
-	j, err := h.submit(ctx, kind, payload, false)
+	j, _, err := h.submit(ctx, kind, payload, false, direct)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +91,12 @@ func (h *Router) TrySubmit(ctx context.Context, kind PayloadKind, payload []byte
 // Call runs one job and waits for its result. If ctx ends first, the job is
 // cancelled and Call returns an error matching ErrCancelled and ctx.Err().
 func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]byte, error) {
-	j, err := h.submit(ctx, kind, payload, true)
+	j, w, err := h.submit(ctx, kind, payload, true, directSelfRead)
 	if err != nil {
 		return nil, err
+	}
+	if w != nil && w.link.takeRole() {
+		w.link.readFor(ctx, j)
 	}
 	return j.Wait(ctx)
 }
@@ -101,16 +104,18 @@ func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]
 // maxEnvelope bounds the bytes a request frame adds to its payload.
 const maxEnvelope = 64 + 255
 
-func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool) (*Job, error) {
+// submit admits a job and dispatches it: straight to a free worker (which
+// it returns) when nothing is queued, else through the router.
+func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool, mode sendMode) (*Job, *workerState, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, Cancelled(err)
+		return nil, nil, Cancelled(err)
 	}
 	if n := len(payload) + len(h.spec.Name) + maxEnvelope; n > h.spec.MaxFrame {
-		return nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
+		return nil, nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
 	}
 	system, pid := h.gate.target()
 	if pid == nil {
-		return nil, errors.New("procpool: router handle used before Bind")
+		return nil, nil, errors.New("procpool: router handle used before Bind")
 	}
 	j := NewJob(kind, payload)
 	var err error
@@ -128,15 +133,15 @@ func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, b
 		err = h.gate.admit(ctx, j, block)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Fast path: nothing queued and a slot free: write the request from
 	// this goroutine, without crossing the router's mailbox.
-	if w := h.gate.takeSlot(); w != nil && start(j, w, &h.spec, true) {
-		return j, nil
+	if w := h.gate.takeSlot(); w != nil && start(j, w, &h.spec, mode) {
+		return j, w, nil
 	}
 	system.Root.Send(pid, j)
-	return j, nil
+	return j, nil, nil
 }
 
 // Stats asks the router for a snapshot.

@@ -2,9 +2,11 @@ package actors
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +49,34 @@ type link struct {
 	mu       sync.Mutex
 	inflight map[uint64]*Job
 	closed   bool // no more jobs may be added
+	role     readRole
+	pingsOut int  // pings not yet answered
+	ready    bool // the handshake's answer was read
+	dead     bool // reading failed: nobody reads again
+
+	// The read side belongs to whoever holds the read role (see readRole).
+	kick   chan struct{} // hands the role to the background reader
+	pipe   *os.File // the worker's answers
+	rd     *codec.Reader
+	rm     codec.Message
+	imu    sync.Mutex
+	waking bool // a caller reads and may be interrupted by a deadline
 }
+
+// readRole says who reads the worker's answers. A caller that wrote its own
+// request to an idle worker reads the answer itself (readFor), as a
+// hand-written loop over the pipes would: no goroutine hand-off on the
+// fast path. Whenever answers are expected and no caller reads (futures,
+// jobs from the router's queue, pings, the handshake), the background
+// reader goroutine holds the role. Whoever gives the role up while answers
+// are still expected hands it to the background reader.
+type readRole int
+
+const (
+	roleFree readRole = iota
+	roleBackground
+	roleCaller
+)
 
 // outgoing is one frame for the writer goroutine. Fields are copied out of
 // the job so the writer never reads router-owned state.
@@ -80,6 +109,7 @@ func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *
 		out:      make(chan outgoing, 256),
 		quit:     make(chan struct{}),
 		inflight: make(map[uint64]*Job),
+		kick:     make(chan struct{}, 1),
 	}
 	l.lastHeard.Store(time.Now().UnixNano())
 	return l
@@ -87,7 +117,11 @@ func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *
 
 // start sends the Hello and runs the writer and reader goroutines over the
 // process's pipes; wg counts them.
-func (l *link) start(in io.Writer, out io.Reader, wg *sync.WaitGroup) {
+func (l *link) start(in io.Writer, out *os.File, wg *sync.WaitGroup) {
+	l.pipe = out
+	l.rd = codec.NewReader(out, l.spec.MaxFrame)
+	l.role = roleBackground // for the handshake
+	l.kick <- struct{}{}
 	l.bw = bufio.NewWriterSize(in, 64<<10)
 	l.w = codec.NewWriter(l.bw, l.spec.MaxFrame)
 	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(l.spec.MaxFrame)}
@@ -101,7 +135,7 @@ func (l *link) start(in io.Writer, out io.Reader, wg *sync.WaitGroup) {
 	}()
 	go func() {
 		defer wg.Done()
-		l.readLoop(out)
+		l.readLoop()
 	}()
 }
 
@@ -113,18 +147,20 @@ func (l *link) send(o outgoing) {
 	}
 }
 
-// dispatch registers j as running on this worker and sends its request,
-// from this goroutine when direct is set, else through the writer. It
-// reports false when the link takes no more jobs.
-func (l *link) dispatch(j *Job, timeout time.Duration, direct bool) bool {
+// dispatch registers j as running on this worker and sends its request as
+// mode says. It reports false when the link takes no more jobs.
+func (l *link) dispatch(j *Job, timeout time.Duration, mode sendMode) bool {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return false
 	}
 	l.inflight[j.id] = j
+	if mode != directSelfRead {
+		l.wakeReaderLocked()
+	}
 	l.mu.Unlock()
-	if !direct {
+	if mode == viaWriter {
 		l.send(outgoing{kind: codec.KindRequest, id: j.id, timeout: timeout, pkind: j.Kind, payload: j.Payload})
 		return true
 	}
@@ -229,32 +265,160 @@ func (l *link) write(m *codec.Message, flush bool) {
 	l.werr = err
 }
 
-func (l *link) readLoop(out io.Reader) {
-	r := codec.NewReader(out, l.spec.MaxFrame)
-	var m codec.Message
-	handshaken := false
+// readLoop is the background reader: it reads while it holds the role.
+func (l *link) readLoop() {
 	for {
-		err := r.Read(&m)
-		if err != nil {
-			l.system.Root.Send(l.worker, &linkClosed{err: err})
+		select {
+		case <-l.kick:
+		case <-l.quit:
 			return
 		}
-		l.lastHeard.Store(time.Now().UnixNano())
-		switch {
-		case m.Kind == codec.KindResponse && handshaken:
-			l.answer(&m, r)
-		case m.Kind == codec.KindPong && handshaken:
-		case m.Kind == codec.KindReady && !handshaken:
-			handshaken = true
-			ready := m
-			ready.JobTypes = append([]string(nil), m.JobTypes...)
-			l.system.Root.Send(l.worker, &linkReady{msg: ready})
-		default:
-			err := fmt.Errorf("%w: unexpected %s message (handshake done: %v)", errProtocol, m.Kind, handshaken)
-			l.system.Root.Send(l.worker, &linkClosed{err: err})
-			return
+		for {
+			if err := l.readOne(); err != nil {
+				return // dead: the worker actor was told
+			}
+			if !l.keepRole() {
+				break
+			}
 		}
 	}
+}
+
+// needsReaderLocked reports whether answers are expected.
+func (l *link) needsReaderLocked() bool {
+	return !l.ready || len(l.inflight) > 0 || l.pingsOut > 0
+}
+
+// keepRole is the background reader's check after each frame: it keeps the
+// role while answers are expected and frees it otherwise.
+func (l *link) keepRole() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.needsReaderLocked() {
+		return true
+	}
+	l.role = roleFree
+	return false
+}
+
+// wakeReaderLocked makes sure someone reads: if nobody holds the role, the
+// background reader takes it.
+func (l *link) wakeReaderLocked() {
+	if l.role == roleFree && !l.dead {
+		l.role = roleBackground
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ping sends a heartbeat ping and makes sure its pong will be read.
+func (l *link) ping(seq uint64) {
+	l.mu.Lock()
+	l.pingsOut++
+	l.wakeReaderLocked()
+	l.mu.Unlock()
+	l.send(outgoing{kind: codec.KindPing, id: seq})
+}
+
+// takeRole gives the read role to a caller if nobody holds it.
+func (l *link) takeRole() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.role != roleFree || l.dead || !l.ready {
+		return false
+	}
+	l.role = roleCaller
+	return true
+}
+
+// readFor reads, holding the caller role, until j resolves (by its answer,
+// or by a timeout or cancellation that interrupts the read), then gives the
+// role up.
+func (l *link) readFor(ctx context.Context, j *Job) {
+	l.imu.Lock()
+	l.waking = true
+	l.imu.Unlock()
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, l.interrupt)
+	}
+	for !j.resolved() {
+		if err := l.readOne(); err != nil {
+			break // interrupted, or dead
+		}
+	}
+	if stop != nil {
+		stop()
+	}
+	l.imu.Lock()
+	l.waking = false
+	_ = l.pipe.SetReadDeadline(time.Time{})
+	l.imu.Unlock()
+	l.mu.Lock()
+	l.role = roleFree
+	if l.needsReaderLocked() {
+		l.wakeReaderLocked()
+	}
+	l.mu.Unlock()
+}
+
+// interrupt ends a caller's blocked read (its job resolved another way, or
+// its context ended); the Reader resumes the frame for the next holder.
+func (l *link) interrupt() {
+	l.imu.Lock()
+	if l.waking {
+		_ = l.pipe.SetReadDeadline(time.Unix(1, 0))
+	}
+	l.imu.Unlock()
+}
+
+// readOne reads and handles one frame. It returns the read's timeout error
+// (the reader was interrupted) or, once the link is dead, the error that
+// killed it, which it has reported to the worker actor.
+func (l *link) readOne() error {
+	err := l.rd.Read(&l.rm)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		l.die(err)
+		return err
+	}
+	l.lastHeard.Store(time.Now().UnixNano())
+	m := &l.rm
+	l.mu.Lock()
+	ready := l.ready
+	l.mu.Unlock()
+	switch {
+	case m.Kind == codec.KindResponse && ready:
+		l.answer(m, l.rd)
+	case m.Kind == codec.KindPong && ready:
+		l.mu.Lock()
+		l.pingsOut = 0
+		l.mu.Unlock()
+	case m.Kind == codec.KindReady && !ready:
+		msg := *m
+		msg.JobTypes = append([]string(nil), m.JobTypes...)
+		l.mu.Lock()
+		l.ready = true
+		l.mu.Unlock()
+		l.system.Root.Send(l.worker, &linkReady{msg: msg})
+	default:
+		err := fmt.Errorf("%w: unexpected %s message (handshake done: %v)", errProtocol, m.Kind, ready)
+		l.die(err)
+		return err
+	}
+	return nil
+}
+
+// die marks the link unreadable and tells the worker actor why.
+func (l *link) die(err error) {
+	l.mu.Lock()
+	l.dead = true
+	l.mu.Unlock()
+	l.system.Root.Send(l.worker, &linkClosed{err: err})
 }
 
 // answer settles the job a response is for: it frees the job's slot first

@@ -216,7 +216,7 @@ func (r *routerActor) dispatch() {
 // run starts j on w's slot; if w takes no more jobs, j goes back to the
 // front of the queue.
 func (r *routerActor) run(j *Job, w *workerState) {
-	if !start(j, w, &r.spec, false) {
+	if !start(j, w, &r.spec, viaWriter) {
 		r.queue.pushFront(j)
 		r.gate.setQueued(r.queue.len())
 	}
@@ -283,6 +283,7 @@ func (r *routerActor) onTimeout(ctx actor.Context, j *Job) {
 	}
 	j.resolve(nil, fmt.Errorf("%w: job %d ran longer than %v on worker pid %d (attempt %d)",
 		ErrJobTimeout, j.id, r.spec.JobTimeout, j.worker.proc, j.attempt))
+	j.worker.link.interrupt() // its caller may be reading for it
 	j.worker.link.cancel(j.id)
 	ctx.Send(j.worker.pid, &overrunCheck{id: j.id})
 }

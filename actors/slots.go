@@ -137,11 +137,24 @@ func (g *gate) freeSlots() int {
 	return len(g.slots)
 }
 
-// start binds j to w and sends its request: directly from the calling
-// goroutine when direct is set (a caller's fast path), else through the
-// link's writer goroutine (the router, which must never block on a pipe).
-// It reports false, undoing everything, when the worker takes no more jobs.
-func start(j *Job, w *workerState, spec *JobType, direct bool) bool {
+// sendMode says how a job's request goes out and who reads its answer.
+type sendMode int
+
+const (
+	// viaWriter: the link's writer goroutine sends it (the router, which
+	// must never block on a pipe); the background reader reads the answer.
+	viaWriter sendMode = iota
+	// direct: the calling goroutine writes it; the background reader reads
+	// the answer (Submit: nobody waits yet).
+	direct
+	// directSelfRead: the calling goroutine writes it and then tries to
+	// read the answer itself (Call).
+	directSelfRead
+)
+
+// start binds j to w and sends its request as mode says. It reports false,
+// undoing everything, when the worker takes no more jobs.
+func start(j *Job, w *workerState, spec *JobType, mode sendMode) bool {
 	l := w.link
 	j.worker = w
 	j.id = l.nextID.Add(1)
@@ -151,7 +164,7 @@ func start(j *Job, w *workerState, spec *JobType, direct bool) bool {
 	if spec.JobTimeout > 0 {
 		j.timer = time.AfterFunc(spec.JobTimeout, func() { j.gate.send((*jobTimeout)(j)) })
 	}
-	if !l.dispatch(j, spec.JobTimeout, direct) {
+	if !l.dispatch(j, spec.JobTimeout, mode) {
 		if j.timer != nil {
 			j.timer.Stop()
 			j.timer = nil

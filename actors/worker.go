@@ -257,7 +257,7 @@ func (w *workerActor) onHeartbeat() {
 		w.rss = rss
 		w.link.rss.Store(rss)
 	}
-	w.link.send(outgoing{kind: codec.KindPing, id: uint64(time.Now().UnixNano())})
+	w.link.ping(uint64(time.Now().UnixNano()))
 	w.heartbeat.Reset(w.spec.HeartbeatInterval)
 }
 

@@ -184,7 +184,7 @@ func TestRoundTripEveryKind(t *testing.T) {
 
 			// Decode gives the same from the bare body.
 			var dec Message
-			require.NoError(t, Decode(f[HeaderSize:], &dec, nil, nil))
+			require.NoError(t, Decode(f[HeaderSize:], &dec))
 			assert.Equal(t, normalize(tc.want), normalize(dec))
 		})
 	}
@@ -225,7 +225,7 @@ func TestEmptyPayloads(t *testing.T) {
 	assert.Equal(t, []byte{0xc0}, m.Payload)
 	// A blob sent as nil by another implementation reads as empty.
 	body := []byte{0x96, 0x04, 0x01, 0xa0, 0xa0, 0x00, 0xc0}
-	require.NoError(t, Decode(body, &m, nil, nil))
+	require.NoError(t, Decode(body, &m))
 	assert.Empty(t, m.Payload)
 	assert.Equal(t, Blob, m.PayloadKind)
 }
@@ -244,16 +244,16 @@ func TestLenientInputs(t *testing.T) {
 		0xa3, 'a', 'b', 'c', // payload as fixstr
 	}
 	var m Message
-	require.NoError(t, Decode(body, &m, nil, nil))
+	require.NoError(t, Decode(body, &m))
 	assert.Equal(t, Message{Kind: KindRequest, ID: 42, JobType: "jt", Timeout: time.Second,
 		PayloadKind: Blob, Payload: []byte("abc")}, m)
 
 	body = []byte{0x95, 0x02, 0x01, 0x10, 0x05, 0xc0} // ready, job types nil
-	require.NoError(t, Decode(body, &m, nil, nil))
+	require.NoError(t, Decode(body, &m))
 	assert.Equal(t, Message{Kind: KindReady, Version: 1, MaxFrame: 16, PID: 5}, normalize(m))
 
 	body = []byte{0x96, 0x04, 0x01, 0xc0, 0xc0, 0x00, 0xc4, 0x00} // response, nil strings
-	require.NoError(t, Decode(body, &m, nil, nil))
+	require.NoError(t, Decode(body, &m))
 	assert.Equal(t, Message{Kind: KindResponse, ID: 1, PayloadKind: Blob}, normalize(m))
 }
 
@@ -817,7 +817,7 @@ func TestMalformed(t *testing.T) {
 			require.ErrorIs(t, err, ErrMalformed, "%v", err)
 			assert.NotErrorIs(t, err, ErrTruncated)
 			assert.NotErrorIs(t, err, ErrFrameTooLarge)
-			require.ErrorIs(t, Decode(body, &m, nil, nil), ErrMalformed)
+			require.ErrorIs(t, Decode(body, &m), ErrMalformed)
 		})
 	}
 }
@@ -830,7 +830,7 @@ func TestValueDepthLimit(t *testing.T) {
 		v := nested(tc.depth)
 		body := append([]byte{0x96, 0x04, 0x01, 0xa0, 0xa0, 0x01}, v...)
 		var m Message
-		err := Decode(body, &m, nil, nil)
+		err := Decode(body, &m)
 		if tc.ok {
 			require.NoError(t, err, "depth %d", tc.depth)
 			assert.Equal(t, v, m.Payload)
@@ -897,7 +897,7 @@ func TestDurationsRoundUpToMilliseconds(t *testing.T) {
 	// A peer's huge value saturates rather than wraps.
 	body := []byte{0x92, 0x08, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	var m Message
-	require.NoError(t, Decode(body, &m, nil, nil))
+	require.NoError(t, Decode(body, &m))
 	assert.Equal(t, math.MaxInt64/time.Millisecond*time.Millisecond, m.Grace)
 }
 

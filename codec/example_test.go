@@ -109,12 +109,12 @@ func ExampleReader() {
 func ExampleDecode() {
 	body := []byte{0x92, 0x07, 0x2a} // [7, 42]: a pong
 	var m codec.Message
-	if err := codec.Decode(body, &m, nil, nil); err != nil {
+	if err := codec.Decode(body, &m); err != nil {
 		panic(err)
 	}
 	fmt.Println(m.Kind, m.ID)
 
-	err := codec.Decode([]byte{0x92, 0x07, 0xa2, 'h', 'i'}, &m, nil, nil) // [7, "hi"]
+	err := codec.Decode([]byte{0x92, 0x07, 0xa2, 'h', 'i'}, &m) // [7, "hi"]
 	fmt.Println(errors.Is(err, codec.ErrMalformed))
 	// Output:
 	// pong 42

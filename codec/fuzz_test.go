@@ -45,7 +45,7 @@ func FuzzReader(f *testing.F) {
 		}
 
 		// The bytes as one frame body.
-		if err := Decode(data, &m, nil, nil); err != nil {
+		if err := Decode(data, &m); err != nil {
 			require.ErrorIs(t, err, ErrMalformed)
 		} else {
 			checkReencodes(t, &m)

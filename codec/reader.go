@@ -1,13 +1,10 @@
 package codec
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // reuseLimit is the largest buffer a Reader keeps between frames. Larger
@@ -15,10 +12,20 @@ import (
 const reuseLimit = 256 << 10
 
 // Reader reads frames from an io.Reader and decodes them into Messages.
+//
+// A read that fails with a timeout (an error with a Timeout method that
+// returns true, such as os.ErrDeadlineExceeded from a pipe with a read
+// deadline) loses nothing: the next Read resumes the frame where the last
+// one stopped. That lets a reader be interrupted and another goroutine take
+// over the stream.
 type Reader struct {
 	r        io.Reader
 	maxFrame int
 	hdr      [HeaderSize]byte
+	hdrN     int    // header bytes read of the current frame
+	frame    []byte // the current frame's body, once its header is read
+	bodyN    int    // body bytes read
+	inBody   bool   // the header is complete
 	buf      []byte // reused frame buffer, at most reuseLimit bytes
 	owned    bool   // the last frame has a buffer of its own
 	strs     interner
@@ -44,41 +51,59 @@ func (r *Reader) MaxFrame() int { return r.maxFrame }
 // It returns io.EOF when the stream ends cleanly between frames, an error
 // matching ErrTruncated when it ends inside one, ErrFrameTooLarge when the
 // announced length exceeds the limit (nothing is allocated for it), and
-// ErrMalformed when the frame does not hold a valid message. After an error
-// other than io.EOF the stream cannot be resynchronised.
+// ErrMalformed when the frame does not hold a valid message. After a
+// timeout, Read may be called again and resumes the frame; after any other
+// error but io.EOF the stream cannot be resynchronised.
 //
 // m.Payload aliases the Reader's buffer and stays valid only until the next
 // Read, unless Owned reports that it does not. The strings of m never alias
 // the buffer; the job types and error codes of a stream are interned, so
 // that reading them costs no allocation once they have been seen.
 func (r *Reader) Read(m *Message) error {
-	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: stream ended inside a frame header", ErrTruncated)
+	if !r.inBody {
+		for r.hdrN < HeaderSize {
+			n, err := r.r.Read(r.hdr[r.hdrN:])
+			r.hdrN += n
+			if err == nil {
+				continue
+			}
+			if r.hdrN == HeaderSize {
+				break // a full header and an error: the body read reports it
+			}
+			if errors.Is(err, io.EOF) && r.hdrN > 0 {
+				return fmt.Errorf("%w: stream ended inside a frame header", ErrTruncated)
+			}
+			return err
+		}
+		n := binary.BigEndian.Uint32(r.hdr[:])
+		if uint64(n) > uint64(r.maxFrame) {
+			return fmt.Errorf("%w: announced %d bytes, limit %d", ErrFrameTooLarge, n, r.maxFrame)
+		}
+		if int(n) <= reuseLimit {
+			if cap(r.buf) < int(n) {
+				r.buf = make([]byte, n, max(int(n), 4<<10))
+			}
+			r.frame = r.buf[:n]
+			r.owned = false
+		} else {
+			r.frame = make([]byte, n)
+			r.owned = true
+		}
+		r.inBody, r.bodyN = true, 0
+	}
+	for r.bodyN < len(r.frame) {
+		n, err := r.r.Read(r.frame[r.bodyN:])
+		r.bodyN += n
+		if err == nil || r.bodyN == len(r.frame) {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: stream ended inside a %d-byte frame", ErrTruncated, len(r.frame))
 		}
 		return err
 	}
-	n := binary.BigEndian.Uint32(r.hdr[:])
-	if uint64(n) > uint64(r.maxFrame) {
-		return fmt.Errorf("%w: announced %d bytes, limit %d", ErrFrameTooLarge, n, r.maxFrame)
-	}
-	var frame []byte
-	if int(n) <= reuseLimit {
-		if cap(r.buf) < int(n) {
-			r.buf = make([]byte, n, max(int(n), 4<<10))
-		}
-		frame = r.buf[:n]
-		r.owned = false
-	} else {
-		frame = make([]byte, n)
-		r.owned = true
-	}
-	if _, err := io.ReadFull(r.r, frame); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: stream ended inside a %d-byte frame", ErrTruncated, n)
-		}
-		return err
-	}
+	frame := r.frame
+	r.inBody, r.hdrN, r.frame = false, 0, nil
 	if err := decodeFrame(frame, m, &r.strs); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -93,12 +118,7 @@ func (r *Reader) Owned() bool { return r.owned }
 // Decode decodes one frame body (header excluded) into m, overwriting every
 // field, and returns an error matching ErrMalformed if it does not hold a
 // valid message. m.Payload aliases frame.
-//
-// br and dec are not used and may be nil: the decoder works on frame in
-// place. They remain so that code written against the first version of this
-// package compiles.
-func Decode(frame []byte, m *Message, br *bytes.Reader, dec *msgpack.Decoder) error {
-	_, _ = br, dec
+func Decode(frame []byte, m *Message) error {
 	if err := decodeFrame(frame, m, nil); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

@@ -1,0 +1,64 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "i/o timeout" }
+func (timeoutErr) Timeout() bool { return true }
+
+// choppy returns at most 3 bytes per read and a timeout error after every
+// read that returned data.
+type choppy struct {
+	r       *bytes.Reader
+	timeout bool
+}
+
+func (c *choppy) Read(p []byte) (int, error) {
+	if c.timeout {
+		c.timeout = false
+		return 0, timeoutErr{}
+	}
+	c.timeout = true
+	return c.r.Read(p[:min(len(p), 3)])
+}
+
+// TestReadResumesAfterTimeout: a timed-out Read loses no byte; the next
+// Read continues the frame.
+func TestReadResumesAfterTimeout(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	want := []Message{
+		{Kind: KindRequest, ID: 1, JobType: "echo", Payload: bytes.Repeat([]byte("ab"), 100)},
+		{Kind: KindPing, ID: 2},
+		{Kind: KindResponse, ID: 3, ErrCode: "handler", ErrMessage: "no"},
+	}
+	for i := range want {
+		require.NoError(t, w.Write(&want[i]))
+	}
+	r := NewReader(&choppy{r: bytes.NewReader(buf.Bytes())}, 0)
+	var m Message
+	timeouts := 0
+	for i := range want {
+		for {
+			err := r.Read(&m)
+			if errors.Is(err, timeoutErr{}) {
+				timeouts++
+				continue
+			}
+			require.NoError(t, err)
+			break
+		}
+		require.Equal(t, want[i].ID, m.ID)
+		require.Equal(t, want[i].Kind, m.Kind)
+		require.Equal(t, string(want[i].Payload), string(m.Payload))
+		require.Equal(t, want[i].ErrMessage, m.ErrMessage)
+	}
+	require.Greater(t, timeouts, 50)
+}
