@@ -56,7 +56,7 @@ type link struct {
 
 	// The read side belongs to whoever holds the read role (see readRole).
 	kick   chan struct{} // hands the role to the background reader
-	pipe   *os.File // the worker's answers
+	pipe   *os.File      // the worker's answers
 	rd     *codec.Reader
 	rm     codec.Message
 	imu    sync.Mutex
