@@ -710,3 +710,35 @@ func TestJobTimeoutHonouredByWorkerKeepsIt(t *testing.T) {
 	assert.EqualValues(t, 1, st.Spawns)
 	assert.EqualValues(t, 3, st.TimedOut)
 }
+
+// TestCallCancelledWhileReadingItsAnswer: a Call on an idle worker reads
+// its own answer; when its context ends mid-job it must return at once,
+// and the worker's late answer must still be read (by the background
+// reader) so that the worker is free for the next call.
+func TestCallCancelledWhileReadingItsAnswer(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MinWorkers, jt.MaxWorkers = 1, 1
+	jt.HeartbeatInterval = time.Hour // no ping takes the read role meanwhile
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = r.Call(ctx, procpool.Blob, []byte("1"))
+	require.NoError(t, err)
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		begin := time.Now()
+		_, err = r.Call(cctx, procpool.Blob, []byte("60000"))
+		cancel()
+		require.ErrorIs(t, err, procpool.ErrCancelled)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Less(t, time.Since(begin), 10*time.Second)
+		out, err := r.Call(ctx, procpool.Blob, []byte("5"))
+		require.NoError(t, err)
+		assert.Equal(t, "slept", string(out))
+	}
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, st.Spawns)
+	assert.EqualValues(t, 3, st.Cancelled)
+}
