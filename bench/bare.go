@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -31,6 +33,11 @@ func startBare(e *env) (*bareWorker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The watchdog: a worker that stops answering fails the reads and
+	// writes instead of hanging the bench.
+	deadline := time.Now().Add(watchdog)
+	_ = p.Input().SetWriteDeadline(deadline)
+	_ = p.Output().SetReadDeadline(deadline)
 	return &bareWorker{
 		proc: p,
 		w:    codec.NewWriter(p.Input(), 0),
@@ -62,6 +69,9 @@ func (b *bareWorker) call(jobType string, kind procpool.PayloadKind, payload []b
 		return nil, fmt.Errorf("bare worker: request: %w", err)
 	}
 	if err := b.r.Read(&b.resp); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, stuck("the bare loop", fmt.Errorf("no response to job %d", b.id))
+		}
 		return nil, fmt.Errorf("bare worker: response: %w", err)
 	}
 	switch {

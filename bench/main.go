@@ -206,6 +206,7 @@ func run(cfg config) error {
 	}
 	res.Scaling = sc
 	res.Took = time.Since(began)
+	res.Machine.LoadEnd = loadAvg()
 
 	rep := buildReport(res)
 	rep.print(cfg.Out)

@@ -2,14 +2,38 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
+
+// watchdog bounds every measurement: none takes more than a few seconds, so
+// one still running after this is stuck (a job that never resolves, a
+// worker that never answers). It then fails the run, with a dump of the
+// goroutines, instead of hanging it.
+const watchdog = 2 * time.Minute
+
+// errStuck marks a measurement stopped by the watchdog.
+var errStuck = errors.New("stuck: the watchdog expired")
+
+// stuck wraps err as a stuck measurement and dumps every goroutine to
+// stderr, once per process, for the post-mortem.
+func stuck(what string, err error) error {
+	dumpOnce.Do(func() {
+		fmt.Fprintf(os.Stderr, "bench: %s is stuck after %v; goroutines:\n", what, watchdog)
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+	})
+	return fmt.Errorf("%s: %w: %v", what, errStuck, err)
+}
+
+var dumpOnce sync.Once
 
 // sample is one timed run of n operations (jobs, or start-ups).
 type sample struct {
@@ -72,29 +96,35 @@ func cpuTime(who int) time.Duration {
 // next job number from a shared counter, and returns the first error. A
 // failing job stops every caller.
 func runJobs(ctx context.Context, n, callers int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		next     atomic.Int64
+		failed   atomic.Bool
+		once     sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
 	for range max(callers, 1) {
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for !failed.Load() {
+				if err := ctx.Err(); err != nil {
+					once.Do(func() { firstErr = err })
+					failed.Store(true)
+					return
+				}
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
 				if err := fn(ctx, i); err != nil {
-					cancel(err)
+					once.Do(func() { firstErr = err })
+					failed.Store(true)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil && err != context.Canceled {
-		return err
-	}
-	return nil
+	return firstErr
 }
 
 // summary is the median and range of a series of rates.

@@ -52,6 +52,9 @@ type machine struct {
 	OS         string
 	Kernel     string
 	Memory     string
+	// LoadStart and LoadEnd are /proc/loadavg's 1-minute load at the
+	// start and the end of the run.
+	LoadStart, LoadEnd string
 }
 
 func readMachine() machine {
@@ -69,7 +72,17 @@ func readMachine() machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	m.Memory = procField("/proc/meminfo", "MemTotal")
+	m.LoadStart = loadAvg()
 	return m
+}
+
+// loadAvg returns the 1-minute load average, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // procField returns the value of the first "key: value" line of a /proc

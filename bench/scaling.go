@@ -67,6 +67,8 @@ func runScaling(ctx context.Context, e *env) (*scalingResult, error) {
 		return nil, failf("scaling", err)
 	}
 	defer shutdown(sys)
+	ctx, cancel := context.WithTimeout(ctx, watchdog+c.Pause)
+	defer cancel()
 
 	res := &scalingResult{Config: c}
 	t0 := time.Now()
@@ -131,7 +133,7 @@ func runScaling(ctx context.Context, e *env) (*scalingResult, error) {
 		for i, j := range jobs {
 			out, err := j.Wait(ctx)
 			if err != nil {
-				return 0, err
+				return 0, poolError(ctx, r, err)
 			}
 			if err := w.check(procpool.Blob, i, out); err != nil {
 				return 0, err

@@ -35,6 +35,7 @@ func levels() []level {
 		{Key: "ready", Name: "worker ready: childproc + handshake + Stop (no job)", Process: true, cycle: readyCycle(false)},
 		{Key: "perjob", Name: "process per job: start, handshake, 1 job, stop", Process: true, cycle: readyCycle(true)},
 		{Key: "pool", Name: "pool per job: NewSystem, Spawn(min 1), Call, Shutdown", Process: true, cycle: poolCycle},
+		{Key: "system", Name: "actor system alone: NewSystem, Shutdown (no worker, no job)", Process: true, cycle: systemCycle},
 	}
 }
 
@@ -83,6 +84,8 @@ func readyCycle(withJob bool) func(context.Context, *env, *workload) error {
 // poolCycle is the whole façade for one job: a system, a router with one
 // worker, one call, and the system's shutdown.
 func poolCycle(ctx context.Context, e *env, w *workload) error {
+	ctx, cancel := context.WithTimeout(ctx, watchdog)
+	defer cancel()
 	sys := procpool.NewSystem(procpool.Config{Logger: e.cfg.Logger})
 	defer shutdown(sys)
 	r, err := sys.Spawn(procpool.JobType{Name: "sha512", Command: e.bin, MinWorkers: 1, MaxWorkers: 1})
@@ -90,9 +93,15 @@ func poolCycle(ctx context.Context, e *env, w *workload) error {
 		return err
 	}
 	if err := poolJob(ctx, r, w, procpool.Blob, 0); err != nil {
-		return err
+		return poolError(ctx, r, err)
 	}
 	return shutdown(sys)
+}
+
+// systemCycle starts and stops an empty System: the share of the actor
+// system in the pool-per-job level.
+func systemCycle(context.Context, *env, *workload) error {
+	return shutdown(procpool.NewSystem(procpool.Config{}))
 }
 
 // runStartup measures every level once. The process levels are

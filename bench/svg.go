@@ -104,7 +104,6 @@ func logBarChart(title, unit string, groups []barGroup, legend [][2]string) stri
 		d.line(x, top-6, x, yEnd, colourGrid, "")
 		d.text(x, top-10, "middle", `font-size="11"`, compact(math.Pow(10, p)))
 	}
-	d.text(x1+4, top-10, "start", `font-size="11"`, unit)
 	y := float64(top)
 	for _, g := range groups {
 		if g.Title != "" {
@@ -129,7 +128,7 @@ func logBarChart(title, unit string, groups []barGroup, legend [][2]string) stri
 		d.text(lx+17, yEnd+32, "start", `font-size="11"`, l[1])
 		lx += 24 + float64(len(l[1]))*6
 	}
-	d.text(8, yEnd+46, "start", `font-size="10" fill-opacity="0.7"`, "log scale")
+	d.text(8, yEnd+46, "start", `font-size="10" fill-opacity="0.7"`, unit+", log scale")
 	return d.String()
 }
 
@@ -216,7 +215,11 @@ func timelineChart(title string, s *scalingResult) string {
 		}
 		x := xOf(m.At)
 		d.line(x, top, x, float64(yAxis), "#888888", `stroke-dasharray="2,3"`)
-		d.text(x+3, top-6-float64(row%2)*12, "start", `font-size="11"`, m.Label)
+		lx, anchor := x+3, "start"
+		if x > x0+0.85*(x1-x0) { // near the right edge: label to the left of the line
+			lx, anchor = x-3, "end"
+		}
+		d.text(lx, top-6-float64(row%2)*12, anchor, `font-size="11"`, m.Label)
 		row++
 	}
 	// Legend.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -54,6 +55,28 @@ func modes(cores int) []mode {
 	return ms
 }
 
+// measureOrder is the order the modes are measured in within a run: the
+// pool of 2 between the two figures its targets are judged against
+// (in-process with goroutines, and the bare loop), so that a noisy spell of
+// the shared machine is less likely to fall between them.
+func measureOrder(ms []mode) []mode {
+	first := []string{"goroutines", "pool2", "bare"}
+	out := make([]mode, 0, len(ms))
+	for _, k := range first {
+		for _, m := range ms {
+			if m.Key == k {
+				out = append(out, m)
+			}
+		}
+	}
+	for _, m := range ms {
+		if !slices.Contains(first, m.Key) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // throughputKey names one measurement: workload, payload kind and mode.
 func throughputKey(w *workload, kind procpool.PayloadKind, m string) string {
 	return w.Key + "/" + kindName(kind) + "/" + m
@@ -72,7 +95,7 @@ func (e *env) jobsFor(w *workload) int {
 func runThroughput(ctx context.Context, e *env, res *results) error {
 	for _, w := range e.workloads {
 		for _, kind := range kinds {
-			for _, m := range res.Modes {
+			for _, m := range measureOrder(res.Modes) {
 				s, err := measureThroughput(ctx, e, w, kind, m, e.jobsFor(w))
 				if err != nil {
 					return failf(fmt.Sprintf("throughput %s %s, %s", w.Name, kindName(kind), m.Name), err)
@@ -113,13 +136,15 @@ func measurePool(ctx context.Context, e *env, w *workload, kind procpool.Payload
 		return sample{}, err
 	}
 	defer shutdown(sys)
+	ctx, cancel := context.WithTimeout(ctx, watchdog)
+	defer cancel()
 	call := func(ctx context.Context, i int) error { return poolJob(ctx, r, w, kind, i) }
 	if err := runJobs(ctx, 2*m.Workers, m.Workers, call); err != nil { // warm up
-		return sample{}, err
+		return sample{}, poolError(ctx, r, err)
 	}
 	sw := startStopwatch()
 	if err := runJobs(ctx, n, m.Callers, call); err != nil {
-		return sample{}, err
+		return sample{}, poolError(ctx, r, err)
 	}
 	if err := shutdown(sys); err != nil {
 		return sample{}, err
@@ -156,6 +181,25 @@ func poolJob(ctx context.Context, r *procpool.Router, w *workload, kind procpool
 		return err
 	}
 	return w.check(kind, i, res)
+}
+
+// poolError adds the router's state to a failed measurement's error, and
+// reports a stuck one (the watchdog's deadline passed) as such.
+func poolError(ctx context.Context, r *procpool.Router, err error) error {
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	state := "router stats unavailable"
+	if st, serr := r.Stats(sctx); serr == nil {
+		state = fmt.Sprintf("router: %d queued, %d running; workers %d idle, %d busy, %d starting, %d stopping; "+
+			"%d accepted, %d succeeded, %d failed; %d spawns, %d crashes",
+			st.Queued, st.Running, st.Idle, st.Busy, st.Starting, st.Stopping,
+			st.Accepted, st.Succeeded, st.Failed, st.Spawns, st.Crashes)
+	}
+	err = fmt.Errorf("%w (%s)", err, state)
+	if ctx.Err() != nil {
+		return stuck("a pool measurement", err)
+	}
+	return err
 }
 
 // startPool starts a system with one job type and waits until its
