@@ -89,25 +89,7 @@ func BenchmarkCall(b *testing.B) {
 				b.SetBytes(int64(sz.n))
 				b.ReportAllocs()
 				b.ResetTimer()
-				var wg sync.WaitGroup
-				per := b.N / workers
-				for g := range workers {
-					n := per
-					if g == 0 {
-						n += b.N % workers
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for range n {
-							if _, err := r.Call(ctx, procpool.Blob, payload); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
+				callConcurrently(b, r, workers, payload)
 			})
 		}
 	}
@@ -166,4 +148,58 @@ func BenchmarkFrameworkRatio(b *testing.B) {
 	b.ReportMetric(float64(full)/float64(bare), "ratio")
 	b.ReportMetric(float64(bare.Nanoseconds())/float64(b.N), "bare-ns/op")
 	b.ReportMetric(float64(full.Nanoseconds())/float64(b.N), "full-ns/op")
+}
+
+// BenchmarkCallPipelined: two workers with two jobs in flight each, from
+// four callers: the next job already waits in a worker's pipe when it
+// answers the last one.
+func BenchmarkCallPipelined(b *testing.B) {
+	for _, inflight := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("1KiB/workers=2/inflight=%d", inflight), func(b *testing.B) {
+			sys := procpool.NewSystem(procpool.Config{})
+			defer sys.Shutdown(context.Background())
+			r, err := sys.Spawn(procpool.JobType{
+				Name: "sha512", Command: testbin.Path(b),
+				MinWorkers: 2, MaxWorkers: 2, InFlight: inflight,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			payload := make([]byte, 1<<10)
+			callers := 2 * inflight
+			for range callers {
+				if _, err := r.Call(ctx, procpool.Blob, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			callConcurrently(b, r, callers, payload)
+		})
+	}
+}
+
+// callConcurrently makes b.N calls of payload, shared among callers
+// goroutines, each one call at a time.
+func callConcurrently(b *testing.B, r *procpool.Router, callers int, payload []byte) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range callers {
+		n := b.N / callers
+		if g == 0 {
+			n += b.N % callers
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n {
+				if _, err := r.Call(ctx, procpool.Blob, payload); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
