@@ -22,18 +22,24 @@ const (
 
 // mode is one column of the throughput experiment.
 type mode struct {
-	Key     string
-	Name    string
-	Kind    modeKind
-	Workers int // worker processes (pool)
-	Callers int // goroutines calling, each one job at a time
+	Key      string
+	Name     string
+	Kind     modeKind
+	Workers  int // worker processes (pool)
+	InFlight int // jobs in flight per worker (pool; 0 = 1)
+	Callers  int // goroutines calling, each one job at a time
 }
+
+// pipeline is the jobs in flight per worker in the pool modes: a worker
+// always finds its next request already in its pipe when it answers.
+const pipeline = 4
 
 // modes returns the throughput modes: in-process with one goroutine and
 // with one per core; the bare loop; one long-lived worker called serially
 // (the article's "one process"); pools of 1, 2 and 2 x cores workers, each
-// called from 2 goroutines per worker with Router.Call (one job per call),
-// so that a worker always has its next job waiting.
+// with `pipeline` jobs in flight per worker and called from as many
+// goroutines with Router.Call (one job per call), so that a worker always
+// has its next job waiting in its pipe.
 func modes(cores int) []mode {
 	ms := []mode{
 		{Key: "inproc", Name: "in-process, 1 goroutine", Kind: inProcess, Callers: 1},
@@ -48,8 +54,8 @@ func modes(cores int) []mode {
 			dup = dup || m.Key == key
 		}
 		if !dup {
-			ms = append(ms, mode{Key: key, Name: fmt.Sprintf("pool of %d, %d callers", n, 2*n),
-				Kind: pool, Workers: n, Callers: 2 * n})
+			ms = append(ms, mode{Key: key, Name: fmt.Sprintf("pool of %d, %d in flight each, %d callers", n, pipeline, pipeline*n),
+				Kind: pool, Workers: n, InFlight: pipeline, Callers: pipeline * n})
 		}
 	}
 	return ms
@@ -130,7 +136,7 @@ func measureThroughput(ctx context.Context, e *env, w *workload, kind procpool.P
 func measurePool(ctx context.Context, e *env, w *workload, kind procpool.PayloadKind, m mode, n int) (sample, error) {
 	sys, r, err := startPool(ctx, e, procpool.JobType{
 		Name: w.jobType(kind), Command: e.bin,
-		MinWorkers: m.Workers, MaxWorkers: m.Workers, IdleTimeout: -1,
+		MinWorkers: m.Workers, MaxWorkers: m.Workers, IdleTimeout: -1, InFlight: m.InFlight,
 	})
 	if err != nil {
 		return sample{}, err
