@@ -35,9 +35,12 @@ microbench:
 fmt:
 	gofmt -w .
 
-## lint: gofmt check and go vet
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: gofmt check, go vet and staticcheck
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
 
 ## fuzz: run the codec decoder fuzzer for 30 seconds
 fuzz:

@@ -14,7 +14,6 @@ func (*heartbeatTick) IgnoreDeadLetterLogging()    {}
 func (*overrunCheck) IgnoreDeadLetterLogging()     {}
 func (*overrunKill) IgnoreDeadLetterLogging()      {}
 func (*stopWorker) IgnoreDeadLetterLogging()       {}
-func (*killWorker) IgnoreDeadLetterLogging()       {}
 func (*workerReady) IgnoreDeadLetterLogging()      {}
 func (*workerExited) IgnoreDeadLetterLogging()     {}
 func (*jobDone) IgnoreDeadLetterLogging()          {}

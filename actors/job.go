@@ -44,8 +44,6 @@ type Job struct {
 	crashes int          // workers that died running it
 	timer   *time.Timer  // per-job timeout, nil if none
 	started time.Time    // when it was last dispatched
-	size    int          // bytes of its request frame, for pipe accounting
-	overrun bool         // its timeout fired while it ran
 
 	ctxStop atomic.Pointer[func() bool] // detaches a context.AfterFunc, if any
 }

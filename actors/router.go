@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -32,7 +33,6 @@ type routerActor struct {
 	queue   jobQueue
 	workers map[string]*workerState // by actor id
 	dying   map[string]struct{}     // worker actors told to stop, not yet terminated
-	nextID  uint64
 
 	spawnAfter time.Time   // no spawn before (restart backoff)
 	owed       int         // replacements owed to failed workers
@@ -176,7 +176,7 @@ func (r *routerActor) accept(ctx actor.Context, j *Job) {
 			j.done = make(chan struct{})
 		}
 		j.replyTo, j.system = ctx.Sender(), r.system
-		if err := r.gate.admit(nil, j, false); err != nil {
+		if err := r.gate.admit(context.Background(), j, false); err != nil {
 			j.resolve(nil, err)
 			return
 		}

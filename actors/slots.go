@@ -130,13 +130,6 @@ func (g *gate) closeWorker(w *workerState) {
 	g.slots = kept
 }
 
-// freeSlots counts the published slots.
-func (g *gate) freeSlots() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.slots)
-}
-
 // sendMode says how a job's request goes out and who reads its answer.
 type sendMode int
 

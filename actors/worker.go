@@ -65,11 +65,6 @@ type (
 		grace time.Duration
 		kill  bool // kill at once, still as a requested stop
 	}
-	// killWorker kills the worker now as a failure of the given kind.
-	killWorker struct {
-		kind supervisor.FailureKind
-		err  error
-	}
 	// overrunCheck kills the worker if job id is still running.
 	// overrunCheck: job id overran its timeout and was sent a cancel; kill
 	// the worker if it still runs the job after CancelGrace.
@@ -146,8 +141,6 @@ func (w *workerActor) Receive(ctx actor.Context) {
 			break
 		}
 		w.stop(msg.grace)
-	case *killWorker:
-		w.fail(msg.kind, msg.err)
 	case *procExited:
 		w.onExited(ctx, msg.info)
 	case *actor.Stopping:

@@ -26,7 +26,8 @@ func Build(dir, name, importPath string) (string, error) {
 // goTool returns the go command of the toolchain that built this program if
 // it is still there, and the one on PATH otherwise.
 func goTool() string {
-	if root := runtime.GOROOT(); root != "" { //nolint:staticcheck // the toolchain that built us is the best guess
+	//lint:ignore SA1019 the toolchain that built this program is the best guess
+	if root := runtime.GOROOT(); root != "" {
 		p := filepath.Join(root, "bin", "go")
 		if _, err := os.Stat(p); err == nil {
 			return p
