@@ -398,12 +398,12 @@ var _ = errors.Is
 var _ = strconv.Itoa
 
 // recordingStrategy is a user's supervisor strategy that records what its
-// children escalate, then stops them.
+// children escalate, then resumes them (the test stops the parent after).
 type recordingStrategy struct{ reasons chan any }
 
 func (s recordingStrategy) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason any, _ any) {
 	s.reasons <- reason
-	sup.StopChildren(child)
+	sup.ResumeChildren(child)
 }
 
 func TestGiveUpEscalatesToUsersActor(t *testing.T) {

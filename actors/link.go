@@ -119,7 +119,9 @@ func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *
 // process's pipes; wg counts them.
 func (l *link) start(in io.Writer, out *os.File, wg *sync.WaitGroup) {
 	l.pipe = out
-	l.rd = codec.NewReader(out, l.spec.MaxFrame)
+	// Buffered: one read system call takes every answer already in the
+	// pipe, header and body together.
+	l.rd = codec.NewReader(bufio.NewReaderSize(out, 64<<10), l.spec.MaxFrame)
 	l.role = roleBackground // for the handshake
 	l.kick <- struct{}{}
 	l.bw = bufio.NewWriterSize(in, 64<<10)

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -106,7 +107,7 @@ func newConn(s *Server, r io.Reader, w io.Writer) *conn {
 		logger:    s.logger(),
 		drain:     s.drainTimeout(),
 		src:       r,
-		rd:        codec.NewReader(r, s.MaxFrame),
+		rd:        codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
 		jobs:      make(map[uint64]*job),
 		work:      make(chan *job),
 		quit:      make(chan struct{}),

@@ -14,6 +14,10 @@ import (
 // outBufferSize is the size of the buffer that coalesces responses.
 const outBufferSize = 64 << 10
 
+// readBufferSize buffers the host's frames: one read system call takes
+// every request already in the pipe, header and body together.
+const readBufferSize = 64 << 10
+
 // outbox writes the worker's messages. Whoever queues a message while no one
 // is writing becomes the writer: it writes every queued message into a
 // buffer, flushes it once the queue is empty, and stops writing when the
