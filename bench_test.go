@@ -154,7 +154,7 @@ func BenchmarkFrameworkRatio(b *testing.B) {
 // four callers: the next job already waits in a worker's pipe when it
 // answers the last one.
 func BenchmarkCallPipelined(b *testing.B) {
-	for _, inflight := range []int{1, 2, 4} {
+	for _, inflight := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprintf("1KiB/workers=2/inflight=%d", inflight), func(b *testing.B) {
 			sys := procpool.NewSystem(procpool.Config{})
 			defer sys.Shutdown(context.Background())

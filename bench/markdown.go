@@ -41,8 +41,8 @@ func (rp *report) markdown() string {
 	p("next, so the targets are judged on ratios measured **within the same run**. The article ran on 12\n")
 	p("cores / 24 threads under Windows with .NET: its figures are there for shape, not for a race.\n\n")
 	p("Throughput = jobs / elapsed, the elapsed time including the stop of the workers, as in the article.\n")
-	p("Pools run 4 jobs in flight per worker (`InFlight: 4`: a worker finds its next request already in its\n")
-	p("pipe) and are called with `Router.Call` (`CallValue` for VALUE), one job per call, from 4 goroutines\n")
+	p("Pools run %d jobs in flight per worker (`InFlight: %d`: a worker finds its next requests already in\n", pipeline, pipeline)
+	p("its pipe) and are called with `Router.Call` (`CallValue` for VALUE), one job per call, from %d goroutines\n", pipeline)
 	p("per worker; \"one process\" is a pool of one worker called serially. Every result of every job is checked\n")
 	p("against the expected SHA-512; a wrong digest or a failed job fails the bench.\n\n")
 

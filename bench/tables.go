@@ -111,7 +111,7 @@ func (rp *report) throughputTable(w *workload) {
 	}
 	t.Notes = append(t.Notes, "elapsed time includes the stop of the worker processes (pool: System.Shutdown; bare loop: childproc Stop); "+
 		"pools are started and their workers ready before the clock starts",
-		"pools: InFlight 4 per worker, 4 caller goroutines per worker, each calling Router.Call (CallValue for VALUE) one job at a time; "+
+		fmt.Sprintf("pools: InFlight %d per worker, %d caller goroutines per worker, each calling Router.Call (CallValue for VALUE) one job at a time; ", pipeline, pipeline)+
 			"'one process' is a pool of 1 called from 1 goroutine, as the article's serial calls")
 	rp.tables = append(rp.tables, t)
 }

@@ -32,7 +32,7 @@ type mode struct {
 
 // pipeline is the jobs in flight per worker in the pool modes: a worker
 // always finds its next request already in its pipe when it answers.
-const pipeline = 4
+const pipeline = 8
 
 // modes returns the throughput modes: in-process with one goroutine and
 // with one per core; the bare loop; one long-lived worker called serially
