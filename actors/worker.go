@@ -150,6 +150,9 @@ func (w *workerActor) Receive(ctx actor.Context) {
 		if w.proc != nil && !w.exitSent {
 			_ = w.proc.Kill()
 		}
+		if w.link != nil {
+			w.link.close() // its writer ends now, its reader at the pipe's EOF
+		}
 	}
 }
 
