@@ -57,10 +57,10 @@ func (e *events) of(kind actors.EventKind) []*procpool.WorkerEvent {
 
 // chaos runs n jobs of mixed sizes through a pool while another goroutine
 // SIGKILLs a random worker every 20–50 ms, and returns each job's outcome.
-func chaos(t *testing.T, policy supervisor.Policy, n int) (*procpool.Router, []error) {
+func chaos(t *testing.T, policy supervisor.Policy, n, inFlight int) (*procpool.Router, []error) {
 	sys := newSystem(t)
 	jt := jobType(t, "sha512")
-	jt.MinWorkers, jt.MaxWorkers = 2, 4
+	jt.MinWorkers, jt.MaxWorkers, jt.InFlight = 2, 4, inFlight
 	jt.Policy = policy
 	r, err := sys.Spawn(jt)
 	require.NoError(t, err)
@@ -152,14 +152,18 @@ func chaosPolicy() supervisor.Policy {
 func TestChaosWithRetryEveryJobSucceeds(t *testing.T) {
 	p := chaosPolicy()
 	p.Jobs = supervisor.JobFailure{MaxAttempts: 100, PoisonAfter: 100}
-	_, errs := chaos(t, p, chaosJobs())
-	for i, err := range errs {
-		require.NoError(t, err, "job %d", i)
+	for _, inFlight := range []int{1, 3} {
+		t.Run(fmt.Sprintf("inflight=%d", inFlight), func(t *testing.T) {
+			_, errs := chaos(t, p, chaosJobs(), inFlight)
+			for i, err := range errs {
+				require.NoError(t, err, "job %d", i)
+			}
+		})
 	}
 }
 
 func TestChaosFailFastGivesTypedCrashErrors(t *testing.T) {
-	_, errs := chaos(t, chaosPolicy(), chaosJobs())
+	_, errs := chaos(t, chaosPolicy(), chaosJobs(), 1)
 	failed := 0
 	for i, err := range errs {
 		if err == nil {

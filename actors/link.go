@@ -157,17 +157,21 @@ func (l *link) dispatch(j *Job, timeout time.Duration, mode sendMode) bool {
 		l.mu.Unlock()
 		return false
 	}
-	l.inflight[j.id] = j
+	// Once registered, the job may be taken back by the router at any time
+	// (its worker died, and it is retried elsewhere): read nothing of it
+	// that the router writes after this point.
+	id, kind, payload := j.id, j.Kind, j.Payload
+	l.inflight[id] = j
 	if mode != directSelfRead {
 		l.wakeReaderLocked()
 	}
 	l.mu.Unlock()
 	if mode == viaWriter {
-		l.send(outgoing{kind: codec.KindRequest, id: j.id, timeout: timeout, pkind: j.Kind, payload: j.Payload})
+		l.send(outgoing{kind: codec.KindRequest, id: id, timeout: timeout, pkind: kind, payload: payload})
 		return true
 	}
 	l.writeMu.Lock()
-	l.wmsg = codec.Message{Kind: codec.KindRequest, ID: j.id, JobType: l.jobType, Timeout: timeout, PayloadKind: j.Kind, Payload: j.Payload}
+	l.wmsg = codec.Message{Kind: codec.KindRequest, ID: id, JobType: l.jobType, Timeout: timeout, PayloadKind: kind, Payload: payload}
 	l.write(&l.wmsg, true)
 	l.wmsg.Payload = nil
 	l.writeMu.Unlock()
