@@ -399,8 +399,8 @@ func TestGarbageReplacesOnlyThatWorker(t *testing.T) {
 	out, err := slow.Wait(ctx)
 	require.NoError(t, err, "the other worker's job is untouched")
 	assert.Equal(t, "slept", string(out))
+	require.Eventually(t, func() bool { return len(ev.of(actors.EventCrashed)) == 1 }, 5*time.Second, 5*time.Millisecond)
 	crashed := ev.of(actors.EventCrashed)
-	require.Len(t, crashed, 1)
 	assert.Equal(t, supervisor.ProtocolFailure, crashed[0].Failure.Kind)
 	out, err = r.Call(ctx, procpool.Blob, []byte("echo:fine"))
 	require.NoError(t, err)
@@ -448,4 +448,31 @@ func TestGiveUpEscalatesToUsersActor(t *testing.T) {
 	}
 	require.NoError(t, sys.ActorSystem().Root.StopFuture(parent).Wait())
 	require.Eventually(t, func() bool { return len(proctest.Children()) == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestMemoryCeilingKillsABusyWorker(t *testing.T) {
+	sys := newSystem(t)
+	ev := watchEvents(sys)
+	jt := jobType(t, "mixed")
+	jt.MinWorkers, jt.MaxWorkers = 1, 1
+	jt.KillRSS = 64 << 20
+	jt.HeartbeatInterval = 20 * time.Millisecond
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	// Grow past the ceiling, then stay busy: the heartbeat's reading kills it.
+	_, err = r.Call(ctx, procpool.Blob, []byte("alloc:128"))
+	if err == nil {
+		_, err = r.Call(ctx, procpool.Blob, []byte("sleep:10000"))
+	}
+	require.ErrorIs(t, err, procpool.ErrWorkerCrashed)
+	var ce *procpool.CrashError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, ce.Reason, "above the ceiling")
+	assert.Greater(t, ce.RSS, uint64(64<<20), "forensics carry the memory at death")
+	require.Eventually(t, func() bool { return len(ev.of(actors.EventCrashed)) > 0 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, supervisor.MemoryFailure, ev.of(actors.EventCrashed)[0].Failure.Kind)
+	out, err := r.Call(ctx, procpool.Blob, []byte("echo:fresh"))
+	require.NoError(t, err, "a replacement serves the next job")
+	assert.Equal(t, "fresh", string(out))
 }

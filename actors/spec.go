@@ -76,6 +76,13 @@ type JobType struct {
 	RecycleAge       time.Duration
 	MaxRSS           uint64
 
+	// KillRSS is a hard memory ceiling (0: none): a worker whose resident
+	// memory exceeds it at a heartbeat is killed at once, busy or not, as a
+	// supervisor.MemoryFailure. Its jobs fail (or are retried) like any
+	// crash's. Set it above MaxRSS, which retires workers gently between
+	// jobs.
+	KillRSS uint64
+
 	// MaxFrame is the largest frame either side sends (default 64 MiB).
 	MaxFrame int
 
@@ -151,6 +158,8 @@ func (t JobType) Validate() error {
 	case t.QueueWait < 0, t.JobTimeout < 0, t.CancelGrace < 0, t.HandshakeTimeout < 0,
 		t.HeartbeatTimeout < 0, t.StopGrace < 0, t.RecycleAge < 0:
 		return bad("negative duration")
+	case t.KillRSS > 0 && t.KillRSS < t.MaxRSS:
+		return bad("KillRSS %d below MaxRSS %d", t.KillRSS, t.MaxRSS)
 	case t.RecycleAfterJobs < 0:
 		return bad("RecycleAfterJobs %d < 0", t.RecycleAfterJobs)
 	case t.MaxFrame < 0 || t.MaxFrame > 1<<31:

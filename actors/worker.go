@@ -252,6 +252,10 @@ func (w *workerActor) onHeartbeat() {
 	if rss, err := w.proc.RSS(); err == nil {
 		w.rss = rss
 		w.link.rss.Store(rss)
+		if w.spec.KillRSS > 0 && rss > w.spec.KillRSS {
+			w.fail(supervisor.MemoryFailure, fmt.Errorf("resident memory %d bytes above the ceiling of %d", rss, w.spec.KillRSS))
+			return
+		}
 	}
 	w.link.ping(uint64(time.Now().UnixNano()))
 	w.heartbeat.Reset(w.spec.HeartbeatInterval)
