@@ -28,8 +28,15 @@ type Reader struct {
 	inBody   bool   // the header is complete
 	buf      []byte // reused frame buffer, at most reuseLimit bytes
 	owned    bool   // the last frame has a buffer of its own
+	alloc    func(n int) []byte
 	strs     interner
 }
+
+// SetAlloc makes the Reader take the buffer of every frame larger than
+// 256 KiB from alloc, which must return a slice of length n, instead of
+// allocating it; such frames are Owned by the caller, who may recycle the
+// buffer once done with the message. nil restores the default.
+func (r *Reader) SetAlloc(alloc func(n int) []byte) { r.alloc = alloc }
 
 // NewReader returns a Reader that reads frames from r and refuses frames
 // longer than maxFrame bytes (header excluded). A maxFrame <= 0 means
@@ -86,7 +93,11 @@ func (r *Reader) Read(m *Message) error {
 			r.frame = r.buf[:n]
 			r.owned = false
 		} else {
-			r.frame = make([]byte, n)
+			if r.alloc != nil {
+				r.frame = r.alloc(int(n))[:n]
+			} else {
+				r.frame = make([]byte, n)
+			}
 			r.owned = true
 		}
 		r.inBody, r.bodyN = true, 0

@@ -62,3 +62,29 @@ func TestReadResumesAfterTimeout(t *testing.T) {
 	}
 	require.Greater(t, timeouts, 50)
 }
+
+// TestSetAllocProvidesLargeFrames: frames over 256 KiB are read into the
+// buffers SetAlloc supplies; smaller ones still share the Reader's buffer.
+func TestSetAllocProvidesLargeFrames(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	big := bytes.Repeat([]byte{7}, 300<<10)
+	require.NoError(t, w.Write(&Message{Kind: KindRequest, ID: 1, JobType: "x", Payload: big}))
+	require.NoError(t, w.Write(&Message{Kind: KindRequest, ID: 2, JobType: "x", Payload: []byte("small")}))
+	r := NewReader(&buf, 0)
+	var given [][]byte
+	r.SetAlloc(func(n int) []byte {
+		b := make([]byte, n, n+100)
+		given = append(given, b)
+		return b
+	})
+	var m Message
+	require.NoError(t, r.Read(&m))
+	require.True(t, r.Owned())
+	require.Len(t, given, 1)
+	require.Equal(t, big, m.Payload)
+	require.Same(t, &given[0][:cap(given[0])][len(given[0])-len(big)], &m.Payload[0], "the payload lies in the supplied buffer")
+	require.NoError(t, r.Read(&m))
+	require.False(t, r.Owned())
+	require.Len(t, given, 1, "small frames do not call alloc")
+}

@@ -98,6 +98,7 @@ type conn struct {
 	quit chan struct{} // closed at the end: idle runners exit
 
 	readDone  chan error         // the reader's end: io.EOF, an error, or nil when stopped
+	big       *[]byte            // the pooled buffer of the frame being read, if large
 	shutdownC chan time.Duration // the grace of the shutdown message
 	panicked  chan struct{}      // closed on the first panic
 }
@@ -121,6 +122,10 @@ func newConn(s *Server, r io.Reader, w io.Writer) *conn {
 		c.handlers[name] = h
 	}
 	s.mu.Unlock()
+	c.rd.SetAlloc(func(n int) []byte {
+		c.big = getPayload(n) // only the reading goroutine calls this
+		return *c.big
+	})
 	c.out.init(w, c.logger)
 	return c
 }
@@ -387,6 +392,7 @@ func (c *conn) startJob(m *codec.Message) error {
 
 	if n := len(m.Payload); n > 0 {
 		if c.rd.Owned() {
+			j.in, c.big = c.big, nil // the frame's pooled buffer, if any
 			j.payload = m.Payload
 		} else {
 			j.in = getPayload(n)

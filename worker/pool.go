@@ -10,15 +10,18 @@ import (
 
 // Request payloads up to the codec Reader's shared buffer size (256 KiB) are
 // copied into pooled buffers, one pool per power-of-two size class; larger
-// frames arrive in a buffer of their own and are handed over as they are.
+// frames are read straight into a pooled buffer of their own (the Reader's
+// SetAlloc) and handed over as they are. Either way the buffer returns to
+// its pool once the job's answer is written.
 const (
 	minClassShift = 9  // 512 B
-	maxClassShift = 18 // 256 KiB
+	maxClassShift = 26 // 64 MiB, the default frame limit
 )
 
 var payloadPools [maxClassShift - minClassShift + 1]sync.Pool
 
-// getPayload returns a pooled buffer of length n (0 < n <= 256 KiB).
+// getPayload returns a pooled buffer of length n (0 < n; sizes above 64 MiB
+// are not pooled).
 func getPayload(n int) *[]byte {
 	shift := max(bits.Len(uint(n-1)), minClassShift)
 	if shift > maxClassShift {
