@@ -90,7 +90,7 @@ func RouterProps(t JobType, opts RouterOptions) (*actor.Props, *Router, error) {
 	if t.Logger == nil {
 		t.Logger = logger.Named(t.Name)
 	}
-	env := &runtimeEnv{dispatcher: dispatcher, logger: t.Logger}
+	env := &runtimeEnv{dispatcher: dispatcher}
 	g := newGate(t.QueueCapacity + t.MaxWorkers*t.InFlight)
 	h := &Router{spec: t, gate: g, env: env}
 	popts := []actor.PropsOption{actor.WithSupervisor(stopOnPanic)}
@@ -145,7 +145,6 @@ func (r *routerActor) onStarted(ctx actor.Context) {
 	r.self, r.system = ctx.Self(), ctx.ActorSystem()
 	r.gate.bind(r.system, r.self)
 	r.log = r.spec.Logger
-	r.env.logger = r.log
 	r.props = newWorkerProps(&r.spec, r.env, r.gate)
 	r.restarts = supervisor.NewRestarts(r.spec.Policy)
 	r.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))

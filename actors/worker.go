@@ -48,7 +48,6 @@ type workerActor struct {
 // that shutdown can wait for all of them.
 type runtimeEnv struct {
 	dispatcher *Dispatcher
-	logger     hclog.Logger
 	wg         sync.WaitGroup
 }
 
