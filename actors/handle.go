@@ -57,15 +57,7 @@ func (h *Router) Submit(ctx context.Context, kind PayloadKind, payload []byte) (
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { j.Cancel(context.Cause(ctx)) })
-		j.ctxStop.Store(&stop)
-		if j.resolved() {
-			if p := j.ctxStop.Swap(nil); p != nil {
-				(*p)()
-			}
-		}
-	}
+	j.cancelWith(ctx)
 	return j, nil
 }
 
@@ -76,15 +68,7 @@ func (h *Router) TrySubmit(ctx context.Context, kind PayloadKind, payload []byte
 	if err != nil {
 		return nil, err
 	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { j.Cancel(context.Cause(ctx)) })
-		j.ctxStop.Store(&stop)
-		if j.resolved() {
-			if p := j.ctxStop.Swap(nil); p != nil {
-				(*p)()
-			}
-		}
-	}
+	j.cancelWith(ctx)
 	return j, nil
 }
 

@@ -102,6 +102,21 @@ func (j *Job) Cancel(cause error) {
 	}
 }
 
+// cancelWith ties the job to ctx: when ctx ends before the job resolves,
+// the job is cancelled. The watch is dropped when the job resolves.
+func (j *Job) cancelWith(ctx context.Context) {
+	if ctx.Done() == nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { j.Cancel(context.Cause(ctx)) })
+	j.ctxStop.Store(&stop)
+	if j.resolved() { // resolved before the watch was stored: drop it here
+		if p := j.ctxStop.Swap(nil); p != nil {
+			(*p)()
+		}
+	}
+}
+
 // resolve records the outcome if the job has not resolved yet, and reports
 // whether it did. Exactly one call per job returns true.
 func (j *Job) resolve(result []byte, err error) bool {

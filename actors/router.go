@@ -41,6 +41,7 @@ type routerActor struct {
 	gaveUp     bool // unavailable until restarts.Available
 
 	draining bool            // a drain or abort began
+	aborted  error           // set by an abort: what late jobs fail with
 	waiters  []chan struct{} // closed once no worker is left
 	stopped  bool            // Stopping or Restarting was received: children stop by themselves
 
@@ -185,6 +186,10 @@ func (r *routerActor) accept(ctx actor.Context, j *Job) {
 	}
 	if r.gaveUp {
 		j.resolve(nil, r.unavailableErr())
+		return
+	}
+	if r.aborted != nil {
+		j.resolve(nil, r.aborted)
 		return
 	}
 	r.queue.pushBack(j)
@@ -559,8 +564,11 @@ func (r *routerActor) activeCount() int {
 // ensureWorkers starts workers for the minimum, for owed replacements and
 // for queued jobs that no ready or starting worker will take, within
 // MaxWorkers and the restart backoff.
+//
+// While draining, only queued jobs count: a job admitted before the drain
+// whose message arrived after it still gets a worker.
 func (r *routerActor) ensureWorkers(ctx actor.Context) {
-	if r.workers == nil || r.gaveUp || r.draining {
+	if r.workers == nil || r.gaveUp || r.aborted != nil || (r.draining && r.queue.len() == 0) {
 		return
 	}
 	active, warming, free := 0, 0, 0
@@ -576,10 +584,15 @@ func (r *routerActor) ensureWorkers(ctx actor.Context) {
 		}
 	}
 	need := r.spec.MinWorkers - active
+	if r.draining {
+		need = 0
+	}
 	if waiting := r.queue.len() - free - warming*r.spec.InFlight; waiting > 0 {
 		need = max(need, (waiting+r.spec.InFlight-1)/r.spec.InFlight)
 	}
-	need = max(need, min(r.owed, r.spec.MaxWorkers-active))
+	if !r.draining {
+		need = max(need, min(r.owed, r.spec.MaxWorkers-active))
+	}
 	// Stopping workers still hold a process: never exceed MaxWorkers alive.
 	need = min(need, r.spec.MaxWorkers-len(r.workers))
 	if need <= 0 {
@@ -620,6 +633,7 @@ func (r *routerActor) onShutdown(req *shutdownRequest) {
 		if err == nil {
 			err = ErrShuttingDown
 		}
+		r.aborted = err
 		r.failQueued(err)
 		for _, w := range r.workers {
 			w.status = stopping
@@ -663,6 +677,7 @@ func (r *routerActor) onStopping(restarting bool) {
 		r.wake.Stop()
 	}
 	for _, w := range r.workers {
+		r.gate.closeWorker(w) // a restarted router must not inherit its slots
 		if w.link != nil {
 			for _, j := range w.link.takeAll() {
 				if j.timer != nil {
