@@ -51,6 +51,12 @@ func newSystem(t *testing.T) *procpool.System {
 	var dead []string
 	sys.ActorSystem().EventStream.Subscribe(func(m any) {
 		if d, ok := m.(*actor.DeadLetterEvent); ok {
+			// A stopping parent sends Stop to every child whose Terminated
+			// it has not yet processed, including one that has just
+			// stopped: that Stop carries nothing to lose.
+			if _, stop := d.Message.(*actor.Stop); stop {
+				return
+			}
 			if _, ignorable := d.Message.(actor.IgnoreDeadLetterLogging); !ignorable {
 				deadMu.Lock()
 				dead = append(dead, fmt.Sprintf("%T to %v", d.Message, d.PID))

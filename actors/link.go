@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
 )
 
 // link is the host's end of the protocol with one worker process: the
@@ -35,6 +37,11 @@ type link struct {
 	nextID    atomic.Uint64
 	lastHeard atomic.Int64  // unix nanos of the last frame read
 	rss       atomic.Uint64 // resident bytes at the last heartbeat
+
+	// shm is the worker's shared memory region, if it has one; shared is
+	// set once the worker's ready says it mapped it.
+	shm    *sharedmem.Host
+	shared atomic.Bool
 
 	out      chan outgoing
 	quit     chan struct{} // closed by close(): the writer stops
@@ -98,8 +105,9 @@ type linkClosed struct{ err error }
 // errProtocol marks protocol violations by a worker.
 var errProtocol = errors.New("protocol error")
 
-func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *actor.PID) *link {
+func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *actor.PID, shm *sharedmem.Host) *link {
 	l := &link{
+		shm:      shm,
 		jobType:  spec.Name,
 		spec:     spec,
 		gate:     g,
@@ -127,6 +135,9 @@ func (l *link) start(in io.Writer, out *os.File, wg *sync.WaitGroup) {
 	l.bw = bufio.NewWriterSize(in, 64<<10)
 	l.w = codec.NewWriter(l.bw, l.spec.MaxFrame)
 	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(l.spec.MaxFrame)}
+	if l.shm != nil {
+		hello.SharedSize = uint64(l.shm.Size())
+	}
 	l.writeMu.Lock()
 	l.write(&hello, true)
 	l.writeMu.Unlock()
@@ -170,12 +181,33 @@ func (l *link) dispatch(j *Job, timeout time.Duration, mode sendMode) bool {
 		l.send(outgoing{kind: codec.KindRequest, id: id, timeout: timeout, pkind: kind, payload: payload})
 		return true
 	}
+	span, shared := l.share(id, payload)
 	l.writeMu.Lock()
 	l.wmsg = codec.Message{Kind: codec.KindRequest, ID: id, JobType: l.jobType, Timeout: timeout, PayloadKind: kind, Payload: payload}
+	if shared {
+		l.wmsg.Shared, l.wmsg.Span, l.wmsg.Payload = true, span, nil
+	}
 	l.write(&l.wmsg, true)
 	l.wmsg.Payload = nil
 	l.writeMu.Unlock()
 	return true
+}
+
+// share copies a large request payload into the worker's shared memory
+// region, if the worker mapped one and it has room, and returns its place.
+// The memory is the worker's until its answer is read.
+func (l *link) share(id uint64, payload []byte) (codec.Span, bool) {
+	if len(payload) < sharedmem.MinPayload || !l.shared.Load() {
+		return codec.Span{}, false
+	}
+	off, dst, ok := l.shm.Reserve(id, len(payload))
+	if !ok {
+		return codec.Span{}, false
+	}
+	copy(dst, payload)
+	l.shm.Copied()
+	l.gate.counters.sharedRequests.Add(1)
+	return codec.Span{Offset: off, Length: uint64(len(payload))}, true
 }
 
 // writeNow writes m from the calling goroutine, which may block on the
@@ -243,8 +275,13 @@ func (l *link) writeLoop() {
 		l.writeMu.Lock()
 		for {
 			m = codec.Message{Kind: o.kind, ID: o.id, JobType: l.jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload}
-			if o.kind == codec.KindShutdown {
+			switch o.kind {
+			case codec.KindShutdown:
 				m.Grace = o.timeout
+			case codec.KindRequest:
+				if span, ok := l.share(o.id, o.payload); ok {
+					m.Shared, m.Span, m.Payload = true, span, nil
+				}
 			}
 			more := len(l.out) > 0
 			l.write(&m, !more)
@@ -277,6 +314,10 @@ func (l *link) readLoop() {
 		select {
 		case <-l.kick:
 		case <-l.quit:
+			// The process is gone or going: whatever answers remain are
+			// read by a caller that still holds the role, if any, from the
+			// region while the copy lasts.
+			l.closeShared()
 			return
 		}
 		for {
@@ -399,7 +440,10 @@ func (l *link) readOne() error {
 	l.mu.Unlock()
 	switch {
 	case m.Kind == codec.KindResponse && ready:
-		l.answer(m, l.rd)
+		if err := l.answer(m, l.rd); err != nil {
+			l.die(err)
+			return err
+		}
 	case m.Kind == codec.KindPong && ready:
 		l.mu.Lock()
 		l.pingsOut = 0
@@ -407,6 +451,13 @@ func (l *link) readOne() error {
 	case m.Kind == codec.KindReady && !ready:
 		msg := *m
 		msg.JobTypes = append([]string(nil), m.JobTypes...)
+		if l.shm != nil {
+			if m.SharedSize == uint64(l.shm.Size()) {
+				l.shared.Store(true)
+			} else {
+				l.shm.Close() // declined: free it now
+			}
+		}
 		l.mu.Lock()
 		l.ready = true
 		l.mu.Unlock()
@@ -419,18 +470,50 @@ func (l *link) readOne() error {
 	return nil
 }
 
-// die marks the link unreadable and tells the worker actor why.
+// die marks the link unreadable and tells the worker actor why. Nobody
+// reads an answer any more, so the shared memory region goes too (once the
+// copies into it in progress end).
 func (l *link) die(err error) {
 	l.mu.Lock()
 	l.dead = true
 	l.mu.Unlock()
+	l.closeShared()
 	l.system.Root.Send(l.worker, &linkClosed{err: err})
+}
+
+// closeShared unmaps the shared memory region, if any, once the copies in
+// progress end; later requests travel in frames.
+func (l *link) closeShared() {
+	if l.shm != nil {
+		l.shm.Close()
+	}
 }
 
 // answer settles the job a response is for: it frees the job's slot first
 // (so that a caller woken by the result finds it free), then resolves the
-// job.
-func (l *link) answer(m *codec.Message, r *codec.Reader) {
+// job. It returns an error only for a protocol violation, which kills the
+// link; the job then stays in flight, for the worker's exit to settle.
+func (l *link) answer(m *codec.Message, r *codec.Reader) error {
+	var result []byte
+	var lost error // the result went with the shared memory region
+	if l.shm != nil {
+		l.shm.Release(m.ID) // the request's shared memory, if it had any
+	}
+	if m.Shared {
+		b, err := l.sharedResult(m)
+		switch {
+		case errors.Is(err, sharedmem.ErrClosed):
+			lost = err
+		case err != nil:
+			return err
+		default:
+			if m.ErrCode == "" {
+				result = bytes.Clone(b)
+			}
+			l.shm.Consumed() // the worker may reuse the memory now
+			l.gate.counters.sharedResults.Add(1)
+		}
+	}
 	l.mu.Lock()
 	j, ok := l.inflight[m.ID]
 	if ok {
@@ -438,14 +521,18 @@ func (l *link) answer(m *codec.Message, r *codec.Reader) {
 	}
 	l.mu.Unlock()
 	if !ok {
-		return // answered after its worker was declared dead, or a stray id
+		return nil // answered after its worker was declared dead, or a stray id
 	}
-	var result []byte
 	var err error
-	if m.ErrCode != "" {
+	switch {
+	case lost != nil:
+		err = &CrashError{Cause: ErrWorkerCrashed, Reason: "its result was lost with its shared memory region", JobID: m.ID, Attempt: j.attempt}
+	case m.ErrCode != "":
 		err = &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
-	} else if result = m.Payload; !r.Owned() && len(result) > 0 {
-		result = append([]byte(nil), result...)
+	case !m.Shared:
+		if result = m.Payload; !r.Owned() && len(result) > 0 {
+			result = append([]byte(nil), result...)
+		}
 	}
 	if j.timer != nil {
 		j.timer.Stop()
@@ -459,4 +546,21 @@ func (l *link) answer(m *codec.Message, r *codec.Reader) {
 		l.system.Root.Send(l.router, (*jobDone)(j))
 	}
 	j.resolve(result, err)
+	return nil
+}
+
+// sharedResult returns the memory of a result in the worker's shared memory
+// region; the caller must then call l.shm.Consumed. It fails with
+// sharedmem.ErrClosed once the link has closed the region, and with a
+// protocol error when the worker has no region or names a place outside
+// the results' half.
+func (l *link) sharedResult(m *codec.Message) ([]byte, error) {
+	if !l.shared.Load() {
+		return nil, fmt.Errorf("%w: a response in shared memory from a worker without a region", errProtocol)
+	}
+	b, err := l.shm.Response(m.Span.Offset, m.Span.Length)
+	if err != nil && !errors.Is(err, sharedmem.ErrClosed) {
+		return nil, fmt.Errorf("%w: response %d places its payload outside the shared memory for results: %w", errProtocol, m.ID, err)
+	}
+	return b, err
 }

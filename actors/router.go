@@ -731,6 +731,7 @@ func (r *routerActor) snapshot() *Stats {
 	c := &r.gate.counters
 	s.Accepted, s.Succeeded, s.Failed = c.accepted.Load(), c.succeeded.Load(), c.failed.Load()
 	s.Cancelled, s.TimedOut = c.cancelled.Load(), c.timedOut.Load()
+	s.SharedRequests, s.SharedResults = c.sharedRequests.Load(), c.sharedResults.Load()
 	h := c.latency.Snapshot()
 	s.LatencyP50, s.LatencyP99 = h.Quantile(0.5), h.Quantile(0.99)
 	return &s

@@ -9,6 +9,7 @@ import (
 
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
 	"github.com/procpool/procpool/supervisor"
 )
 
@@ -86,6 +87,18 @@ type JobType struct {
 	// MaxFrame is the largest frame either side sends (default 64 MiB).
 	MaxFrame int
 
+	// SharedMemory is the size in bytes of the shared memory region each
+	// worker gets (default 32 MiB; negative: none). Payloads of 64 KiB or
+	// more, both ways, are copied into it and only their place crosses the
+	// pipe, which saves the host most of the cost of a large transfer.
+	// A payload that finds no room, and every payload of a worker that
+	// does not map the region (it is optional in the protocol), travels
+	// in its frame: the region changes how a payload travels, never
+	// whether it may. Half the region carries requests and half results;
+	// only the pages payloads have touched take memory, shared by the host
+	// and the worker (they count in the worker's RSS as RssShmem).
+	SharedMemory int
+
 	// Policy is the supervision policy; zero fields take
 	// supervisor.DefaultPolicy's values.
 	Policy supervisor.Policy
@@ -130,6 +143,9 @@ func (t JobType) withDefaults(ncpu int) JobType {
 	if t.MaxFrame == 0 {
 		t.MaxFrame = codec.DefaultMaxFrame
 	}
+	if t.SharedMemory == 0 {
+		t.SharedMemory = sharedmem.DefaultSize
+	}
 	t.Policy = t.Policy.WithDefaults()
 	return t
 }
@@ -164,6 +180,8 @@ func (t JobType) Validate() error {
 		return bad("RecycleAfterJobs %d < 0", t.RecycleAfterJobs)
 	case t.MaxFrame < 0 || t.MaxFrame > 1<<31:
 		return bad("MaxFrame %d out of range", t.MaxFrame)
+	case t.SharedMemory > 1<<40:
+		return bad("SharedMemory %d above 1 TiB", t.SharedMemory)
 	}
 	ps := t.processSpec(nil)
 	if err := ps.Validate(); err != nil {

@@ -17,7 +17,10 @@ type counters struct {
 	failed    atomic.Uint64
 	cancelled atomic.Uint64
 	timedOut  atomic.Uint64
-	latency   latency.Histogram
+	// Payloads that crossed through a shared memory region.
+	sharedRequests atomic.Uint64
+	sharedResults  atomic.Uint64
+	latency        latency.Histogram
 }
 
 func (c *counters) record(err error, took time.Duration) {
@@ -61,6 +64,11 @@ type Stats struct {
 	Restarts     uint64 // replacements started after a failure
 	Passivations uint64 // idle workers stopped
 	Recycles     uint64 // workers retired by plan (job count, age, memory)
+
+	// SharedRequests and SharedResults count the payloads that crossed
+	// through a worker's shared memory region instead of a frame.
+	SharedRequests uint64
+	SharedResults  uint64
 
 	LatencyP50 time.Duration // accept-to-result time of successful jobs
 	LatencyP99 time.Duration

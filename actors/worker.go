@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
 	"github.com/procpool/procpool/supervisor"
 )
 
@@ -55,6 +57,7 @@ type runtimeEnv struct {
 type (
 	procStarted struct {
 		proc *childproc.Process
+		shm  *sharedmem.Host // the worker's shared memory region, if any
 		err  error
 	}
 	procExited struct{ info childproc.ExitInfo }
@@ -160,10 +163,26 @@ func (w *workerActor) startProcess() {
 	self := w.self
 	system := w.env
 	w.env.wg.Add(1)
+	size, log := w.spec.SharedMemory, w.log
 	go func() {
 		defer system.wg.Done()
+		var shm *sharedmem.Host
+		if size > 0 {
+			f, h, err := sharedmem.Create("procpool-"+spec.Name, size)
+			if err != nil {
+				log.Warn("starting a worker without a shared memory region", "error", err)
+			} else {
+				shm = h
+				spec.ExtraFiles = []*os.File{f} // fd 5
+				defer f.Close()                 // the worker has its copy, the host its mapping
+			}
+		}
 		p, err := childproc.Start(spec)
-		w.sendSelf(self, &procStarted{proc: p, err: err})
+		if err != nil && shm != nil {
+			shm.Close()
+			shm = nil
+		}
+		w.sendSelf(self, &procStarted{proc: p, shm: shm, err: err})
 	}()
 }
 
@@ -185,7 +204,7 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 		_ = w.proc.Kill()
 	}
 	w.log = w.log.With("pid", w.proc.PID())
-	w.link = newLink(w.system, w.spec, w.gate, w.self, w.router)
+	w.link = newLink(w.system, w.spec, w.gate, w.self, w.router, msg.shm)
 	w.link.start(w.proc.Input(), w.proc.Output(), &w.env.wg)
 	w.after(w.spec.HandshakeTimeout, &handshakeTimeout{})
 	proc, self, root := w.proc, w.self, w.system.Root

@@ -10,10 +10,13 @@
 // writes Process.Input) and fd 4 the write end of the worker→host pipe
 // (the host reads Process.Output). Both pipes get a capacity of
 // Spec.PipeSize (1 MiB by default, clamped to /proc/sys/fs/pipe-max-size).
-// Stdin is /dev/null. Stdout and stderr are pipes read line by line into
-// Spec.Logger, one record per line with the fields pid, name and stream;
-// stdout lines are logged at Info and stderr lines at Warn unless
-// Spec.StdoutLevel or Spec.StderrLevel say otherwise. The last
+// Fd 5, 6 and so on are the files of Spec.ExtraFiles, in order (a memfd
+// of shared memory, say); Start does not close them: the caller keeps its
+// copies and closes them when it likes. Stdin is /dev/null. Stdout and
+// stderr are pipes read line by line into Spec.Logger, one record per
+// line with the fields pid, name and stream; stdout lines are logged at
+// Info and stderr lines at Warn unless Spec.StdoutLevel or
+// Spec.StderrLevel say otherwise. The last
 // Spec.StderrTail lines of stderr are kept for crash reports. The readers
 // never wait for the logger: a child that writes faster than the logger
 // logs is not slowed down; lines beyond a 1 MiB backlog are dropped and

@@ -6,3 +6,9 @@ func DisablePtraceForTest() (restore func()) {
 	old := disablePtrace.Swap(true)
 	return func() { disablePtrace.Store(old) }
 }
+
+// ParseMemory is parseMemory, for table tests.
+var ParseMemory = parseMemory
+
+// ReadProcFile is readProcFile, for tests of its growing buffer.
+var ReadProcFile = readProcFile

@@ -185,6 +185,42 @@ func runMode(mode string, args []string) int {
 		runtime.KeepAlive(mem)
 		return 0
 
+	case "fds": // on a byte from fd 3, describe each fd in args as a JSON line; then echo
+		var b [1]byte
+		if _, err := fd3.Read(b[:]); err != nil {
+			return 1
+		}
+		enc := json.NewEncoder(fd4)
+		for _, a := range args {
+			enc.Encode(describeFD(atoi(a)))
+		}
+		_, _ = io.Copy(fd4, fd3)
+		return 0
+
+	case "shm": // say ready; on a byte from fd 3 map fd 5 shared, populated, say done; wait for EOF
+		say("ready")
+		var b [1]byte
+		if _, err := fd3.Read(b[:]); err != nil {
+			return 1
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(5, &st); err != nil {
+			fmt.Fprintln(os.Stderr, "shm:", err)
+			return 1
+		}
+		// MAP_POPULATE faults every page in from the kernel: no Go code
+		// touches the mapping, so a -race child does not grow its
+		// (anonymous) shadow memory for it.
+		mem, err := unix.Mmap(5, 0, int(st.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shm:", err)
+			return 1
+		}
+		say("done")
+		_, _ = io.Copy(io.Discard, fd3)
+		_ = unix.Munmap(mem)
+		return 0
+
 	case "env": // the environment on fd 4
 		for _, kv := range os.Environ() {
 			say("%s", kv)
@@ -199,6 +235,32 @@ func runMode(mode string, args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "unknown mode", mode)
 	return 2
+}
+
+// fdView is what the "fds" child says about one of its descriptors.
+type fdView struct {
+	FD      int
+	Target  string // the /proc/self/fd link
+	Content string // up to 4 KiB read from offset 0
+	Err     string
+}
+
+func describeFD(fd int) fdView {
+	v := fdView{FD: fd}
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		v.Err = err.Error()
+		return v
+	}
+	v.Target = target
+	buf := make([]byte, 4096)
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil {
+		v.Err = err.Error()
+		return v
+	}
+	v.Content = string(buf[:n])
+	return v
 }
 
 // threadReport is what the "controls" child says about itself.

@@ -35,10 +35,11 @@ const (
 // Process; Done is closed once that has happened and the host ends of all
 // the pipes are closed.
 type Process struct {
-	pid  int
-	name string
-	log  hclog.Logger
-	cmd  *exec.Cmd
+	pid        int
+	name       string
+	statusPath string // /proc/<pid>/status, read by Memory
+	log        hclog.Logger
+	cmd        *exec.Cmd
 
 	input  *os.File // host write end of host→worker (fd 3 in the child)
 	output *os.File // host read end of worker→host (fd 4 in the child)
@@ -57,10 +58,11 @@ type Process struct {
 
 // Start validates the spec, creates the pipes and starts the process in a
 // process group of its own, with SIGKILL as its parent-death signal, the
-// protocol pipes on fd 3 (read) and 4 (write), stdout and stderr piped to
-// the logger, stdin from /dev/null, and the resource controls of the spec
-// in effect on all its threads before it runs any code. Errors carry
-// context; on error nothing is left running or open.
+// protocol pipes on fd 3 (read) and 4 (write), Spec.ExtraFiles on fd 5 and
+// up, stdout and stderr piped to the logger, stdin from /dev/null, and the
+// resource controls of the spec in effect on all its threads before it
+// runs any code. Errors carry context; on error nothing is left running or
+// open (but the caller's ExtraFiles, which Start never closes).
 func Start(spec Spec) (*Process, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -122,7 +124,7 @@ func Start(spec Spec) (*Process, error) {
 			Stdin:      nil, // /dev/null
 			Stdout:     stdout.child,
 			Stderr:     stderr.child,
-			ExtraFiles: []*os.File{in.child, out.child},
+			ExtraFiles: append([]*os.File{in.child, out.child}, spec.ExtraFiles...),
 			SysProcAttr: &syscall.SysProcAttr{
 				Setpgid:   true,
 				Pdeathsig: syscall.SIGKILL,
@@ -142,14 +144,15 @@ func Start(spec Spec) (*Process, error) {
 	}
 
 	p := &Process{
-		pid:      cmd.Process.Pid,
-		name:     spec.Name,
-		cmd:      cmd,
-		input:    in.host,
-		output:   out.host,
-		tail:     newRing(tailN),
-		reapedCh: make(chan struct{}),
-		done:     make(chan struct{}),
+		pid:        cmd.Process.Pid,
+		name:       spec.Name,
+		statusPath: "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status",
+		cmd:        cmd,
+		input:      in.host,
+		output:     out.host,
+		tail:       newRing(tailN),
+		reapedCh:   make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	p.log = log.With("pid", p.pid, "name", spec.Name)
 	stdoutLevel, stderrLevel := spec.StdoutLevel, spec.StderrLevel

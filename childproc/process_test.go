@@ -159,6 +159,8 @@ func TestKill(t *testing.T) {
 	assert.ErrorIs(t, p.Signal(syscall.SIGTERM), os.ErrProcessDone)
 	_, err := p.RSS()
 	assert.ErrorIs(t, err, os.ErrProcessDone)
+	_, err = p.Memory()
+	assert.ErrorIs(t, err, os.ErrProcessDone)
 }
 
 func TestSignal(t *testing.T) {
@@ -335,6 +337,9 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 	self, err := os.Executable()
 	require.NoError(t, err)
 	nice := func(n int) *int { return &n }
+	closed, err := os.CreateTemp(t.TempDir(), "closed")
+	require.NoError(t, err)
+	require.NoError(t, closed.Close())
 	cases := []struct {
 		name string
 		spec childproc.Spec
@@ -353,6 +358,10 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		{"negative pipe size", childproc.Spec{Path: self, PipeSize: -1}, "PipeSize"},
 		{"negative tail", childproc.Spec{Path: self, StderrTail: -1}, "StderrTail"},
 		{"bad level", childproc.Spec{Path: self, StderrLevel: hclog.Level(42)}, "StderrLevel"},
+		{"nil extra file", childproc.Spec{Path: self, ExtraFiles: []*os.File{os.Stdin, nil}},
+			"ExtraFiles[1] (fd 6 in the child) is nil"},
+		{"closed extra file", childproc.Spec{Path: self, ExtraFiles: []*os.File{closed}},
+			fmt.Sprintf("ExtraFiles[0] %q (fd 5 in the child) is closed", closed.Name())},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

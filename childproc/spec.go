@@ -38,7 +38,8 @@ type Limits struct {
 	// built with -race needs terabytes and cannot run under this limit.
 	AddressSpace uint64
 	// OpenFiles is RLIMIT_NOFILE; 0 leaves it unchanged. The child needs at
-	// least 5 (stdin, stdout, stderr and the protocol pipes on fd 3 and 4).
+	// least 5 (stdin, stdout, stderr and the protocol pipes on fd 3 and 4),
+	// plus one per entry of Spec.ExtraFiles.
 	OpenFiles uint64
 	// CPUSeconds is RLIMIT_CPU in seconds of CPU time; 0 leaves it
 	// unchanged. The kernel kills the child with SIGKILL when it has used
@@ -103,6 +104,16 @@ type Spec struct {
 	// StderrTail is the number of the last stderr lines kept for crash
 	// reports; 0 means DefaultStderrTail (20).
 	StderrTail int
+	// ExtraFiles specifies additional open files to be inherited by the
+	// new process. They come after the protocol pipes: entry i becomes
+	// file descriptor 5+i. Entries must not be nil and must be open until
+	// Start returns.
+	//
+	// The caller keeps ownership: Start does not close them, and the caller
+	// may close its copies once Start has returned; the child's copies are
+	// its own. As with os/exec, Start calls Fd on each file, which puts a
+	// file the runtime polls (a pipe, say) into blocking mode.
+	ExtraFiles []*os.File
 }
 
 // controlsSet reports whether any resource control must be applied to the
@@ -115,8 +126,8 @@ func (s *Spec) controlsSet() bool {
 // describing the first invalid value: an empty Path, a NUL byte in Path,
 // Args, Dir or Env, a malformed or duplicate Env entry, a bad InheritEnv
 // name, a Nice value outside -20..19, a negative CPU or one that is not in
-// the parent's affinity set, a negative PipeSize or StderrTail, or an
-// unknown log level. Start calls it.
+// the parent's affinity set, a negative PipeSize or StderrTail, an
+// unknown log level, or a nil or closed ExtraFiles entry. Start calls it.
 func (s *Spec) Validate() error {
 	if s.Path == "" {
 		return errors.New("childproc: invalid spec: empty Path")
@@ -182,7 +193,27 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("childproc: invalid spec: unknown %s %d", l.name, l.level)
 		}
 	}
+	for i, f := range s.ExtraFiles {
+		if f == nil {
+			return fmt.Errorf("childproc: invalid spec: ExtraFiles[%d] (fd %d in the child) is nil", i, firstExtraFD+i)
+		}
+		if !isOpen(f) {
+			return fmt.Errorf("childproc: invalid spec: ExtraFiles[%d] %q (fd %d in the child) is closed",
+				i, f.Name(), firstExtraFD+i)
+		}
+	}
 	return nil
+}
+
+// firstExtraFD is the descriptor of Spec.ExtraFiles[0] in the child: after
+// stdin, stdout, stderr and the protocol pipes.
+const firstExtraFD = 5
+
+// isOpen reports whether f (not nil) is still open. Unlike f.Fd, it leaves
+// the file's blocking mode alone. (Control fails only on a closed file.)
+func isOpen(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	return err == nil && rc.Control(func(uintptr) {}) == nil
 }
 
 // cpuSetSize is the number of CPUs a unix.CPUSet can hold.

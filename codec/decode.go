@@ -257,6 +257,10 @@ var elements = [...]uint64{
 	KindShutdown: 2,
 }
 
+// optionalLast reports whether messages of kind k may carry one element
+// more than elements lists: the shared region's size of Hello and Ready.
+func optionalLast(k Kind) bool { return k == KindHello || k == KindReady }
+
 // decodeFrame decodes the message in frame into m. strs may be nil.
 func decodeFrame(frame []byte, m *Message, strs *interner) error {
 	m.Reset()
@@ -276,7 +280,7 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 	if int(k) >= len(elements) || elements[k] == 0 {
 		return fmt.Errorf("unknown message kind %d", k)
 	}
-	if n != elements[k] {
+	if n != elements[k] && !(optionalLast(m.Kind) && n == elements[k]+1) {
 		return fmt.Errorf("%s message has %d elements, want %d", m.Kind, n, elements[k])
 	}
 	switch m.Kind {
@@ -292,6 +296,11 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 		m.MaxFrame = uint32(v)
 		if m.Kind == KindReady {
 			if err := decodeReady(&p, m); err != nil {
+				return err
+			}
+		}
+		if n > elements[k] {
+			if m.SharedSize, err = p.uint("shared size", math.MaxUint64); err != nil {
 				return err
 			}
 		}
@@ -375,6 +384,10 @@ func decodePayload(p *parser, m *Message) error {
 	if err != nil {
 		return err
 	}
+	if pk&sharedBit != 0 && pk&^sharedBit <= uint64(Value) {
+		m.PayloadKind, m.Shared = PayloadKind(pk&^sharedBit), true
+		return decodeSpan(p, m)
+	}
 	m.PayloadKind = PayloadKind(pk)
 	switch m.PayloadKind {
 	case Blob:
@@ -391,6 +404,25 @@ func decodePayload(p *parser, m *Message) error {
 		return nil
 	}
 	return fmt.Errorf("unknown payload kind %d", pk)
+}
+
+// decodeSpan reads the [offset, length] array that stands for a payload in
+// the shared region.
+func decodeSpan(p *parser, m *Message) error {
+	n, err := p.arrayLen("shared payload", false)
+	if err != nil {
+		return err
+	}
+	if n != 2 {
+		return fmt.Errorf("shared payload: array of %d elements, want [offset, length]", n)
+	}
+	if m.Span.Offset, err = p.uint("shared payload offset", math.MaxUint64); err != nil {
+		return err
+	}
+	if m.Span.Length, err = p.uint("shared payload length", math.MaxUint64); err != nil {
+		return err
+	}
+	return nil
 }
 
 func millisToDuration(ms uint64) time.Duration {

@@ -94,6 +94,10 @@ func seedMessages() []Message {
 		{Kind: KindPing, ID: 7},
 		{Kind: KindPong, ID: 7},
 		{Kind: KindShutdown, Grace: 10e9},
+		{Kind: KindHello, Version: Version, MaxFrame: DefaultMaxFrame, SharedSize: 16 << 20},
+		{Kind: KindReady, Version: Version, MaxFrame: 1 << 20, PID: 1, JobTypes: []string{"a"}, SharedSize: 16 << 20},
+		{Kind: KindRequest, ID: 4, JobType: "sha512", PayloadKind: Blob, Shared: true, Span: Span{Offset: 4096, Length: 1 << 20}},
+		{Kind: KindResponse, ID: 4, PayloadKind: Value, Shared: true, Span: Span{Offset: 8 << 20, Length: 70000}},
 	}
 }
 

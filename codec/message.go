@@ -21,8 +21,8 @@ type Kind uint8
 
 // The message kinds. Direction is host to worker (H→W) or worker to host (W→H).
 const (
-	KindHello    Kind = 1 // H→W: first message; protocol version and the host's frame limit
-	KindReady    Kind = 2 // W→H: answer to Hello; version, pid, job types, the worker's frame limit
+	KindHello    Kind = 1 // H→W: first message; protocol version, the host's frame limit, the shared region's size
+	KindReady    Kind = 2 // W→H: answer to Hello; version, pid, job types, the worker's frame limit, the shared region it mapped
 	KindRequest  Kind = 3 // H→W: run a job
 	KindResponse Kind = 4 // W→H: a job's result or error
 	KindCancel   Kind = 5 // H→W: cancel a running job
@@ -65,6 +65,18 @@ const (
 	Value PayloadKind = 1
 )
 
+// sharedBit is the bit a payload kind carries on the wire when the payload lies
+// in the shared memory region instead of the frame: 2 is a shared Blob, 3 a
+// shared Value. Message.PayloadKind never holds it; Message.Shared does.
+const sharedBit = 2
+
+// Span locates a payload in the shared memory region: Length bytes from
+// byte Offset of the region.
+type Span struct {
+	Offset uint64
+	Length uint64
+}
+
 // String returns "blob" or "value".
 func (p PayloadKind) String() string {
 	switch p {
@@ -103,6 +115,12 @@ type Message struct {
 	Version uint32
 	// MaxFrame is the largest frame the sender accepts (Hello, Ready).
 	MaxFrame uint32
+	// SharedSize is the size in bytes of the shared memory region the host
+	// passed as file descriptor 5 (Hello), or of the region the worker
+	// mapped (Ready); 0 means none. A worker that cannot map the region
+	// answers 0, and payloads then travel in frames only. It is sent only
+	// when not 0, as a last, optional element.
+	SharedSize uint64
 	// PID is the worker's process id (Ready).
 	PID int
 	// JobTypes lists the job types the worker serves (Ready).
@@ -117,6 +135,14 @@ type Message struct {
 
 	// PayloadKind says how Payload is encoded (Request, Response).
 	PayloadKind PayloadKind
+	// Shared reports that the payload lies in the shared memory region, at
+	// Span, instead of in the frame; Payload is then nil (Request,
+	// Response).
+	Shared bool
+	// Span locates the payload in the shared memory region when Shared is
+	// set. The codec checks nothing of it: the receiver must check it
+	// against the region's bounds.
+	Span Span
 	// Payload is the job's argument (Request) or result (Response): raw
 	// bytes for Blob, a msgpack encoding of one value for Value. After a
 	// Reader.Read it aliases the reader's buffer; see Reader.Read.

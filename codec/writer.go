@@ -101,12 +101,15 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 	var payload []byte
 	switch m.Kind {
 	case KindHello:
-		e.EncodeArrayLen(3)
+		e.EncodeArrayLen(3 + sharedElems(m))
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(uint64(m.Version))
 		e.EncodeUint(uint64(m.MaxFrame))
+		if m.SharedSize != 0 {
+			e.EncodeUint(m.SharedSize)
+		}
 	case KindReady:
-		e.EncodeArrayLen(5)
+		e.EncodeArrayLen(5 + sharedElems(m))
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(uint64(m.Version))
 		e.EncodeUint(uint64(m.MaxFrame))
@@ -115,13 +118,15 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 		for _, t := range m.JobTypes {
 			e.EncodeString(t)
 		}
+		if m.SharedSize != 0 {
+			e.EncodeUint(m.SharedSize)
+		}
 	case KindRequest:
 		e.EncodeArrayLen(6)
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(m.ID)
 		e.EncodeString(m.JobType)
 		e.EncodeUint(durationToMillis(m.Timeout))
-		e.EncodeUint(uint64(m.PayloadKind))
 		p, err := w.encodePayloadHead(m)
 		if err != nil {
 			return nil, err
@@ -133,7 +138,6 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 		e.EncodeUint(m.ID)
 		e.EncodeString(m.ErrCode)
 		e.EncodeString(m.ErrMessage)
-		e.EncodeUint(uint64(m.PayloadKind))
 		p, err := w.encodePayloadHead(m)
 		if err != nil {
 			return nil, err
@@ -153,9 +157,30 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 	return payload, nil
 }
 
-// encodePayloadHead writes what precedes the payload's raw bytes: the bin
-// header for Blob, nothing for Value (whose bytes are already msgpack).
+// sharedElems is 1 when a Hello or Ready carries the shared region's size.
+func sharedElems(m *Message) int {
+	if m.SharedSize != 0 {
+		return 1
+	}
+	return 0
+}
+
+// encodePayloadHead writes the payload kind and what precedes the payload's
+// raw bytes: the bin header for Blob, nothing for Value (whose bytes are
+// already msgpack), and the whole [offset, length] span of a payload in the
+// shared region.
 func (w *Writer) encodePayloadHead(m *Message) ([]byte, error) {
+	if m.Shared {
+		if m.PayloadKind > Value {
+			return nil, fmt.Errorf("codec: cannot write unknown %s", m.PayloadKind)
+		}
+		w.enc.EncodeUint(uint64(m.PayloadKind | sharedBit))
+		w.enc.EncodeArrayLen(2)
+		w.enc.EncodeUint(m.Span.Offset)
+		w.enc.EncodeUint(m.Span.Length)
+		return nil, nil
+	}
+	w.enc.EncodeUint(uint64(m.PayloadKind))
 	switch m.PayloadKind {
 	case Blob:
 		w.enc.EncodeBytesLen(len(m.Payload))

@@ -80,6 +80,11 @@ type conn struct {
 	rd       *codec.Reader
 	out      outbox
 
+	// mapShared maps the shared memory region the host announces in its
+	// hello; nil when the streams come without one (ServeConn).
+	mapShared func(size uint64) (*region, error)
+	shm       *region // the mapped region, if any
+
 	ctx    context.Context // parent of every job's context
 	cancel context.CancelCauseFunc
 
@@ -103,8 +108,9 @@ type conn struct {
 	panicked  chan struct{}      // closed on the first panic
 }
 
-func newConn(s *Server, r io.Reader, w io.Writer) *conn {
+func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*region, error)) *conn {
 	c := &conn{
+		mapShared: mapShared,
 		logger:    s.logger(),
 		drain:     s.drainTimeout(),
 		src:       r,
@@ -151,6 +157,14 @@ func (c *conn) handshake() error {
 	if m.Version != codec.Version {
 		_ = c.out.writeNow(&ready) // tells the host which version we speak
 		return fmt.Errorf("worker: the host speaks protocol version %d, this worker %d", m.Version, codec.Version)
+	}
+	if m.SharedSize > 0 && c.mapShared != nil {
+		if shm, err := c.mapShared(m.SharedSize); err != nil {
+			c.logger.Printf("worker: not using the shared memory region: %v", err)
+		} else {
+			c.shm, c.out.shm = shm, shm
+			ready.SharedSize = m.SharedSize
+		}
 	}
 	for name := range c.handlers {
 		ready.JobTypes = append(ready.JobTypes, name)
@@ -244,8 +258,11 @@ func (c *conn) finish(cause, result error, readerLive bool) error {
 	}
 	c.cancel(context.Canceled)
 	c.mu.Lock()
-	p := c.panicErr
+	p, idle := c.panicErr, c.running == 0
 	c.mu.Unlock()
+	if c.shm != nil && idle {
+		_ = c.shm.Close() // an abandoned job may still read its payload: then keep it
+	}
 	if p != nil {
 		return p
 	}
@@ -364,6 +381,16 @@ func (c *conn) reply(kind codec.Kind, id uint64, code, msg string) {
 
 // startJob starts the job m requests, or answers it at once.
 func (c *conn) startJob(m *codec.Message) error {
+	var shared []byte
+	if m.Shared {
+		if c.shm == nil {
+			return fmt.Errorf("worker: request %d has its payload in shared memory, which the handshake did not set up", m.ID)
+		}
+		var err error
+		if shared, err = c.shm.Request(m.Span.Offset, m.Span.Length); err != nil {
+			return fmt.Errorf("worker: request %d: %w", m.ID, err)
+		}
+	}
 	h := c.handlers[m.JobType]
 	c.mu.Lock()
 	if c.refusing {
@@ -390,7 +417,9 @@ func (c *conn) startJob(m *codec.Message) error {
 	c.running++
 	c.mu.Unlock()
 
-	if n := len(m.Payload); n > 0 {
+	if m.Shared {
+		j.payload = shared // the host's until it reads the answer
+	} else if n := len(m.Payload); n > 0 {
 		if c.rd.Owned() {
 			j.in, c.big = c.big, nil // the frame's pooled buffer, if any
 			j.payload = m.Payload

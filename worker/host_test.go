@@ -36,13 +36,17 @@ type testHost struct {
 type hostOptions struct {
 	maxFrame uint32 // announced in hello; 0 means codec.DefaultMaxFrame
 	ctx      context.Context
+	// shared is the shared memory region's size announced in hello, and
+	// mapShared how the worker maps it (as Serve maps fd 5).
+	shared    uint64
+	mapShared func(size uint64) (*region, error)
 }
 
 // startHost serves s over pipes and performs the handshake.
 func startHost(t testing.TB, s *Server, opts hostOptions) *testHost {
 	t.Helper()
 	h := startRaw(t, s, opts)
-	h.send(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: opts.maxFrame})
+	h.send(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: opts.maxFrame, SharedSize: opts.shared})
 	h.ready = h.next()
 	require.Equal(t, codec.KindReady, h.ready.Kind)
 	return h
@@ -71,7 +75,7 @@ func startRaw(t testing.TB, s *Server, opts hostOptions) *testHost {
 		cancel: cancel,
 	}
 	go func() {
-		h.done <- s.ServeConn(ctx, wr, hw)
+		h.done <- s.serve(ctx, wr, hw, opts.mapShared)
 	}()
 	go func() {
 		defer close(h.msgs)

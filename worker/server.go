@@ -168,7 +168,7 @@ func (s *Server) Serve() error {
 	}
 	defer out.Close()
 	defer in.Close()
-	return s.ServeConn(context.Background(), in, out)
+	return s.serve(context.Background(), in, out, mapHostRegion)
 }
 
 // ServeConn is Serve over any pair of streams: it reads the host's messages
@@ -184,7 +184,13 @@ func (s *Server) Serve() error {
 // then ignored. ServeConn never closes w and never writes to w after it
 // returns.
 func (s *Server) ServeConn(ctx context.Context, r io.Reader, w io.Writer) error {
-	c := newConn(s, r, w)
+	return s.serve(ctx, r, w, nil)
+}
+
+// serve is ServeConn with a way to map the shared memory region the host
+// may announce.
+func (s *Server) serve(ctx context.Context, r io.Reader, w io.Writer, mapShared func(uint64) (*region, error)) error {
+	c := newConn(s, r, w, mapShared)
 	if err := c.handshake(); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil // the host went away before saying hello

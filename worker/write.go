@@ -38,6 +38,7 @@ type outbox struct {
 	// Owned by the writer of the moment.
 	bw     *bufio.Writer
 	cw     *codec.Writer
+	shm    *region // the shared memory region, if the host passed one
 	msg    codec.Message
 	logger *log.Logger
 }
@@ -134,6 +135,9 @@ func (o *outbox) write(j *job) error {
 		PayloadKind: j.pk,
 		Payload:     j.result,
 	}
+	if o.shm != nil && j.kind == codec.KindResponse && j.code == "" {
+		o.share(m)
+	}
 	err := o.cw.Write(m)
 	if errors.Is(err, codec.ErrFrameTooLarge) {
 		m.ErrCode = codec.CodeTooLarge
@@ -147,6 +151,25 @@ func (o *outbox) write(j *job) error {
 	}
 	*m = codec.Message{}
 	return err
+}
+
+// sharedEnvelope bounds what a response's frame holds besides its payload:
+// only results that would fit in a frame go through the shared region, so
+// that the region changes how a result travels, never whether it may.
+const sharedEnvelope = 1 << 10
+
+// share moves a large result of m into the shared region, if it has room.
+func (o *outbox) share(m *codec.Message) {
+	n := len(m.Payload)
+	if n < minSharedPayload || n > o.cw.MaxFrame()-sharedEnvelope {
+		return
+	}
+	off, dst, ok := o.shm.Reserve(n)
+	if !ok {
+		return
+	}
+	copy(dst, m.Payload)
+	m.Shared, m.Span, m.Payload = true, codec.Span{Offset: off, Length: uint64(n)}, nil
 }
 
 // close waits for the writer of the moment to finish, after which nothing

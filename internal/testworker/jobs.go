@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // garbage writes bytes that are not a valid frame onto the protocol pipe,
@@ -22,6 +24,13 @@ func garbage(ctx context.Context, p []byte) ([]byte, error) {
 		b = []byte{0, 0, 0, 3, 0xc1, 0xc1, 0xc1} // 0xc1 is never valid msgpack
 	case "huge":
 		b = []byte{0xff, 0xff, 0xff, 0xff}
+	case "badspan":
+		var buf bytes.Buffer
+		m := codec.Message{Kind: codec.KindResponse, ID: 1 << 62, Shared: true, Span: codec.Span{Offset: 1 << 50, Length: 64}}
+		if err := codec.NewWriter(&buf, 0).Write(&m); err != nil {
+			return nil, err
+		}
+		b = buf.Bytes()
 	default:
 		return nil, fmt.Errorf("garbage: unknown kind %q", p)
 	}

@@ -17,8 +17,9 @@
 //	spam                 writes <n> lines to stdout and to stderr, then echoes
 //	garbage              writes invalid bytes onto the protocol pipe (fd 4):
 //	                     "" or "malformed" a frame that is not msgpack,
-//	                     "huge" a frame header announcing 4 GiB; then waits
-//	                     for cancellation
+//	                     "huge" a frame header announcing 4 GiB, "badspan" a
+//	                     response whose payload lies outside the shared
+//	                     memory region; then waits for cancellation
 //	alloc                allocates and touches <MiB> MiB, keeps it, returns the
 //	                     total kept in MiB
 //	grandchild           starts a copy of itself that sleeps forever, returns
@@ -41,6 +42,9 @@
 //	TESTWORKER_HANDSHAKE_DELAY=<ms>     wait before serving
 //	TESTWORKER_NO_PONG=1                never answer pings (the pings are
 //	                                    dropped before the SDK sees them)
+//	TESTWORKER_NO_SHARED=1              close fd 5 before serving, so that
+//	                                    the shared memory region cannot be
+//	                                    mapped and the worker declines it
 //	TESTWORKER_MODE=sleep_forever       do nothing but sleep (the grandchild)
 package main
 
@@ -52,6 +56,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/procpool/procpool/codec"
@@ -78,6 +83,9 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 
+	if os.Getenv("TESTWORKER_NO_SHARED") == "1" {
+		_ = syscall.Close(5)
+	}
 	s := &worker.Server{}
 	register(s)
 	if os.Getenv("TESTWORKER_NO_PONG") == "1" {
