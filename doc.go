@@ -2,7 +2,9 @@
 //
 // Starting a process costs milliseconds; handing a job to a process that is
 // already running costs microseconds. A System keeps warm workers per job
-// type, feeds them jobs over pipes (see docs/protocol.md), and supervises
+// type, feeds them jobs over pipes (see docs/protocol.md), with payloads of
+// 64 KiB and more copied once into a memory region each worker shares with
+// the host instead of through the pipes (JobType.SharedMemory), and supervises
 // them as actors (github.com/asynkron/protoactor-go): a worker that
 // crashes, hangs, overruns a job or writes garbage is replaced under the
 // job type's supervision policy, and every accepted job resolves exactly

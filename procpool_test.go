@@ -748,3 +748,25 @@ func TestCallCancelledWhileReadingItsAnswer(t *testing.T) {
 	assert.EqualValues(t, 1, st.Spawns)
 	assert.EqualValues(t, 3, st.Cancelled)
 }
+
+func TestStoppingARouterWhileItsWorkersStartLeavesNoProcess(t *testing.T) {
+	sys := newSystem(t)
+	for range 5 {
+		jt := jobType(t, "echo")
+		jt.MinWorkers, jt.MaxWorkers = 4, 4
+		parent := sys.ActorSystem().Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if _, ok := ctx.Message().(*actor.Started); ok {
+				props, _, err := actors.RouterProps(jt, actors.RouterOptions{Dispatcher: sys.Dispatcher()})
+				if assert.NoError(t, err) {
+					ctx.Spawn(props)
+				}
+			}
+		}))
+		// Stop the router while its workers' processes are being started:
+		// a process that starts after its actor stopped must not live on.
+		time.Sleep(time.Millisecond)
+		require.NoError(t, sys.ActorSystem().Root.StopFuture(parent).Wait())
+		require.Eventually(t, func() bool { return liveChildren() == 0 }, 5*time.Second, 10*time.Millisecond,
+			"%d worker processes outlived their router", liveChildren())
+	}
+}

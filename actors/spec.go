@@ -72,7 +72,9 @@ type JobType struct {
 	// Recycling retires workers by plan, which is not a failure: after
 	// RecycleAfterJobs jobs, past RecycleAge, or when resident memory
 	// exceeds MaxRSS bytes between jobs (0: never). The replacement starts
-	// first, and no running job is interrupted.
+	// first, and no running job is interrupted. Resident memory here and
+	// for KillRSS is the worker's RSS less its shared memory pages (the
+	// SharedMemory region's, which the host maps too).
 	RecycleAfterJobs int
 	RecycleAge       time.Duration
 	MaxRSS           uint64

@@ -32,6 +32,7 @@ type workerActor struct {
 	log    hclog.Logger
 
 	proc    *childproc.Process
+	start   *startGuard
 	link    *link
 	ready   bool
 	started time.Time
@@ -43,6 +44,16 @@ type workerActor struct {
 	exitSent  bool
 	timers    []*time.Timer
 	heartbeat *time.Timer
+}
+
+// startGuard hands the process that the start goroutine started over to
+// the actor, or, when the actor stopped first, back to the goroutine to
+// kill: a process must never outlive its actor unseen.
+type startGuard struct {
+	mu      sync.Mutex
+	halted  bool               // the actor stopped
+	started *childproc.Process // sent to the actor, maybe not yet received
+	shm     *sharedmem.Host    // sent with it
 }
 
 // runtimeEnv is what every actor of one system shares: the dispatcher and
@@ -149,6 +160,7 @@ func (w *workerActor) Receive(ctx actor.Context) {
 		// Stopped by the router (or the router itself stops): never leave
 		// the process behind.
 		w.stopTimers()
+		w.haltStart()
 		if w.proc != nil && !w.exitSent {
 			_ = w.proc.Kill()
 		}
@@ -164,6 +176,8 @@ func (w *workerActor) startProcess() {
 	system := w.env
 	w.env.wg.Add(1)
 	size, log := w.spec.SharedMemory, w.log
+	guard := &startGuard{}
+	w.start = guard
 	go func() {
 		defer system.wg.Done()
 		var shm *sharedmem.Host
@@ -178,11 +192,50 @@ func (w *workerActor) startProcess() {
 			}
 		}
 		p, err := childproc.Start(spec)
-		if err != nil && shm != nil {
+		guard.mu.Lock()
+		halted := guard.halted
+		if (err != nil || halted) && shm != nil {
 			shm.Close()
 			shm = nil
 		}
+		if !halted {
+			guard.started, guard.shm = p, shm
+		}
+		guard.mu.Unlock()
+		if halted {
+			if p != nil {
+				_ = p.Kill()
+				<-p.Done()
+			}
+			return
+		}
 		w.sendSelf(self, &procStarted{proc: p, shm: shm, err: err})
+	}()
+}
+
+// haltStart makes sure that a process started for this actor, whose
+// procStarted the actor may never receive now that it stops, is killed.
+func (w *workerActor) haltStart() {
+	g := w.start
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.halted = true
+	p, shm := g.started, g.shm
+	g.mu.Unlock()
+	if p == nil || w.proc != nil {
+		return // not started yet (the goroutine kills it), or ours already
+	}
+	// Sent but not received: the procStarted goes to the dead letters.
+	_ = p.Kill()
+	if shm != nil {
+		shm.Close()
+	}
+	w.env.wg.Add(1)
+	go func() {
+		defer w.env.wg.Done()
+		<-p.Done()
 	}()
 }
 
@@ -267,7 +320,7 @@ func (w *workerActor) onHeartbeat() {
 		w.fail(supervisor.HeartbeatFailure, fmt.Errorf("no frame from the worker for %v", silent.Round(time.Millisecond)))
 		return
 	}
-	if rss, err := w.proc.RSS(); err == nil {
+	if rss, err := w.memory(); err == nil {
 		w.rss = rss
 		w.link.rss.Store(rss)
 		if w.spec.KillRSS > 0 && rss > w.spec.KillRSS {
@@ -277,6 +330,17 @@ func (w *workerActor) onHeartbeat() {
 	}
 	w.link.ping(uint64(time.Now().UnixNano()))
 	w.heartbeat.Reset(w.spec.HeartbeatInterval)
+}
+
+// memory returns the worker's resident memory less its shared memory: the
+// pages of the shared memory region, which the host maps too and
+// SharedMemory bounds, are no sign of a leak.
+func (w *workerActor) memory() (uint64, error) {
+	m, err := w.proc.Memory()
+	if err != nil {
+		return 0, err
+	}
+	return m.RSS - min(m.Shmem, m.RSS), nil
 }
 
 // fail records the first failure and kills the process; its exit is then
@@ -292,7 +356,7 @@ func (w *workerActor) fail(kind supervisor.FailureKind, err error) {
 		w.link.closeForJobs() // the router dispatches nothing more here
 	}
 	if w.proc != nil {
-		if rss, e := w.proc.RSS(); e == nil {
+		if rss, e := w.memory(); e == nil {
 			w.rss = rss
 		}
 		_ = w.proc.Kill()

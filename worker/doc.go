@@ -33,6 +33,13 @@
 // or goes away. [Server.ServeConn] does the same over any pair of streams,
 // which is how the SDK is tested without a host process.
 //
+// A procpool host also passes a shared memory region as file descriptor 5
+// and announces its size in its hello. Serve maps it (on Linux) and closes
+// the descriptor: requests of 64 KiB and more then arrive in place in the
+// region, without a copy, and results of 64 KiB and more leave through it.
+// Handlers see no difference, except that a large payload is valid only
+// until the handler returns, as every payload is.
+//
 // # Jobs
 //
 // Every request runs in a goroutine of its own (goroutines are reused from

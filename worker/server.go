@@ -154,7 +154,10 @@ func (s *Server) drainTimeout() time.Duration {
 // Serve serves the host that started this process over the protocol pipes
 // it passed as file descriptors 3 (requests, read) and 4 (responses,
 // written). It marks both close-on-exec, so that processes the handlers
-// start do not hold the pipes open, and closes them before returning.
+// start do not hold the pipes open, and closes them before returning. When
+// the host's hello announces a shared memory region, Serve maps the one the
+// host passed as file descriptor 5 and closes that descriptor; ServeConn
+// never uses one.
 //
 // Serve returns nil after a clean shutdown (a shutdown message, then every
 // running job finished or the grace period ran out) and when the host went
