@@ -13,6 +13,7 @@ var (
 	ErrCancelled       = actors.ErrCancelled
 	ErrUnknownJobType  = actors.ErrUnknownJobType
 	ErrPayloadTooLarge = actors.ErrPayloadTooLarge
+	ErrBadPayload      = actors.ErrBadPayload
 	ErrUnavailable     = actors.ErrUnavailable
 	ErrRemote          = actors.ErrRemote
 	ErrInvalidJobType  = actors.ErrInvalidJobType

@@ -770,3 +770,29 @@ func TestStoppingARouterWhileItsWorkersStartLeavesNoProcess(t *testing.T) {
 			"%d worker processes outlived their router", liveChildren())
 	}
 }
+
+func TestMalformedValuePayloadIsRefused(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "echov")
+	jt.MaxWorkers = 1
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	big := append([]byte{0xc6, 0, 2, 0, 0}, make([]byte, 128<<10)...) // a bin32 of 128 KiB...
+	for name, p := range map[string][]byte{
+		"invalid code":   {0xc1},
+		"two values":     {0x01, 0x02},
+		"truncated":      {0x92, 0x01},
+		"large trailing": append(big, 0x01), // ...and a byte after it
+	} {
+		_, err := r.Call(ctx, procpool.Value, p)
+		assert.ErrorIs(t, err, procpool.ErrBadPayload, name)
+	}
+	got, err := procpool.CallValue[echoValue](ctx, r, echoValue{Data: []byte("ok"), N: 1})
+	require.NoError(t, err, "the worker was never sent the bad payloads")
+	assert.Equal(t, "ok", string(got.Data))
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Accepted, "refused before admission")
+}

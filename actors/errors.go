@@ -35,6 +35,9 @@ var (
 	ErrUnknownJobType = errors.New("procpool: unknown job type")
 	// ErrPayloadTooLarge: the payload cannot fit in one frame.
 	ErrPayloadTooLarge = errors.New("procpool: payload too large")
+	// ErrBadPayload: a VALUE payload is not exactly one msgpack value
+	// nested at most 256 deep; the error also matches codec.ErrMalformed.
+	ErrBadPayload = errors.New("procpool: malformed VALUE payload")
 	// ErrUnavailable: the job type gave up restarting its workers (restart
 	// intensity exceeded) and fails jobs fast until its cool-down ends.
 	ErrUnavailable = errors.New("procpool: job type unavailable")

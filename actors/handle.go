@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // Router is a handle for calling a router actor from ordinary code. It is
@@ -96,6 +98,11 @@ func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, b
 	}
 	if n := len(payload) + len(h.spec.Name) + maxEnvelope; n > h.spec.MaxFrame {
 		return nil, nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
+	}
+	if kind == Value {
+		if err := codec.CheckValue(payload); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+		}
 	}
 	system, pid := h.gate.target()
 	if pid == nil {

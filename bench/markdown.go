@@ -43,7 +43,9 @@ func (rp *report) markdown() string {
 	p("Throughput = jobs / elapsed, the elapsed time including the stop of the workers, as in the article.\n")
 	p("Pools run %d jobs in flight per worker (`InFlight: %d`: a worker finds its next requests already in\n", pipeline, pipeline)
 	p("its pipe) and are called with `Router.Call` (`CallValue` for VALUE), one job per call, from %d goroutines\n", pipeline)
-	p("per worker; \"one process\" is a pool of one worker called serially. Every result of every job is checked\n")
+	p("per worker; \"one process\" is a pool of one worker called serially. BLOB payloads of 64 KiB and more\n")
+	p("cross through each worker's shared memory region (`SharedMemory`, default 32 MiB) instead of the pipes;\n")
+	p("the bare loop pushes them through its pipes. Every result of every job is checked\n")
 	p("against the expected SHA-512; a wrong digest or a failed job fails the bench.\n\n")
 
 	p("## Targets\n\n| target | want | got | met |\n|---|---|---|---|\n")

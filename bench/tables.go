@@ -135,7 +135,7 @@ func (rp *report) cpuTable() {
 		}
 	}
 	t.Notes = append(t.Notes, fmt.Sprintf("on %d cores, a rate R needs total CPU per job ≤ %d/R s; the host's share "+
-		"is the framework's cost plus the copying of BLOB payloads into the pipes", rp.res.Cores, rp.res.Cores),
+		"is the framework's cost plus the copying of BLOB payloads (into the pipes; from 64 KiB up, into the worker's shared memory region)", rp.res.Cores, rp.res.Cores),
 		"CPU per job grows when the machine is busy (shared cores and caches, runtimes spinning before they sleep): "+
 			"compare the rows of one run, not these figures across machines")
 	for _, kind := range kinds {

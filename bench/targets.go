@@ -128,8 +128,8 @@ func (rp *report) whyPoolVsInProcess() []string {
 	ph, pw := medianCPU(rp.res.Throughput["1MiB/BLOB/pool2"])
 	vh, vw := medianCPU(rp.res.Throughput["1MiB/VALUE/pool2"])
 	return []string{
-		fmt.Sprintf("in-process a job costs %.0f µs of CPU (the hash); through the pool %.0f µs: host %.0f (writing 1 MiB "+
-			"into the pipe, the actors) and workers %.0f (reading 1 MiB from the pipe, hashing)", gh, ph+pw, ph, pw),
+		fmt.Sprintf("in-process a job costs %.0f µs of CPU (the hash); through the pool %.0f µs: host %.0f (copying 1 MiB "+
+			"into the worker's shared memory region, the actors, the callers) and workers %.0f (hashing the payload in place)", gh, ph+pw, ph, pw),
 		fmt.Sprintf("with every core busy the rates are bounded by the CPU per job: %.0f / %.0f = %.0f%% at best",
 			gh, ph+pw, 100*gh/(ph+pw)),
 		fmt.Sprintf("VALUE, where no buffer crosses the pipe, costs %.0f µs (host %.0f, workers %.0f, making the buffer included)", vh+vw, vh, vw),

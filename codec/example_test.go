@@ -27,6 +27,8 @@ func protocolExamples() []struct {
 		{"request", codec.Message{Kind: codec.KindRequest, ID: 1, JobType: "echo", Timeout: 5 * time.Second,
 			PayloadKind: codec.Blob, Payload: []byte("hello")}},
 		{"response", codec.Message{Kind: codec.KindResponse, ID: 1, PayloadKind: codec.Blob, Payload: []byte("hello")}},
+		{"shared request", codec.Message{Kind: codec.KindRequest, ID: 2, JobType: "echo", Timeout: 5 * time.Second,
+			PayloadKind: codec.Blob, Shared: true, Span: codec.Span{Offset: 4096, Length: 1 << 20}}},
 	}
 }
 
@@ -54,6 +56,9 @@ func ExampleWriter() {
 	// response:
 	// 00000000  00 00 00 0d 96 04 01 a0  a0 00 c4 05 68 65 6c 6c  |............hell|
 	// 00000010  6f                                                |o|
+	// shared request:
+	// 00000000  00 00 00 15 96 03 02 a4  65 63 68 6f cd 13 88 02  |........echo....|
+	// 00000010  92 cd 10 00 ce 00 10 00  00                       |.........|
 }
 
 // A Writer refuses, writing nothing, a frame larger than its peer accepts.

@@ -13,6 +13,26 @@ const maxValueDepth = 256
 // errTooDeep reports a value nested deeper than the limit.
 var errTooDeep = errors.New("value nested too deep")
 
+// CheckValue reports whether b may be sent as a Value payload: empty (sent
+// as nil), or exactly one msgpack value nested at most 256 deep, as a peer
+// accepts. Its error matches ErrMalformed. Writer.Write checks the Value
+// payloads it writes in frames; a payload sent through the shared memory
+// region is not checked by the codec, so its sender checks it with
+// CheckValue.
+func CheckValue(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := valueLen(b, maxValueDepth)
+	if err == nil && n != len(b) {
+		err = fmt.Errorf("%d trailing bytes after the value", len(b)-n)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: value payload: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
 // codeInfo describes what follows a msgpack code byte.
 type codeInfo struct {
 	skip     uint8 // fixed bytes that follow (and the ext type byte)

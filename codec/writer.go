@@ -190,12 +190,8 @@ func (w *Writer) encodePayloadHead(m *Message) ([]byte, error) {
 			w.enc.EncodeNil()
 			return nil, nil
 		}
-		n, err := valueLen(m.Payload, maxValueDepth)
-		if err == nil && n != len(m.Payload) {
-			err = fmt.Errorf("%d trailing bytes after the value", len(m.Payload)-n)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: cannot write %s value payload: %v", ErrMalformed, m.Kind, err)
+		if err := CheckValue(m.Payload); err != nil {
+			return nil, fmt.Errorf("cannot write %s: %w", m.Kind, err)
 		}
 		return m.Payload, nil
 	}
