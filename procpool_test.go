@@ -796,3 +796,32 @@ func TestMalformedValuePayloadIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), st.Accepted, "refused before admission")
 }
+
+func TestWorkerFrameLimitIsHonoured(t *testing.T) {
+	for name, shared := range map[string]int{"frames": -1, "shared memory": 0} {
+		t.Run(name, func(t *testing.T) {
+			sys := newSystem(t)
+			jt := jobType(t, "echo")
+			jt.MaxWorkers = 1
+			jt.SharedMemory = shared
+			jt.Env = []string{"TESTWORKER_MAX_FRAME=1048576", "TESTWORKER_HANDSHAKE_DELAY=200"} // the job type allows 64 MiB
+			r, err := sys.Spawn(jt)
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// Sent before the worker is ready: refused at dispatch.
+			_, err = r.Call(ctx, procpool.Blob, make([]byte, 2<<20))
+			assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
+			// Once a worker said its limit, refused at once.
+			_, err = r.Call(ctx, procpool.Blob, make([]byte, 2<<20))
+			assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
+			out, err := r.Call(ctx, procpool.Blob, bytes.Repeat([]byte("x"), 512<<10))
+			require.NoError(t, err)
+			assert.Len(t, out, 512<<10)
+			st, err := r.Stats(ctx)
+			require.NoError(t, err)
+			assert.Zero(t, st.Crashes, "nothing too large ever reached the worker")
+			assert.Equal(t, uint64(1), st.Spawns)
+		})
+	}
+}

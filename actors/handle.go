@@ -90,14 +90,34 @@ func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]
 // maxEnvelope bounds the bytes a request frame adds to its payload.
 const maxEnvelope = 64 + 255
 
+// checkSize refuses a payload whose request frame would exceed the workers'
+// frame limit, whether or not it would travel through the shared memory
+// region: the region changes how a payload travels, never whether it may.
+func (g *gate) checkSize(jobType string, payload []byte) error {
+	if limit := g.frameLimit.Load(); int64(len(payload)+len(jobType)+maxEnvelope) > limit {
+		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), limit)
+	}
+	return nil
+}
+
+// lowerFrameLimit lowers the frame limit to n, a worker's own.
+func (g *gate) lowerFrameLimit(n int64) {
+	for {
+		cur := g.frameLimit.Load()
+		if n >= cur || g.frameLimit.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
 // submit admits a job and dispatches it: straight to a free worker (which
 // it returns) when nothing is queued, else through the router.
 func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool, mode sendMode) (*Job, *workerState, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, Cancelled(err)
 	}
-	if n := len(payload) + len(h.spec.Name) + maxEnvelope; n > h.spec.MaxFrame {
-		return nil, nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
+	if err := h.gate.checkSize(h.spec.Name, payload); err != nil {
+		return nil, nil, err
 	}
 	if kind == Value {
 		if err := codec.CheckValue(payload); err != nil {

@@ -164,6 +164,9 @@ type gate struct {
 	stopped  chan struct{} // closed when the router actor stopped for good
 	stopOnce sync.Once
 	counters counters
+	// frameLimit is the largest request frame the workers accept: the job
+	// type's MaxFrame, lowered to what a worker announces if less.
+	frameLimit atomic.Int64
 
 	mu     sync.Mutex
 	slots  []*workerState // free capacity on ready workers, most recent last
@@ -174,13 +177,15 @@ type gate struct {
 	jobs   map[*Job]struct{} // accepted and not yet resolved
 }
 
-func newGate(capacity int) *gate {
-	return &gate{
+func newGate(capacity, frameLimit int) *gate {
+	g := &gate{
 		tokens:  make(chan struct{}, capacity),
 		shut:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		jobs:    make(map[*Job]struct{}, capacity),
 	}
+	g.frameLimit.Store(int64(frameLimit))
+	return g
 }
 
 // admit takes a slot for j, waiting for one while ctx allows when block is

@@ -42,6 +42,9 @@ type link struct {
 	// set once the worker's ready says it mapped it.
 	shm    *sharedmem.Host
 	shared atomic.Bool
+	// peerLimit is the largest request frame the worker accepts: the job
+	// type's MaxFrame, or the worker's own limit if its ready says less.
+	peerLimit atomic.Int64
 
 	out      chan outgoing
 	quit     chan struct{} // closed by close(): the writer stops
@@ -120,6 +123,7 @@ func newLink(system *actor.ActorSystem, spec *JobType, g *gate, worker, router *
 		kick:     make(chan struct{}, 1),
 	}
 	l.lastHeard.Store(time.Now().UnixNano())
+	l.peerLimit.Store(int64(spec.MaxFrame))
 	return l
 }
 
@@ -187,18 +191,42 @@ func (l *link) dispatch(j *Job, timeout time.Duration, mode sendMode) bool {
 	if shared {
 		l.wmsg.Shared, l.wmsg.Span, l.wmsg.Payload = true, span, nil
 	}
-	l.write(&l.wmsg, true)
+	tooLarge := l.write(&l.wmsg, true)
 	l.wmsg.Payload = nil
 	l.writeMu.Unlock()
+	if tooLarge != nil {
+		l.refuse(id, tooLarge)
+	}
 	return true
+}
+
+// refusal is a request the writer did not send: too large for the worker.
+type refusal struct {
+	id  uint64
+	err error
+}
+
+// refuse fails job id, whose request the worker would not accept, without
+// sending it.
+func (l *link) refuse(id uint64, cause error) {
+	l.mu.Lock()
+	j, ok := l.inflight[id]
+	if ok {
+		delete(l.inflight, id)
+	}
+	l.mu.Unlock()
+	if ok {
+		l.settle(j, nil, fmt.Errorf("%w: %w", ErrPayloadTooLarge, cause))
+	}
 }
 
 // share copies a large request payload into the worker's shared memory
 // region, if the worker mapped one and it has room, and returns its place.
 // The memory is the worker's until its answer is read.
 func (l *link) share(id uint64, payload []byte) (codec.Span, bool) {
-	if len(payload) < sharedmem.MinPayload || !l.shared.Load() {
-		return codec.Span{}, false
+	if len(payload) < sharedmem.MinPayload || !l.shared.Load() ||
+		int64(len(payload)+len(l.jobType)+maxEnvelope) > l.peerLimit.Load() {
+		return codec.Span{}, false // too large for the worker: refused below
 	}
 	off, dst, ok := l.shm.Reserve(id, len(payload))
 	if !ok {
@@ -272,6 +300,7 @@ func (l *link) writeLoop() {
 			return
 		}
 		// Coalesce: encode everything already queued, then flush once.
+		var refused []refusal
 		l.writeMu.Lock()
 		for {
 			m = codec.Message{Kind: o.kind, ID: o.id, JobType: l.jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload}
@@ -284,28 +313,40 @@ func (l *link) writeLoop() {
 				}
 			}
 			more := len(l.out) > 0
-			l.write(&m, !more)
+			if err := l.write(&m, !more); err != nil {
+				refused = append(refused, refusal{o.id, err})
+			}
 			if !more {
 				break
 			}
 			o = <-l.out
 		}
 		l.writeMu.Unlock()
+		for _, r := range refused {
+			l.refuse(r.id, r.err)
+		}
 	}
 }
 
 // write encodes one message and flushes when asked; writeMu is held. After
 // a write error (the worker closed its end) later writes are dropped: the
-// process's exit tells the rest.
-func (l *link) write(m *codec.Message, flush bool) {
+// process's exit tells the rest. A message too large for the worker is not
+// written (the stream stays intact) and its error returned, for the caller
+// to fail the job.
+func (l *link) write(m *codec.Message, flush bool) error {
 	if l.werr != nil {
-		return
+		return nil
 	}
 	err := l.w.Write(m)
+	var tooLarge error
+	if errors.Is(err, codec.ErrFrameTooLarge) {
+		tooLarge, err = err, nil
+	}
 	if err == nil && flush {
 		err = l.bw.Flush()
 	}
 	l.werr = err
+	return tooLarge
 }
 
 // readLoop is the background reader: it reads while it holds the role.
@@ -451,6 +492,15 @@ func (l *link) readOne() error {
 	case m.Kind == codec.KindReady && !ready:
 		msg := *m
 		msg.JobTypes = append([]string(nil), m.JobTypes...)
+		if limit := int64(m.MaxFrame); limit > 0 && limit < l.peerLimit.Load() {
+			// The worker accepts less than the job type says: hold to its
+			// limit, and have the gate refuse larger payloads up front.
+			l.peerLimit.Store(limit)
+			l.writeMu.Lock()
+			l.w.SetMaxFrame(int(limit))
+			l.writeMu.Unlock()
+			l.gate.lowerFrameLimit(limit)
+		}
 		if l.shm != nil {
 			if m.SharedSize == uint64(l.shm.Size()) {
 				l.shared.Store(true)
@@ -489,10 +539,9 @@ func (l *link) closeShared() {
 	}
 }
 
-// answer settles the job a response is for: it frees the job's slot first
-// (so that a caller woken by the result finds it free), then resolves the
-// job. It returns an error only for a protocol violation, which kills the
-// link; the job then stays in flight, for the worker's exit to settle.
+// answer settles the job a response is for. It returns an error only for a
+// protocol violation, which kills the link; the job then stays in flight,
+// for the worker's exit to settle.
 func (l *link) answer(m *codec.Message, r *codec.Reader) error {
 	var result []byte
 	var lost error // the result went with the shared memory region
@@ -534,6 +583,13 @@ func (l *link) answer(m *codec.Message, r *codec.Reader) error {
 			result = append([]byte(nil), result...)
 		}
 	}
+	l.settle(j, result, err)
+	return nil
+}
+
+// settle resolves j, taken out of the jobs in flight, and frees its slot
+// first, so that a caller woken by the result finds it free.
+func (l *link) settle(j *Job, result []byte, err error) {
 	if j.timer != nil {
 		j.timer.Stop()
 	}
@@ -546,7 +602,6 @@ func (l *link) answer(m *codec.Message, r *codec.Reader) error {
 		l.system.Root.Send(l.router, (*jobDone)(j))
 	}
 	j.resolve(result, err)
-	return nil
 }
 
 // sharedResult returns the memory of a result in the worker's shared memory

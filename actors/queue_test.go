@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/procpool/procpool/codec"
 )
 
 func TestJobQueueOrderGrowthAndRemoval(t *testing.T) {
@@ -30,7 +32,7 @@ func TestJobQueueOrderGrowthAndRemoval(t *testing.T) {
 }
 
 func TestGateSlotsFollowTheQueue(t *testing.T) {
-	g := newGate(4)
+	g := newGate(4, codec.DefaultMaxFrame)
 	a, b := &workerState{}, &workerState{}
 	g.pushSlot(a)
 	g.pushSlot(b)

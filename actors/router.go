@@ -92,7 +92,7 @@ func RouterProps(t JobType, opts RouterOptions) (*actor.Props, *Router, error) {
 		t.Logger = logger.Named(t.Name)
 	}
 	env := &runtimeEnv{dispatcher: dispatcher}
-	g := newGate(t.QueueCapacity + t.MaxWorkers*t.InFlight)
+	g := newGate(t.QueueCapacity+t.MaxWorkers*t.InFlight, t.MaxFrame)
 	h := &Router{spec: t, gate: g, env: env}
 	popts := []actor.PropsOption{actor.WithSupervisor(stopOnPanic)}
 	if dispatcher != nil {

@@ -86,7 +86,9 @@ type JobType struct {
 	// jobs.
 	KillRSS uint64
 
-	// MaxFrame is the largest frame either side sends (default 64 MiB).
+	// MaxFrame is the largest frame either side sends (default 64 MiB). A
+	// worker that announces a lower limit in its handshake lowers it for
+	// the job type: larger payloads then fail with ErrPayloadTooLarge.
 	MaxFrame int
 
 	// SharedMemory is the size in bytes of the shared memory region each

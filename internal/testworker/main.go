@@ -42,6 +42,7 @@
 //	TESTWORKER_HANDSHAKE_DELAY=<ms>     wait before serving
 //	TESTWORKER_NO_PONG=1                never answer pings (the pings are
 //	                                    dropped before the SDK sees them)
+//	TESTWORKER_MAX_FRAME=<bytes>        the largest frame the worker accepts
 //	TESTWORKER_NO_SHARED=1              close fd 5 before serving, so that
 //	                                    the shared memory region cannot be
 //	                                    mapped and the worker declines it
@@ -87,6 +88,9 @@ func main() {
 		_ = syscall.Close(5)
 	}
 	s := &worker.Server{}
+	if v := os.Getenv("TESTWORKER_MAX_FRAME"); v != "" {
+		s.MaxFrame, _ = strconv.Atoi(v)
+	}
 	register(s)
 	if os.Getenv("TESTWORKER_NO_PONG") == "1" {
 		os.Exit(serveWithoutPongs(s))
