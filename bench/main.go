@@ -32,6 +32,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -114,6 +115,7 @@ func main() {
 	noPeer := flag.Bool("no-peer", false, "skip the Python ProcessPoolExecutor peer")
 	python := flag.String("python", "python3", "Python interpreter for the peer")
 	verbose := flag.Bool("v", false, "log the pools' warnings to stderr")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the host side: callers, actors, links) to this file")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -136,7 +138,20 @@ func main() {
 	if *verbose {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr})
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(cfg); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -43,6 +43,9 @@ type sample struct {
 	// run; WorkerCPU that of the child processes reaped during it (a
 	// worker's whole life, its start-up included).
 	HostCPU, WorkerCPU time.Duration
+	// HostSys is the system part of HostCPU: system calls, and the
+	// kernel's side of waking threads.
+	HostSys time.Duration
 }
 
 // Rate is operations per second.
@@ -65,31 +68,37 @@ func (s sample) cpuPerOp() (host, workers float64) {
 // stopwatch times a run and the CPU used by this process and by the
 // children reaped meanwhile.
 type stopwatch struct {
-	start      time.Time
-	self, kids time.Duration
+	start               time.Time
+	self, selfSys, kids time.Duration
 }
 
 func startStopwatch() stopwatch {
-	return stopwatch{start: time.Now(), self: cpuTime(syscall.RUSAGE_SELF), kids: cpuTime(syscall.RUSAGE_CHILDREN)}
+	self, selfSys := cpuTime(syscall.RUSAGE_SELF)
+	kids, _ := cpuTime(syscall.RUSAGE_CHILDREN)
+	return stopwatch{start: time.Now(), self: self, selfSys: selfSys, kids: kids}
 }
 
 // stop ends the run of n operations.
 func (w stopwatch) stop(n int) sample {
 	el := time.Since(w.start)
+	self, selfSys := cpuTime(syscall.RUSAGE_SELF)
+	kids, _ := cpuTime(syscall.RUSAGE_CHILDREN)
 	return sample{
 		N: n, Elapsed: el,
-		HostCPU:   cpuTime(syscall.RUSAGE_SELF) - w.self,
-		WorkerCPU: cpuTime(syscall.RUSAGE_CHILDREN) - w.kids,
+		HostCPU:   self - w.self,
+		HostSys:   selfSys - w.selfSys,
+		WorkerCPU: kids - w.kids,
 	}
 }
 
-// cpuTime is the user+system time of who (RUSAGE_SELF or RUSAGE_CHILDREN).
-func cpuTime(who int) time.Duration {
+// cpuTime returns the user+system time of who (RUSAGE_SELF or
+// RUSAGE_CHILDREN), and its system part.
+func cpuTime(who int) (total, sys time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(who, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 // runJobs runs jobs 0..n-1 with fn from callers goroutines, which take the
@@ -170,6 +179,18 @@ func ratios(a, b []float64) []float64 {
 }
 
 // medianCPU returns the median host and worker CPU µs per operation.
+// medianSys is the median system part of the host's CPU time per operation,
+// in µs.
+func medianSys(ss []sample) float64 {
+	xs := make([]float64, len(ss))
+	for i, s := range ss {
+		if s.N > 0 {
+			xs[i] = float64(s.HostSys.Microseconds()) / float64(s.N)
+		}
+	}
+	return summarize(xs).Median
+}
+
 func medianCPU(ss []sample) (host, workers float64) {
 	hs, ws := make([]float64, len(ss)), make([]float64, len(ss))
 	for i, s := range ss {

@@ -55,12 +55,11 @@ func (rp *report) judge() {
 		tg := target{
 			Name: fmt.Sprintf("1 MiB BLOB, pool of 2, vs in-process with %d goroutines", rp.res.Cores),
 			Want: "≥ 90%",
-			Got:  fmt.Sprintf("%.0f%% (%s vs %s jobs/s; VALUE %.0f%%)", 100*r.Median, med(p2), med(g), 100*rv.Median),
-			Met:  r.Runs > 0 && r.Median >= 0.9,
+			Got: fmt.Sprintf("%.0f%% (runs %.0f–%.0f%%; %s vs %s jobs/s; VALUE %.0f%%)", 100*r.Median, 100*r.Min, 100*r.Max,
+				med(p2), med(g), 100*rv.Median),
+			Met: r.Runs > 0 && r.Median >= 0.9,
 		}
-		if !tg.Met {
-			tg.Why = rp.whyPoolVsInProcess()
-		}
+		tg.Why = rp.whyPoolVsInProcess() // met or not: where the rest goes
 		rp.targets = append(rp.targets, tg)
 	}
 	// 3. A worker ready at ≥ 80% of the bare spawn rate.
@@ -126,12 +125,17 @@ func (rp *report) whyPoolVsBare() []string {
 func (rp *report) whyPoolVsInProcess() []string {
 	gh, _ := medianCPU(rp.res.Throughput["1MiB/BLOB/goroutines"])
 	ph, pw := medianCPU(rp.res.Throughput["1MiB/BLOB/pool2"])
+	ps := medianSys(rp.res.Throughput["1MiB/BLOB/pool2"])
 	vh, vw := medianCPU(rp.res.Throughput["1MiB/VALUE/pool2"])
 	return []string{
-		fmt.Sprintf("in-process a job costs %.0f µs of CPU (the hash); through the pool %.0f µs: host %.0f (copying 1 MiB "+
-			"into the worker's shared memory region, the actors, the callers) and workers %.0f (hashing the payload in place)", gh, ph+pw, ph, pw),
+		fmt.Sprintf("in-process a job costs %.0f µs of CPU (the hash); through the pool %.0f µs: workers %.0f (hashing the "+
+			"payload in place in the shared memory region) and host %.0f, of which %.0f user (copying 1 MiB into the region, "+
+			"about 50 µs, then the actors and the callers) and %.0f system (pipe reads and writes, and the kernel's side of "+
+			"waking caller goroutines' threads: futex, epoll, the idle runtime's short sleeps)", gh, ph+pw, pw, ph, ph-ps, ps),
 		fmt.Sprintf("with every core busy the rates are bounded by the CPU per job: %.0f / %.0f = %.0f%% at best",
 			gh, ph+pw, 100*gh/(ph+pw)),
 		fmt.Sprintf("VALUE, where no buffer crosses the pipe, costs %.0f µs (host %.0f, workers %.0f, making the buffer included)", vh+vw, vh, vw),
+		"what would take the rest: callers writing their payload straight into the region (no copy), and fewer " +
+			"goroutine hand-offs per result on the host",
 	}
 }
