@@ -136,6 +136,7 @@ func chaos(t *testing.T, policy supervisor.Policy, n, inFlight int) (*procpool.R
 	require.NoError(t, err)
 	assert.EqualValues(t, n, st.Accepted)
 	assert.EqualValues(t, n, st.Succeeded+st.Failed, "each accepted job resolved exactly once")
+	assert.Positive(t, st.SharedRequests, "the 256 KiB payloads crossed through shared memory, killed workers and all")
 	require.Eventually(t, func() bool {
 		st, err := r.Stats(ctx)
 		return err == nil && st.Workers() >= 2 && st.Workers() <= 4 && st.Starting == 0
