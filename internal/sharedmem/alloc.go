@@ -40,14 +40,15 @@ func (a *allocator) alloc(id, n uint64) (uint64, bool) {
 	return at, true
 }
 
-// free frees the block of id, if any.
-func (a *allocator) free(id uint64) {
+// free frees the block of id, if any, and reports whether there was one.
+func (a *allocator) free(id uint64) bool {
 	for i := range a.blocks {
 		if a.blocks[i].id == id {
 			a.blocks = slices.Delete(a.blocks, i, i+1)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // used returns the bytes held by blocks.

@@ -103,6 +103,9 @@ type Host struct {
 	req    allocator // of the request area, by job id
 	users  int       // copies in progress
 	closed bool
+	// held counts the request blocks, so that Release costs a small
+	// payload's answer no lock.
+	held atomic.Int64
 }
 
 // Create makes a region of size bytes (rounded up to whole pages, at least
@@ -155,6 +158,7 @@ func (h *Host) Reserve(id uint64, n int) (off uint64, dst []byte, ok bool) {
 	if !ok {
 		return 0, nil, false
 	}
+	h.held.Add(1)
 	h.users++
 	off = uint64(h.reqOff) + o
 	return off, h.mem[off : off+uint64(n) : off+uint64(n)], true
@@ -171,8 +175,13 @@ func (h *Host) Copied() {
 // Release frees the request memory of job id, once the worker has answered
 // it. It does nothing for a job that has none.
 func (h *Host) Release(id uint64) {
+	if h.held.Load() == 0 {
+		return
+	}
 	h.mu.Lock()
-	h.req.free(id)
+	if h.req.free(id) {
+		h.held.Add(-1)
+	}
 	h.mu.Unlock()
 }
 

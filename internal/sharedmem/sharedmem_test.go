@@ -119,6 +119,12 @@ func TestHostReleasesRequestsInAnyOrder(t *testing.T) {
 	h.Copied()
 	assert.Equal(t, o1, o4, "first fit: the lowest free place")
 	h.Release(99) // unknown: nothing
+	assert.EqualValues(t, 2, h.held.Load(), "blocks 3 and 4")
+	h.Release(3)
+	h.Release(4)
+	h.Release(4)
+	assert.Zero(t, h.held.Load())
+	assert.Empty(t, h.req.blocks)
 }
 
 func TestWorkerReusesResponsesOnceConsumed(t *testing.T) {
