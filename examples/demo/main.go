@@ -364,6 +364,7 @@ func printTable(kinds []*kind, stats []*procpool.Stats) {
 	row("worker exits", u(func(s *procpool.Stats) uint64 { return s.Exits }))
 	row("crashes", u(func(s *procpool.Stats) uint64 { return s.Crashes }))
 	row("passivations", u(func(s *procpool.Stats) uint64 { return s.Passivations }))
+	row("via shared memory", u(func(s *procpool.Stats) uint64 { return s.SharedRequests }))
 	row("workers now", func(_ int, _ *kind, s *procpool.Stats) string { return strconv.Itoa(s.Workers()) })
 	row("latency p50", func(_ int, _ *kind, s *procpool.Stats) string { return fmtDur(s.LatencyP50) })
 	row("latency p99", func(_ int, _ *kind, s *procpool.Stats) string { return fmtDur(s.LatencyP99) })
