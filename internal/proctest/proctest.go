@@ -206,10 +206,18 @@ func noChildren(wait time.Duration) error {
 // VerifyNone checks that no goroutine (goleak.VerifyNone, with
 // LeakOptions and opts) and no child process is left. Use it as `defer proctest.VerifyNone(t)` at the
 // start of a test, so it runs at its end.
+//
+// Goroutines get DefaultWait to end, not goleak's half second: a process's
+// reaper may wait that long for its output pipe to drain (childproc), and
+// a router spawned in a user's actor tree has no Shutdown to wait for it.
 func VerifyNone(t testing.TB, opts ...goleak.Option) {
 	t.Helper()
 	VerifyNoChildren(t, DefaultWait)
-	goleak.VerifyNone(t, append(LeakOptions(), opts...)...)
+	all := append(LeakOptions(), opts...)
+	for deadline := time.Now().Add(DefaultWait); goleak.Find(all...) != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	goleak.VerifyNone(t, all...)
 }
 
 // VerifyTestMain runs the tests and then, if they passed, fails the run
