@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -156,8 +157,8 @@ func TestSharedMemoryGarbageIsAProtocolFailure(t *testing.T) {
 			var ce *procpool.CrashError
 			require.ErrorAs(t, err, &ce)
 			assert.Contains(t, ce.Reason, "shared memory")
+			require.Eventually(t, func() bool { return len(ev.of(actors.EventCrashed)) == 1 }, 5*time.Second, 5*time.Millisecond)
 			crashed := ev.of(actors.EventCrashed)
-			require.Len(t, crashed, 1)
 			assert.Equal(t, supervisor.ProtocolFailure, crashed[0].Failure.Kind)
 			out, err := r.Call(ctx, procpool.Blob, []byte("echo:fine"))
 			require.NoError(t, err, "a replacement serves the next job")
