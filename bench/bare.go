@@ -135,6 +135,7 @@ func measureBare(e *env, w *workload, kind procpool.PayloadKind, n int) (sample,
 			return sample{}, err
 		}
 	}
+	collectGarbage()
 	sw := startStopwatch()
 	for i := range n {
 		if err := b.job(w, kind, i); err != nil {

@@ -41,6 +41,8 @@ func (rp *report) markdown() string {
 	p("next, so the targets are judged on ratios measured **within the same run**. The article ran on 12\n")
 	p("cores / 24 threads under Windows with .NET: its figures are there for shape, not for a race.\n\n")
 	p("Throughput = jobs / elapsed, the elapsed time including the stop of the workers, as in the article.\n")
+	p("Every throughput run starts after a garbage collection, so that none collects an earlier run's garbage\n")
+	p("(each pool run starts an actor system, whose process registry alone allocates 32,768 maps).\n")
 	p("Pools run %d jobs in flight per worker (`InFlight: %d`: a worker finds its next requests already in\n", pipeline, pipeline)
 	p("its pipe) and are called with `Router.Call` (`CallValue` for VALUE), one job per call, from %d goroutines\n", pipeline)
 	p("per worker; \"one process\" is a pool of one worker called serially. BLOB payloads of 64 KiB and more\n")

@@ -119,6 +119,7 @@ func runThroughput(ctx context.Context, e *env, res *results) error {
 func measureThroughput(ctx context.Context, e *env, w *workload, kind procpool.PayloadKind, m mode, n int) (sample, error) {
 	switch m.Kind {
 	case inProcess:
+		collectGarbage()
 		sw := startStopwatch()
 		err := runJobs(ctx, n, m.Callers, func(_ context.Context, i int) error { return w.inProcess(kind, i) })
 		return sw.stop(n), err
@@ -145,9 +146,13 @@ func measurePool(ctx context.Context, e *env, w *workload, kind procpool.Payload
 	ctx, cancel := context.WithTimeout(ctx, watchdog)
 	defer cancel()
 	call := func(ctx context.Context, i int) error { return poolJob(ctx, r, w, kind, i) }
-	if err := runJobs(ctx, 2*m.Workers, m.Workers, call); err != nil { // warm up
+	// Warm up as the run will go, every caller at once, so that the pages
+	// of the shared memory regions the run will use are already touched,
+	// as in a long-lived pool.
+	if err := runJobs(ctx, 2*m.Callers, m.Callers, call); err != nil {
 		return sample{}, poolError(ctx, r, err)
 	}
+	collectGarbage()
 	sw := startStopwatch()
 	if err := runJobs(ctx, n, m.Callers, call); err != nil {
 		return sample{}, poolError(ctx, r, err)
