@@ -90,26 +90,6 @@ func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]
 // maxEnvelope bounds the bytes a request frame adds to its payload.
 const maxEnvelope = 64 + 255
 
-// checkSize refuses a payload whose request frame would exceed the workers'
-// frame limit, whether or not it would travel through the shared memory
-// region: the region changes how a payload travels, never whether it may.
-func (g *gate) checkSize(jobType string, payload []byte) error {
-	if limit := g.frameLimit.Load(); int64(len(payload)+len(jobType)+maxEnvelope) > limit {
-		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), limit)
-	}
-	return nil
-}
-
-// lowerFrameLimit lowers the frame limit to n, a worker's own.
-func (g *gate) lowerFrameLimit(n int64) {
-	for {
-		cur := g.frameLimit.Load()
-		if n >= cur || g.frameLimit.CompareAndSwap(cur, n) {
-			return
-		}
-	}
-}
-
 // submit admits a job and dispatches it: straight to a free worker (which
 // it returns) when nothing is queued, else through the router.
 func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool, mode sendMode) (*Job, *workerState, error) {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,6 +187,26 @@ func newGate(capacity, frameLimit int) *gate {
 	}
 	g.frameLimit.Store(int64(frameLimit))
 	return g
+}
+
+// checkSize refuses a payload whose request frame would exceed the workers'
+// frame limit, whether or not it would travel through the shared memory
+// region: the region changes how a payload travels, never whether it may.
+func (g *gate) checkSize(jobType string, payload []byte) error {
+	if limit := g.frameLimit.Load(); int64(len(payload)+len(jobType)+maxEnvelope) > limit {
+		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), limit)
+	}
+	return nil
+}
+
+// lowerFrameLimit lowers the frame limit to n, a worker's own.
+func (g *gate) lowerFrameLimit(n int64) {
+	for {
+		cur := g.frameLimit.Load()
+		if n >= cur || g.frameLimit.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // admit takes a slot for j, waiting for one while ctx allows when block is

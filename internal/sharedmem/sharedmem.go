@@ -56,6 +56,8 @@ const DefaultSize = 32 << 20
 const MinPayload = 64 << 10
 
 const (
+	// maxName keeps a memory file's name within the kernel's limit (249).
+	maxName  = 200
 	pageSize = 4096
 	// align is the alignment of every block: a cache line.
 	align = 64
@@ -115,6 +117,9 @@ type Host struct {
 // growing, so that a worker cannot make the host's accesses fault.
 func Create(name string, size int) (*os.File, *Host, error) {
 	size = max(MinSize, (size+pageSize-1)/pageSize*pageSize)
+	if len(name) > maxName {
+		name = name[:maxName]
+	}
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sharedmem: memfd_create: %w", err)
