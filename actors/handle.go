@@ -90,6 +90,12 @@ func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]
 // maxEnvelope bounds the bytes a request frame adds to its payload.
 const maxEnvelope = 64 + 255
 
+// requestFits reports whether the request frame of a payload of n bytes for
+// jobType stays within limit.
+func requestFits(jobType string, n int, limit int64) bool {
+	return int64(n+len(jobType)+maxEnvelope) <= limit
+}
+
 // submit admits a job and dispatches it: straight to a free worker (which
 // it returns) when nothing is queued, else through the router.
 func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool, mode sendMode) (*Job, *workerState, error) {

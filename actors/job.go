@@ -193,7 +193,7 @@ func newGate(capacity, frameLimit int) *gate {
 // frame limit, whether or not it would travel through the shared memory
 // region: the region changes how a payload travels, never whether it may.
 func (g *gate) checkSize(jobType string, payload []byte) error {
-	if limit := g.frameLimit.Load(); int64(len(payload)+len(jobType)+maxEnvelope) > limit {
+	if limit := g.frameLimit.Load(); !requestFits(jobType, len(payload), limit) {
 		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), limit)
 	}
 	return nil

@@ -225,7 +225,7 @@ func (l *link) refuse(id uint64, cause error) {
 // The memory is the worker's until its answer is read.
 func (l *link) share(id uint64, payload []byte) (codec.Span, bool) {
 	if len(payload) < sharedmem.MinPayload || !l.shared.Load() ||
-		int64(len(payload)+len(l.jobType)+maxEnvelope) > l.peerLimit.Load() {
+		!requestFits(l.jobType, len(payload), l.peerLimit.Load()) {
 		return codec.Span{}, false // too large for the worker: refused below
 	}
 	off, dst, ok := l.shm.Reserve(id, len(payload))

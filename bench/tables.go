@@ -143,8 +143,8 @@ func (rp *report) cpuTable() {
 		h, w := medianCPU(rp.res.Throughput["1MiB/"+kindName(kind)+"/pool2"])
 		if g > 0 && w > 1.1*g {
 			t.Notes = append(t.Notes, fmt.Sprintf("1 MiB %s: the workers spend %.0f µs of CPU per job where the same job "+
-				"in-process takes %.0f µs (%.2fx), the host only %.0f µs: the gap is on the worker side (receiving the "+
-				"frame into a fresh buffer, the worker's runtime), worth a profile of the worker SDK", kindName(kind), w, g, w/g, h))
+				"in-process takes %.0f µs (%.2fx), the host only %.0f µs: the gap is on the worker side (making the VALUE "+
+				"job's buffer, or reading a BLOB from its pipe or shared memory; the worker's runtime), worth a profile of the worker", kindName(kind), w, g, w/g, h))
 		}
 	}
 	rp.tables = append(rp.tables, t)

@@ -50,12 +50,3 @@ func (a *allocator) free(id uint64) bool {
 	}
 	return false
 }
-
-// used returns the bytes held by blocks.
-func (a *allocator) used() uint64 {
-	var n uint64
-	for _, b := range a.blocks {
-		n += b.end - b.off
-	}
-	return n
-}
