@@ -83,7 +83,7 @@ func NewSystem(cfg Config) *System {
 		dispatcher: actors.NewDispatcher(cfg.DispatcherGoroutines),
 		routers:    make(map[string]*Router),
 	}
-	s.root = system.Root.Spawn(actors.SupervisorProps(s.dispatcher))
+	s.root = system.Root.Spawn(supervisorProps(s.dispatcher))
 	return s
 }
 
@@ -111,7 +111,7 @@ func (s *System) Spawn(t JobType) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	pid, err := actors.SpawnChild(s.actors, s.root, props, "router-"+t.Name)
+	pid, err := spawnUnder(s.actors, s.root, props, "router-"+t.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	actors.WaitChildless(s.actors, s.root, 5*time.Second)
+	waitChildless(s.actors, s.root, 5*time.Second)
 	_ = s.actors.Root.StopFuture(s.root).Wait()
 	s.dispatcher.Close()
 	s.actors.Shutdown()

@@ -809,10 +809,11 @@ func TestWorkerFrameLimitIsHonoured(t *testing.T) {
 			require.NoError(t, err)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			// Sent before the worker is ready: refused at dispatch.
+			// Sent before the worker is ready: refused once it is, since
+			// no worker of the type takes it.
 			_, err = r.Call(ctx, procpool.Blob, make([]byte, 2<<20))
 			assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
-			// Once a worker said its limit, refused at once.
+			// Later, refused by the router at once.
 			_, err = r.Call(ctx, procpool.Blob, make([]byte, 2<<20))
 			assert.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
 			out, err := r.Call(ctx, procpool.Blob, bytes.Repeat([]byte("x"), 512<<10))

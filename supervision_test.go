@@ -141,7 +141,8 @@ func chaos(t *testing.T, policy supervisor.Policy, n, inFlight int) (*procpool.R
 		st, err := r.Stats(ctx)
 		return err == nil && st.Workers() >= 2 && st.Workers() <= 4 && st.Starting == 0
 	}, 10*time.Second, 10*time.Millisecond, "worker count back within min..max")
-	assert.Empty(t, proctest.Zombies())
+	// The last worker killed may not be reaped yet.
+	require.Eventually(t, func() bool { return len(proctest.Zombies()) == 0 }, 10*time.Second, 10*time.Millisecond)
 	return r, errs
 }
 
@@ -253,7 +254,7 @@ func TestHungWorkerFoundByHeartbeat(t *testing.T) {
 	require.ErrorIs(t, err, procpool.ErrWorkerCrashed, "no job timeout is set: the heartbeat finds it")
 	var ce *procpool.CrashError
 	require.ErrorAs(t, err, &ce)
-	assert.Contains(t, ce.Reason, "no frame from the worker")
+	assert.Contains(t, ce.Reason, "no pong")
 }
 
 func TestPoisonJobQuarantined(t *testing.T) {
@@ -363,7 +364,7 @@ func TestRecyclingKeepsJobsIntact(t *testing.T) {
 		jt := jobType(t, "mixed")
 		jt.MinWorkers, jt.MaxWorkers = 1, 1
 		jt.MaxRSS = 64 << 20
-		jt.HeartbeatInterval = 20 * time.Millisecond
+		jt.HeartbeatInterval = 200 * time.Millisecond
 		r, err := sys.Spawn(jt)
 		require.NoError(t, err)
 		ctx := context.Background()
@@ -455,17 +456,18 @@ func TestMemoryCeilingKillsABusyWorker(t *testing.T) {
 	sys := newSystem(t)
 	ev := watchEvents(sys)
 	jt := jobType(t, "mixed")
-	jt.MinWorkers, jt.MaxWorkers = 1, 1
+	jt.MinWorkers, jt.MaxWorkers, jt.InFlight = 1, 1, 2
 	jt.KillRSS = 64 << 20
-	jt.HeartbeatInterval = 20 * time.Millisecond
 	r, err := sys.Spawn(jt)
 	require.NoError(t, err)
 	ctx := context.Background()
-	// Grow past the ceiling, then stay busy: the heartbeat's reading kills it.
+	// One job keeps the worker busy; another grows it past the ceiling: the
+	// reading after that job kills the worker, busy as it is.
+	busy, err := r.Submit(ctx, procpool.Blob, []byte("sleep:10000"))
+	require.NoError(t, err)
 	_, err = r.Call(ctx, procpool.Blob, []byte("alloc:128"))
-	if err == nil {
-		_, err = r.Call(ctx, procpool.Blob, []byte("sleep:10000"))
-	}
+	require.NoError(t, err)
+	_, err = busy.Wait(ctx)
 	require.ErrorIs(t, err, procpool.ErrWorkerCrashed)
 	var ce *procpool.CrashError
 	require.ErrorAs(t, err, &ce)

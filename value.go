@@ -5,11 +5,14 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // CallValue runs a VALUE job: in is msgpack-encoded, sent to the worker's
-// typed handler, and its result decoded into Out. A result that does not
-// decode into Out fails with an error matching ErrBadResult.
+// typed handler, and its result decoded into Out. A result that is not
+// exactly one msgpack value, or that does not decode into Out, fails with
+// an error matching ErrBadResult.
 func CallValue[Out, In any](ctx context.Context, r *Router, in In) (Out, error) {
 	var out Out
 	payload, err := msgpack.Marshal(in)
@@ -52,10 +55,15 @@ func (j *ValueJob[Out]) Wait(ctx context.Context) (Out, error) {
 	return decodeValue[Out](res)
 }
 
+// decodeValue decodes res, which must hold exactly one msgpack value, into
+// an Out.
 func decodeValue[Out any](res []byte) (Out, error) {
 	var out Out
+	if err := codec.CheckValue(res); err != nil {
+		return out, fmt.Errorf("%w: %w", ErrBadResult, err)
+	}
 	if err := msgpack.Unmarshal(res, &out); err != nil {
-		return out, fmt.Errorf("%w into %T: %v", ErrBadResult, out, err)
+		return out, fmt.Errorf("%w into %T: %w", ErrBadResult, out, err)
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,11 +58,21 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("procpool: worker error %s: %s", e.Code, e.Message)
 }
 
-// Is makes errors.Is(err, ErrRemote) true, and errors.Is(err,
-// ErrJobTimeout) too when the worker itself stopped the job at its deadline
-// (code "deadline": the job's timeout crosses the wire with the request).
+// Is makes errors.Is(err, ErrRemote) true; errors.Is(err, ErrJobTimeout)
+// too when the worker itself stopped the job at its deadline (code
+// "deadline": the job's timeout crosses the wire with the request); and
+// errors.Is(err, ErrPayloadTooLarge) when the result was too large for the
+// host's frame limit (code "too_large").
 func (e *RemoteError) Is(target error) bool {
-	return target == ErrRemote || (target == ErrJobTimeout && e.Code == codec.CodeDeadline)
+	switch target {
+	case ErrRemote:
+		return true
+	case ErrJobTimeout:
+		return e.Code == codec.CodeDeadline
+	case ErrPayloadTooLarge:
+		return e.Code == codec.CodeTooLarge
+	}
+	return false
 }
 
 // CrashError describes the death of the worker that was running a job.
@@ -91,25 +102,46 @@ func (e *CrashError) Error() string {
 // Unwrap returns the cause, so errors.Is(err, ErrWorkerCrashed) works.
 func (e *CrashError) Unwrap() error { return e.Cause }
 
-// cancelError is ErrCancelled joined with the context's own error.
-type cancelError struct{ ctxErr error }
+// cancelError is ErrCancelled joined with why the job was cancelled: the
+// error of the context that ended (context.Canceled or
+// context.DeadlineExceeded) and its cause (context.Cause), or the cause
+// given to Job.Cancel.
+type cancelError struct {
+	ctxErr error // ctx.Err(), nil for Job.Cancel
+	cause  error // context.Cause(ctx), or Job.Cancel's cause
+}
 
 func (e *cancelError) Error() string {
-	if e.ctxErr == nil {
-		return ErrCancelled.Error()
+	switch {
+	case e.cause != nil && e.ctxErr != nil && e.cause != e.ctxErr:
+		return ErrCancelled.Error() + ": " + e.cause.Error() + " (" + e.ctxErr.Error() + ")"
+	case e.cause != nil:
+		return ErrCancelled.Error() + ": " + e.cause.Error()
+	case e.ctxErr != nil:
+		return ErrCancelled.Error() + ": " + e.ctxErr.Error()
 	}
-	return ErrCancelled.Error() + ": " + e.ctxErr.Error()
+	return ErrCancelled.Error()
 }
 
 func (e *cancelError) Unwrap() []error {
-	if e.ctxErr == nil {
-		return []error{ErrCancelled}
+	errs := []error{ErrCancelled}
+	if e.ctxErr != nil {
+		errs = append(errs, e.ctxErr)
 	}
-	return []error{ErrCancelled, e.ctxErr}
+	if e.cause != nil && e.cause != e.ctxErr {
+		errs = append(errs, e.cause)
+	}
+	return errs
 }
 
 // Cancelled returns an error matching both ErrCancelled and cause.
-func Cancelled(cause error) error { return &cancelError{ctxErr: cause} }
+func Cancelled(cause error) error { return &cancelError{cause: cause} }
+
+// cancelledBy returns the error of a job whose context ctx ended: it
+// matches ErrCancelled, ctx.Err() and context.Cause(ctx).
+func cancelledBy(ctx context.Context) error {
+	return &cancelError{ctxErr: ctx.Err(), cause: context.Cause(ctx)}
+}
 
 // ErrBadResult reports a VALUE result that could not be decoded into the
 // caller's type.

@@ -14,20 +14,21 @@ type EventKind int
 
 // The supervision events a router publishes.
 const (
-	EventStarted    EventKind = iota + 1 // a worker process started
-	EventReady                           // a worker finished its handshake
-	EventCrashed                         // a worker failed
-	EventRestarted                       // a replacement for a failed worker was started
-	EventRecycled                        // a worker was retired by plan (jobs, age, memory)
-	EventPassivated                      // an idle worker above the minimum was stopped
-	EventGaveUp                          // the restart intensity was exceeded
-	EventRecovered                       // the job type is available again after its cool-down
+	EventStarted     EventKind = iota + 1 // a worker process started
+	EventReady                            // a worker finished its handshake
+	EventCrashed                          // a worker failed
+	EventRestarted                        // a replacement for a failed worker was started; PID is the failed worker's
+	EventRecycled                         // a worker was retired by plan (jobs, age, memory)
+	EventPassivated                       // an idle worker above the minimum was stopped
+	EventGaveUp                           // the restart intensity was exceeded
+	EventRecovered                        // the job type is available again after its cool-down
+	EventUncleanStop                      // a worker asked to stop did not exit with status 0 within its grace
 )
 
 var eventNames = map[EventKind]string{
 	EventStarted: "started", EventReady: "ready", EventCrashed: "crashed",
 	EventRestarted: "restarted", EventRecycled: "recycled", EventPassivated: "passivated",
-	EventGaveUp: "gave up", EventRecovered: "recovered",
+	EventGaveUp: "gave up", EventRecovered: "recovered", EventUncleanStop: "stopped uncleanly",
 }
 
 // String returns the event's name.

@@ -15,10 +15,14 @@ import (
 // safe for concurrent use. Obtain one from RouterProps and Bind it to the
 // spawned PID, or from SpawnRouter, which does both.
 type Router struct {
-	spec JobType
-	gate *gate
-	env  *runtimeEnv
+	spec  JobType
+	gate  *gate
+	board *slotBoard
+	env   *runtimeEnv
 }
+
+// errUnbound reports a handle used before Bind.
+var errUnbound = errors.New("procpool: router handle used before Bind")
 
 // SpawnRouter spawns a router for t as a child of parent (any actor
 // context, or an ActorSystem's Root) and returns its bound handle.
@@ -43,78 +47,94 @@ func (h *Router) Bind(system *actor.ActorSystem, pid *actor.PID) {
 
 // PID returns the router's actor PID, nil before Bind.
 func (h *Router) PID() *actor.PID {
-	_, pid := h.gate.target()
-	return pid
+	if r := h.gate.target(); r != nil {
+		return r.pid
+	}
+	return nil
 }
 
 // JobType returns the router's job type, with defaults filled in.
 func (h *Router) JobType() JobType { return h.spec }
 
-// Submit accepts a job and returns it at once; wait for it with Job.Wait or
-// Job.Done. When the queue is full, Submit waits for a slot while ctx
-// allows (and at most the job type's QueueWait). If ctx ends before the job
-// resolves, the job is cancelled.
-func (h *Router) Submit(ctx context.Context, kind PayloadKind, payload []byte) (*Job, error) {
-	j, _, err := h.submit(ctx, kind, payload, true, direct)
+// Call runs one job and waits for its result. If ctx ends first, the job is
+// cancelled and Call returns an error matching ErrCancelled, ctx.Err() and
+// context.Cause(ctx), without waiting for the worker.
+func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]byte, error) {
+	j, err := h.admit(ctx, kind, payload, true)
 	if err != nil {
 		return nil, err
 	}
-	j.cancelWith(ctx)
-	return j, nil
+	// Fast path: nothing queued and a slot free: write the request and read
+	// the answer from this goroutine, crossing no actor mailbox.
+	if w := h.takeSlot(j); w != nil {
+		var stop func() bool
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, w.link.interrupt)
+		}
+		if h.startOn(j, w, directSelfRead) {
+			w.link.readFor(j)
+		}
+		if stop != nil {
+			stop()
+		}
+	}
+	return j.Wait(ctx)
+}
+
+// Submit accepts a job and returns it at once; wait for it with Job.Wait or
+// Job.Done. When the queue is full, Submit waits for room while ctx allows
+// (and at most the job type's QueueWait). If ctx ends before the job
+// resolves, the job is cancelled.
+func (h *Router) Submit(ctx context.Context, kind PayloadKind, payload []byte) (*Job, error) {
+	return h.submit(ctx, kind, payload, true)
 }
 
 // TrySubmit is Submit without waiting: a full queue fails at once with
 // ErrQueueFull.
 func (h *Router) TrySubmit(ctx context.Context, kind PayloadKind, payload []byte) (*Job, error) {
-	j, _, err := h.submit(ctx, kind, payload, false, direct)
+	return h.submit(ctx, kind, payload, false)
+}
+
+func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool) (*Job, error) {
+	j, err := h.admit(ctx, kind, payload, block)
 	if err != nil {
 		return nil, err
+	}
+	if w := h.takeSlot(j); w != nil {
+		var stop func() bool
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, w.link.interrupt) // bounds the write
+		}
+		h.startOn(j, w, direct)
+		if stop != nil {
+			stop()
+		}
 	}
 	j.cancelWith(ctx)
 	return j, nil
 }
 
-// Call runs one job and waits for its result. If ctx ends first, the job is
-// cancelled and Call returns an error matching ErrCancelled and ctx.Err().
-func (h *Router) Call(ctx context.Context, kind PayloadKind, payload []byte) ([]byte, error) {
-	j, w, err := h.submit(ctx, kind, payload, true, directSelfRead)
-	if err != nil {
-		return nil, err
+// admit checks a job's payload and admits it: the job is accepted (and must
+// resolve) once admit returns it.
+func (h *Router) admit(ctx context.Context, kind PayloadKind, payload []byte, block bool) (*Job, error) {
+	if ctx.Err() != nil {
+		return nil, cancelledBy(ctx)
 	}
-	if w != nil && w.link.takeRole() {
-		w.link.readFor(ctx, j)
-	}
-	return j.Wait(ctx)
-}
-
-// maxEnvelope bounds the bytes a request frame adds to its payload.
-const maxEnvelope = 64 + 255
-
-// requestFits reports whether the request frame of a payload of n bytes for
-// jobType stays within limit.
-func requestFits(jobType string, n int, limit int64) bool {
-	return int64(n+len(jobType)+maxEnvelope) <= limit
-}
-
-// submit admits a job and dispatches it: straight to a free worker (which
-// it returns) when nothing is queued, else through the router.
-func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, block bool, mode sendMode) (*Job, *workerState, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, Cancelled(err)
-	}
-	if err := h.gate.checkSize(h.spec.Name, payload); err != nil {
-		return nil, nil, err
+	if !requestFits(h.spec.Name, len(payload), int64(h.spec.MaxFrame)) {
+		return nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
 	}
 	if kind == Value {
 		if err := codec.CheckValue(payload); err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
 		}
 	}
-	system, pid := h.gate.target()
-	if pid == nil {
-		return nil, nil, errors.New("procpool: router handle used before Bind")
+	if h.gate.target() == nil {
+		return nil, errUnbound
 	}
 	j := NewJob(kind, payload)
+	if dl, ok := ctx.Deadline(); ok {
+		j.deadline = dl
+	}
 	var err error
 	if block && h.spec.QueueWait > 0 {
 		err = h.gate.admit(ctx, j, false)
@@ -130,32 +150,58 @@ func (h *Router) submit(ctx context.Context, kind PayloadKind, payload []byte, b
 		err = h.gate.admit(ctx, j, block)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// Fast path: nothing queued and a slot free: write the request from
-	// this goroutine, without crossing the router's mailbox.
-	if w := h.gate.takeSlot(); w != nil && start(j, w, &h.spec, mode) {
-		return j, w, nil
-	}
-	system.Root.Send(pid, j)
-	return j, nil, nil
+	return j, nil
 }
 
-// Stats asks the router for a snapshot.
+// takeSlot takes a free slot for j when nothing is queued; otherwise it
+// sends j to the router's queue and returns nil.
+func (h *Router) takeSlot(j *Job) *workerState {
+	w, due := h.board.take(requestSize(h.spec.Name, len(j.Payload)))
+	if w == nil {
+		h.gate.send(j)
+		return nil
+	}
+	if due {
+		h.gate.send((*budgetSpent)(w))
+	}
+	return w
+}
+
+// startOn starts j on the slot of w it took, from the caller's goroutine;
+// if w takes no more jobs, j goes to the router's queue.
+func (h *Router) startOn(j *Job, w *workerState, mode sendMode) bool {
+	if start(j, w, mode) {
+		return true
+	}
+	h.board.abandon(w)
+	h.gate.send(j)
+	return false
+}
+
+// Stats asks the router for a snapshot. It fails with ErrShuttingDown once
+// the router has stopped.
 func (h *Router) Stats(ctx context.Context) (*Stats, error) {
-	system, pid := h.gate.target()
-	if pid == nil {
-		return nil, errors.New("procpool: router handle used before Bind")
+	r := h.gate.target()
+	if r == nil {
+		return nil, errUnbound
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if h.gate.isStopped() {
+		return nil, fmt.Errorf("procpool: stats of %q: %w", h.spec.Name, ErrShuttingDown)
 	}
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	res, err := system.Root.RequestFuture(pid, &StatsRequest{}, timeout).Result()
+	res, err := r.system.Root.RequestFuture(r.pid, &StatsRequest{}, timeout).Result()
 	if err != nil {
+		if h.gate.isStopped() {
+			err = ErrShuttingDown
+		}
 		return nil, fmt.Errorf("procpool: stats of %q: %w", h.spec.Name, err)
 	}
 	s, ok := res.(*Stats)
@@ -172,13 +218,13 @@ func (h *Router) Stats(ctx context.Context) (*Stats, error) {
 // Either way, when Shutdown returns the router's actor has stopped and
 // every worker process has been reaped.
 func (h *Router) Shutdown(ctx context.Context) error {
-	system, pid := h.gate.target()
-	if pid == nil {
+	r := h.gate.target()
+	if r == nil {
 		return nil
 	}
 	h.gate.close(ErrShuttingDown)
 	drain := &shutdownRequest{done: make(chan struct{})}
-	system.Root.Send(pid, drain)
+	r.system.Root.Send(r.pid, drain)
 	var err error
 	select {
 	case <-drain.done:
@@ -186,17 +232,15 @@ func (h *Router) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		abort := &shutdownRequest{abort: true, err: fmt.Errorf("%w: shutdown deadline passed", ErrShuttingDown), done: make(chan struct{})}
-		system.Root.Send(pid, abort)
+		r.system.Root.Send(r.pid, abort)
 		select {
 		case <-abort.done:
 		case <-h.gate.stopped:
 		case <-time.After(30 * time.Second):
 		}
 	}
-	select {
-	case <-h.gate.stopped:
-	default:
-		_ = system.Root.StopFuture(pid).Wait()
+	if !h.gate.isStopped() {
+		_ = r.system.Root.StopFuture(r.pid).Wait()
 	}
 	for _, j := range h.gate.pending() {
 		j.resolve(nil, fmt.Errorf("%w: router stopped", ErrShuttingDown))

@@ -2,8 +2,6 @@ package actors
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,9 +19,11 @@ import (
 // an error matching one of the package's Err values.
 type Job struct {
 	// Payload is the argument: raw bytes for codec.Blob, one msgpack-encoded
-	// value for codec.Value.
+	// value for codec.Value. It is not copied: do not modify it until the
+	// job has resolved.
 	Payload []byte
-	// Kind says how Payload is encoded.
+	// Kind says how Payload is encoded. The result must come back in the
+	// same kind, or the job fails with ErrBadResult.
 	Kind PayloadKind
 
 	state  atomic.Uint32 // jobPending, then jobResolved
@@ -31,20 +31,27 @@ type Job struct {
 	result []byte
 	err    error
 
-	// Set once before the job reaches the router.
+	// Set once, before the job reaches its router.
 	gate     *gate
 	replyTo  *actor.PID
 	system   *actor.ActorSystem
 	accepted time.Time
+	deadline time.Time // the caller's context's deadline, if any
 
-	// Owned by the router's goroutine (and by the worker it is dispatched
-	// to while it runs).
-	id      uint64       // the job's id on its current worker
-	worker  *workerState // where it runs, nil while queued
-	attempt int          // runs so far, from 1 once dispatched
-	crashes int          // workers that died running it
-	timer   *time.Timer  // per-job timeout, nil if none
-	started time.Time    // when it was last dispatched
+	// Where the job runs. A job has one owner at a time (see inflight): the
+	// caller that admitted it, the router while it is queued, or the
+	// in-flight table of the link it runs on. worker, attempt and crashes
+	// are written by the owner that dispatches it, before it enters a
+	// table, and read by whoever takes it out.
+	worker     *workerState // where it runs; nil while queued
+	attempt    int          // runs so far, from 1 once dispatched
+	crashes    int          // workers that died running it
+	byDeadline bool         // the time budget sent with it is the caller's deadline's
+
+	// Read by other goroutines while it runs (to cancel it or time it out).
+	link  atomic.Pointer[link]       // the link it last ran on
+	id    atomic.Uint64              // its id on that link
+	timer atomic.Pointer[time.Timer] // its timeout, while it runs
 
 	ctxStop atomic.Pointer[func() bool] // detaches a context.AfterFunc, if any
 }
@@ -77,7 +84,8 @@ func (j *Job) Result() ([]byte, error) { return j.result, j.err }
 
 // Wait waits until the job resolves or ctx ends. When ctx ends first the job
 // is cancelled (removed from the queue, or a cancel message is sent to its
-// worker) and Wait returns an error matching ErrCancelled and ctx.Err().
+// worker) and Wait returns an error matching ErrCancelled, ctx.Err() and
+// context.Cause(ctx).
 func (j *Job) Wait(ctx context.Context) ([]byte, error) {
 	select {
 	case <-j.done:
@@ -88,7 +96,7 @@ func (j *Job) Wait(ctx context.Context) ([]byte, error) {
 	case <-j.done:
 		return j.result, j.err
 	case <-ctx.Done():
-		j.Cancel(context.Cause(ctx))
+		j.cancel(cancelledBy(ctx))
 		<-j.done
 		return j.result, j.err
 	}
@@ -97,8 +105,10 @@ func (j *Job) Wait(ctx context.Context) ([]byte, error) {
 // Cancel resolves the job with an error matching ErrCancelled and cause, if
 // it has not resolved yet, and tells its router to drop it from the queue or
 // to send a cancel message to its worker.
-func (j *Job) Cancel(cause error) {
-	if j.resolve(nil, Cancelled(cause)) && j.gate != nil {
+func (j *Job) Cancel(cause error) { j.cancel(Cancelled(cause)) }
+
+func (j *Job) cancel(err error) {
+	if j.resolve(nil, err) && j.gate != nil {
 		j.gate.send((*cancelJob)(j))
 	}
 }
@@ -109,7 +119,7 @@ func (j *Job) cancelWith(ctx context.Context) {
 	if ctx.Done() == nil {
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { j.Cancel(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { j.cancel(cancelledBy(ctx)) })
 	j.ctxStop.Store(&stop)
 	if j.resolved() { // resolved before the watch was stored: drop it here
 		if p := j.ctxStop.Swap(nil); p != nil {
@@ -141,166 +151,16 @@ func (j *Job) resolve(result []byte, err error) bool {
 // resolved reports whether the job has resolved.
 func (j *Job) resolved() bool { return j.state.Load() == jobResolved }
 
+// stopTimer stops the job's timeout, if it has one running.
+func (j *Job) stopTimer() {
+	if t := j.timer.Swap(nil); t != nil {
+		t.Stop()
+	}
+}
+
 // Result is what a router answers to the sender of a *Job.
 type Result struct {
 	Job     *Job
 	Payload []byte
 	Err     error
-}
-
-// Messages the router receives about jobs. They are conversions of *Job, so
-// reporting a job's progress allocates nothing.
-type (
-	cancelJob  Job // the job's caller cancelled it
-	jobDone    Job // its worker answered
-	jobTimeout Job // its per-job timer fired
-)
-
-// gate admits jobs into one router: it bounds how many are accepted at once,
-// remembers every unresolved one (so that none is lost if the router stops
-// with jobs in its mailbox), and refuses jobs once closed.
-type gate struct {
-	tokens   chan struct{} // one per accepted, unresolved job
-	shut     chan struct{} // closed when the gate closes
-	stopped  chan struct{} // closed when the router actor stopped for good
-	stopOnce sync.Once
-	counters counters
-	// frameLimit is the largest request frame the workers accept: the job
-	// type's MaxFrame, lowered to what a worker announces if less.
-	frameLimit atomic.Int64
-
-	mu     sync.Mutex
-	slots  []*workerState // free capacity on ready workers, most recent last
-	queued int            // jobs in the router's queue
-	system *actor.ActorSystem
-	pid    *actor.PID        // the router, once bound
-	closed error             // non-nil once closed: the error new jobs get
-	jobs   map[*Job]struct{} // accepted and not yet resolved
-}
-
-func newGate(capacity, frameLimit int) *gate {
-	g := &gate{
-		tokens:  make(chan struct{}, capacity),
-		shut:    make(chan struct{}),
-		stopped: make(chan struct{}),
-		jobs:    make(map[*Job]struct{}, capacity),
-	}
-	g.frameLimit.Store(int64(frameLimit))
-	return g
-}
-
-// checkSize refuses a payload whose request frame would exceed the workers'
-// frame limit, whether or not it would travel through the shared memory
-// region: the region changes how a payload travels, never whether it may.
-func (g *gate) checkSize(jobType string, payload []byte) error {
-	if limit := g.frameLimit.Load(); !requestFits(jobType, len(payload), limit) {
-		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), limit)
-	}
-	return nil
-}
-
-// lowerFrameLimit lowers the frame limit to n, a worker's own.
-func (g *gate) lowerFrameLimit(n int64) {
-	for {
-		cur := g.frameLimit.Load()
-		if n >= cur || g.frameLimit.CompareAndSwap(cur, n) {
-			return
-		}
-	}
-}
-
-// admit takes a slot for j, waiting for one while ctx allows when block is
-// set, and registers j. It does not send j anywhere.
-func (g *gate) admit(ctx context.Context, j *Job, block bool) error {
-	select {
-	case g.tokens <- struct{}{}:
-	default:
-		if !block {
-			return ErrQueueFull
-		}
-		select {
-		case g.tokens <- struct{}{}:
-		case <-g.shut:
-			return g.closedErr()
-		case <-ctx.Done():
-			return Cancelled(ctx.Err())
-		}
-	}
-	g.mu.Lock()
-	if g.closed != nil {
-		g.mu.Unlock()
-		<-g.tokens
-		return g.closed
-	}
-	g.jobs[j] = struct{}{}
-	g.mu.Unlock()
-	j.gate = g
-	j.accepted = time.Now()
-	g.counters.accepted.Add(1)
-	return nil
-}
-
-func (g *gate) closedErr() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.closed
-}
-
-// release forgets a resolved job and frees its slot.
-func (g *gate) release(j *Job, err error) {
-	g.mu.Lock()
-	_, ok := g.jobs[j]
-	delete(g.jobs, j)
-	g.mu.Unlock()
-	if ok {
-		<-g.tokens
-		g.counters.record(err, time.Since(j.accepted))
-	}
-}
-
-// close refuses new jobs with err from now on.
-func (g *gate) close(err error) {
-	g.mu.Lock()
-	if g.closed == nil {
-		g.closed = err
-		close(g.shut)
-	}
-	g.mu.Unlock()
-}
-
-// markStopped records that the router actor is gone.
-func (g *gate) markStopped() { g.stopOnce.Do(func() { close(g.stopped) }) }
-
-// pending returns the accepted jobs that have not resolved yet.
-func (g *gate) pending() []*Job {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]*Job, 0, len(g.jobs))
-	for j := range g.jobs {
-		out = append(out, j)
-	}
-	return out
-}
-
-// bind records the router's system and PID, once.
-func (g *gate) bind(system *actor.ActorSystem, pid *actor.PID) {
-	g.mu.Lock()
-	if g.pid == nil {
-		g.system, g.pid = system, pid
-	}
-	g.mu.Unlock()
-}
-
-// target returns the router's system and PID, nil before bind.
-func (g *gate) target() (*actor.ActorSystem, *actor.PID) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.system, g.pid
-}
-
-// send delivers a message to the router.
-func (g *gate) send(msg any) {
-	if system, pid := g.target(); pid != nil {
-		system.Root.Send(pid, msg)
-	}
 }

@@ -5,8 +5,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/procpool/procpool/codec"
 )
 
 func TestJobQueueOrderGrowthAndRemoval(t *testing.T) {
@@ -29,23 +27,4 @@ func TestJobQueueOrderGrowthAndRemoval(t *testing.T) {
 		require.Same(t, j, q.popFront(), "position %d", i)
 	}
 	assert.Zero(t, q.len())
-}
-
-func TestGateSlotsFollowTheQueue(t *testing.T) {
-	g := newGate(4, codec.DefaultMaxFrame)
-	a, b := &workerState{}, &workerState{}
-	g.pushSlot(a)
-	g.pushSlot(b)
-	assert.Same(t, b, g.takeSlot(), "most recently freed first")
-	g.setQueued(1)
-	assert.Nil(t, g.takeSlot(), "a queued job goes before a new one")
-	assert.False(t, g.giveSlot(b), "with jobs queued, a freed slot goes to the router")
-	assert.Same(t, a, g.nextSlot(1))
-	g.closeWorker(a)
-	assert.False(t, g.giveSlot(a), "a closed worker's slot is void")
-	g.pushSlot(a)
-	assert.Nil(t, g.takeSlot())
-	assert.True(t, g.giveSlot(b))
-	g.closeWorker(b)
-	assert.Nil(t, g.takeSlot(), "closing withdraws published slots")
 }

@@ -1,171 +1,271 @@
 package actors
 
 import (
-	"sync/atomic"
-	"time"
-
-	"github.com/asynkron/protoactor-go/actor"
+	"fmt"
+	"sync"
 )
 
-// workerState is the router's record of one worker, plus the counters that
-// the job path updates without the router (atomics).
+// slotBoard is the free capacity of one router's workers, shared by the
+// router and the callers of its handle. A caller that finds no job queued
+// takes a free slot and writes its request straight to that worker (the
+// fast path); the router takes slots for the jobs in its queue. So the
+// router decides who may run where (it opens and closes workers, and owns
+// the queue), while a job on an idle pool crosses no actor mailbox.
 //
-// Free capacity is published as slots: one entry per job a ready worker can
-// take, kept by the gate. A caller that finds no job queued takes a slot
-// and writes its request straight to the worker's pipe; the worker's link
-// gives the slot back when the answer arrives, or hands it to the router
-// when jobs are queued. So the router decides who may run where (it
-// creates and withdraws slots, and owns the queue), while a job on an idle
-// pool crosses no actor mailbox.
-type workerState struct {
-	pid       *actor.PID
-	link      *link // nil until ready
-	proc      int
-	status    workerStatus
-	spawned   time.Time
-	readyAt   time.Time
-	replaces  *workerState // the worker this one will replace once ready (recycling)
-	recycling bool         // a replacement is starting for it
-	retiring  bool         // gets no new jobs; stops once idle
+// Each worker the router made ready has InFlight slots, and each slot is in
+// one of three places:
+//
+//	free    on the board, for a caller (while no job is queued) or the
+//	        router (for a queued job) to take;
+//	busy    held by a job running on the worker;
+//	handed  given to the router by a job that ended while jobs were queued
+//	        (or by open), for the router to place a queued job on or to
+//	        publish.
+//
+// The rules, which check verifies (the tests call it after every step):
+//
+//  1. An open worker's free + busy + handed slots are InFlight.
+//  2. A closed worker (retiring, stopping, failing, or out of budget) has
+//     no free or handed slot, and gets none back: its slots end with its
+//     running jobs. Closing is final.
+//  3. The free list holds each open worker's free slots, most recently
+//     freed last (reusing the warmest worker lets the others idle out).
+//  4. queued is the length of the router's queue (jobQueue keeps it so),
+//     and a caller takes a slot only while it is 0: no caller overtakes a
+//     queued job.
+//  5. A worker with a job budget (RecycleAfterJobs) is given at most that
+//     many jobs: the take that spends its last job closes it, and the
+//     taker tells the router, which recycles it.
+//  6. A slot goes only to a job whose request frame fits the worker's own
+//     frame limit.
+type slotBoard struct {
+	inFlight int
 
-	closed bool // guarded by gate.mu: its slots are void
-
-	running  atomic.Int32 // jobs dispatched and not answered
-	served   atomic.Int64 // jobs answered
-	lastDone atomic.Int64 // unix nanos of the last answer (or of readiness)
+	mu     sync.Mutex
+	free   []*workerState
+	queued int
 }
 
-type workerStatus int
+// seat is a worker's entry on the board. Its fields are guarded by the
+// board's mutex.
+type seat struct {
+	open   bool
+	free   int
+	busy   int
+	handed int
+	budget int   // jobs it may still be given; < 0: no limit
+	limit  int64 // the largest request frame it accepts
+}
 
-const (
-	starting workerStatus = iota
-	ready
-	stopping
-)
+func newSlotBoard(inFlight int) *slotBoard { return &slotBoard{inFlight: inFlight} }
 
-// idleFor returns how long the worker has had no job, zero if it has one.
-func (w *workerState) idleFor(now time.Time) time.Duration {
-	if w.running.Load() > 0 {
-		return 0
+// open makes w's slots available: all of them handed to the router, which
+// places or publishes each. budget is how many jobs w may be given (< 0:
+// no limit), limit the largest request frame it accepts.
+func (b *slotBoard) open(w *workerState, budget int, limit int64) {
+	b.mu.Lock()
+	w.seat = seat{open: true, handed: b.inFlight, budget: budget, limit: limit}
+	b.mu.Unlock()
+}
+
+// handed returns how many of w's slots the router holds.
+func (b *slotBoard) handed(w *workerState) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return w.seat.handed
+}
+
+// busy returns how many jobs run on w.
+func (b *slotBoard) busy(w *workerState) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return w.seat.busy
+}
+
+// capacity reports whether w takes jobs, and how many more it could run.
+func (b *slotBoard) capacity(w *workerState) (open bool, free int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return w.seat.open, b.inFlight - w.seat.busy
+}
+
+// fits reports whether a request frame of need bytes fits w.
+func (b *slotBoard) fits(w *workerState, need int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return w.seat.limit >= need
+}
+
+// publish puts one of w's handed slots on the board.
+func (b *slotBoard) publish(w *workerState) {
+	b.mu.Lock()
+	if s := &w.seat; s.open && s.handed > 0 {
+		s.handed--
+		s.free++
+		b.free = append(b.free, w)
 	}
-	return now.Sub(time.Unix(0, w.lastDone.Load()))
+	b.mu.Unlock()
 }
 
-// takeSlot pops a free slot for a job that arrives while nothing is queued;
-// nil when a job is queued (first come, first served) or no slot is free.
-func (g *gate) takeSlot() *workerState {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.queued > 0 {
-		return nil
+// place gives one of w's handed slots to a job the router runs on it. due
+// reports that the job spent w's budget: w is closed, and must be recycled.
+// It reports false, changing nothing, when w has no handed slot.
+func (b *slotBoard) place(w *workerState) (ok, due bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &w.seat
+	if !s.open || s.handed == 0 {
+		return false, false
 	}
-	return g.popSlotLocked()
+	s.handed--
+	s.busy++
+	return true, b.spendLocked(w)
 }
 
-// nextSlot is the router's take: it records that waiting jobs are queued and
-// pops a slot for the first of them, if any is free.
-func (g *gate) nextSlot(waiting int) *workerState {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	w := g.popSlotLocked()
-	if w != nil {
-		waiting--
+// take pops a free slot for a caller's job whose request frame is need
+// bytes; nil when a job is queued or no free slot fits. due is as for
+// place.
+func (b *slotBoard) take(need int64) (w *workerState, due bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.queued > 0 {
+		return nil, false
 	}
-	g.queued = waiting
-	return w
+	return b.popLocked(need)
 }
 
-func (g *gate) popSlotLocked() *workerState {
-	for n := len(g.slots); n > 0; n = len(g.slots) {
-		w := g.slots[n-1]
-		g.slots[n-1] = nil
-		g.slots = g.slots[:n-1]
-		if !w.closed {
-			return w
+// takeFor pops a free slot for the router's queued job of need bytes.
+func (b *slotBoard) takeFor(need int64) (w *workerState, due bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.popLocked(need)
+}
+
+func (b *slotBoard) popLocked(need int64) (*workerState, bool) {
+	for i := len(b.free) - 1; i >= 0; i-- {
+		w := b.free[i]
+		if w.seat.limit < need {
+			continue
 		}
+		copy(b.free[i:], b.free[i+1:])
+		b.free[len(b.free)-1] = nil
+		b.free = b.free[:len(b.free)-1]
+		w.seat.free--
+		w.seat.busy++
+		return w, b.spendLocked(w)
+	}
+	return nil, false
+}
+
+// spendLocked counts one job against w's budget and closes w when it is
+// spent.
+func (b *slotBoard) spendLocked(w *workerState) bool {
+	s := &w.seat
+	if s.budget < 0 {
+		return false
+	}
+	s.budget--
+	if s.budget > 0 {
+		return false
+	}
+	b.closeLocked(w)
+	return true
+}
+
+// finish ends a job on w. The slot goes back on the board when nothing is
+// queued (true); when jobs are queued it is handed to the router, and the
+// caller must tell the router (false); a closed worker's slot just ends
+// (false, and the router is told too, for it may stop w once idle).
+func (b *slotBoard) finish(w *workerState) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &w.seat
+	s.busy--
+	switch {
+	case !s.open:
+		return false
+	case b.queued == 0:
+		s.free++
+		b.free = append(b.free, w)
+		return true
+	default:
+		s.handed++
+		return false
+	}
+}
+
+// abandon ends a job that was given w's slot but could not be sent (w's
+// link takes no more jobs): w is closed.
+func (b *slotBoard) abandon(w *workerState) {
+	b.mu.Lock()
+	b.closeLocked(w)
+	w.seat.busy--
+	b.mu.Unlock()
+}
+
+// close voids w's free and handed slots; w gets no new job.
+func (b *slotBoard) close(w *workerState) {
+	b.mu.Lock()
+	b.closeLocked(w)
+	b.mu.Unlock()
+}
+
+func (b *slotBoard) closeLocked(w *workerState) {
+	s := &w.seat
+	if !s.open {
+		return
+	}
+	s.open, s.free, s.handed = false, 0, 0
+	kept := b.free[:0]
+	for _, f := range b.free {
+		if f != w {
+			kept = append(kept, f)
+		}
+	}
+	clear(b.free[len(kept):])
+	b.free = kept
+}
+
+// setQueued records the length of the router's queue.
+func (b *slotBoard) setQueued(n int) {
+	b.mu.Lock()
+	b.queued = n
+	b.mu.Unlock()
+}
+
+// check verifies the board's rules for the given workers (every worker the
+// router knows) and returns the first one broken.
+func (b *slotBoard) check(workers []*workerState) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	onBoard := map[*workerState]int{}
+	for _, w := range b.free {
+		onBoard[w]++
+	}
+	known := map[*workerState]bool{}
+	for _, w := range workers {
+		known[w] = true
+		s := w.seat
+		switch {
+		case s.busy < 0 || s.free < 0 || s.handed < 0:
+			return fmt.Errorf("worker %p: negative count %+v", w, s)
+		case s.open && s.free+s.busy+s.handed != b.inFlight:
+			return fmt.Errorf("worker %p: free %d + busy %d + handed %d != InFlight %d", w, s.free, s.busy, s.handed, b.inFlight)
+		case !s.open && (s.free != 0 || s.handed != 0):
+			return fmt.Errorf("closed worker %p keeps slots: %+v", w, s)
+		case onBoard[w] != s.free:
+			return fmt.Errorf("worker %p: %d free slots on the board, %d counted", w, onBoard[w], s.free)
+		case s.budget == 0 && s.open:
+			return fmt.Errorf("worker %p: budget spent but still open", w)
+		}
+	}
+	for w := range onBoard {
+		if !known[w] {
+			return fmt.Errorf("the board holds a slot of an unknown worker %p", w)
+		}
+	}
+	if b.queued < 0 {
+		return fmt.Errorf("queued %d < 0", b.queued)
 	}
 	return nil
-}
-
-// setQueued records the router's queue length.
-func (g *gate) setQueued(n int) {
-	g.mu.Lock()
-	g.queued = n
-	g.mu.Unlock()
-}
-
-// giveSlot returns a slot after a job ended. It refuses (the caller must
-// tell the router) when jobs are queued or the worker is closed.
-func (g *gate) giveSlot(w *workerState) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.queued > 0 || w.closed {
-		return false
-	}
-	g.slots = append(g.slots, w)
-	return true
-}
-
-// pushSlot publishes a free slot (router only).
-func (g *gate) pushSlot(w *workerState) {
-	g.mu.Lock()
-	if !w.closed {
-		g.slots = append(g.slots, w)
-	}
-	g.mu.Unlock()
-}
-
-// closeWorker voids w's slots: no new job goes to it.
-func (g *gate) closeWorker(w *workerState) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	w.closed = true
-	kept := g.slots[:0]
-	for _, s := range g.slots {
-		if s != w {
-			kept = append(kept, s)
-		}
-	}
-	clear(g.slots[len(kept):])
-	g.slots = kept
-}
-
-// sendMode says how a job's request goes out and who reads its answer.
-type sendMode int
-
-const (
-	// viaWriter: the link's writer goroutine sends it (the router, which
-	// must never block on a pipe); the background reader reads the answer.
-	viaWriter sendMode = iota
-	// direct: the calling goroutine writes it; the background reader reads
-	// the answer (Submit: nobody waits yet).
-	direct
-	// directSelfRead: the calling goroutine writes it and then tries to
-	// read the answer itself (Call).
-	directSelfRead
-)
-
-// start binds j to w and sends its request as mode says. It reports false,
-// undoing everything, when the worker takes no more jobs.
-func start(j *Job, w *workerState, spec *JobType, mode sendMode) bool {
-	l := w.link
-	j.worker = w
-	j.id = l.nextID.Add(1)
-	j.attempt++
-	j.started = time.Now()
-	w.running.Add(1)
-	if spec.JobTimeout > 0 {
-		j.timer = time.AfterFunc(spec.JobTimeout, func() { j.gate.send((*jobTimeout)(j)) })
-	}
-	if !l.dispatch(j, spec.JobTimeout, mode) {
-		if j.timer != nil {
-			j.timer.Stop()
-			j.timer = nil
-		}
-		w.running.Add(-1)
-		j.worker = nil
-		j.attempt--
-		return false
-	}
-	return true
 }

@@ -48,7 +48,9 @@ type Stats struct {
 	Starting  int // workers started and not yet through the handshake
 	Idle      int // ready workers with no job
 	Busy      int // ready workers with at least one job
+	Retiring  int // workers that take no new job and stop once their jobs end
 	Stopping  int // workers asked to stop (passivation, recycling, shutdown)
+	Failing   int // workers that failed and are being killed, or leave after a panic
 	Available bool
 
 	Accepted  uint64 // jobs accepted
@@ -64,6 +66,7 @@ type Stats struct {
 	Restarts     uint64 // replacements started after a failure
 	Passivations uint64 // idle workers stopped
 	Recycles     uint64 // workers retired by plan (job count, age, memory)
+	UncleanStops uint64 // workers asked to stop that did not exit with status 0 in time
 
 	// SharedRequests and SharedResults count the payloads that crossed
 	// through a worker's shared memory region instead of a frame.
@@ -75,7 +78,42 @@ type Stats struct {
 }
 
 // Workers returns the number of live worker processes.
-func (s *Stats) Workers() int { return s.Starting + s.Idle + s.Busy + s.Stopping }
+func (s *Stats) Workers() int {
+	return s.Starting + s.Idle + s.Busy + s.Retiring + s.Stopping + s.Failing
+}
 
 // StatsRequest asks a router for a *Stats snapshot.
 type StatsRequest struct{}
+
+func (r *routerActor) snapshot() *Stats {
+	s := r.stats
+	s.Queued = r.queue.len()
+	for _, w := range r.workers {
+		busy := r.board.busy(w)
+		s.Running += busy
+		switch w.phase {
+		case PhaseStarting:
+			s.Starting++
+		case PhaseRetiring:
+			s.Retiring++
+		case PhaseStopping:
+			s.Stopping++
+		case PhaseFailing:
+			s.Failing++
+		default:
+			if busy > 0 {
+				s.Busy++
+			} else {
+				s.Idle++
+			}
+		}
+	}
+	s.Available = !r.gaveUp
+	c := &r.gate.counters
+	s.Accepted, s.Succeeded, s.Failed = c.accepted.Load(), c.succeeded.Load(), c.failed.Load()
+	s.Cancelled, s.TimedOut = c.cancelled.Load(), c.timedOut.Load()
+	s.SharedRequests, s.SharedResults = c.sharedRequests.Load(), c.sharedResults.Load()
+	h := c.latency.Snapshot()
+	s.LatencyP50, s.LatencyP99 = h.Quantile(0.5), h.Quantile(0.99)
+	return &s
+}

@@ -19,29 +19,35 @@ import (
 )
 
 // workerActor wraps one worker process. It starts the process, owns its
-// link (pipes and jobs in flight), its timers (handshake, heartbeat, job
-// overrun) and observes its exit, which it reports to its parent router as
-// a *workerExited before stopping itself.
+// link, its timers (handshake, heartbeat, job overrun, departure after a
+// panic) and its exit, which it reports to its router as a *workerExited
+// once the link has read everything the worker wrote before it died. It
+// does not stop itself: the router stops it after reading the report
+// (Terminated, a system message, would otherwise overtake the report).
 type workerActor struct {
-	spec   *JobType
-	env    *runtimeEnv
-	gate   *gate
-	system *actor.ActorSystem
-	router *actor.PID
-	self   *actor.PID
-	log    hclog.Logger
+	spec     *JobType
+	env      *runtimeEnv
+	board    *slotBoard
+	counters *counters
+	ws       *workerState // the router's record; only the board and atomics touch it here
+	system   *actor.ActorSystem
+	router   *actor.PID
+	self     *actor.PID
+	log      hclog.Logger
 
 	proc    *childproc.Process
 	start   *startGuard
 	link    *link
+	hooks   *linkHooks
 	ready   bool
 	started time.Time
-	rss     uint64 // last reading
 
-	failure   *supervisor.Failure // set when we decided the worker failed
+	failure   *supervisor.Failure // set when the host decided the worker failed
 	failErr   error
-	stopping  bool // a graceful stop was asked
-	exitSent  bool
+	stopAsked bool                // a stop was asked: the exit is not a failure
+	killAsked bool                // ... and it was a kill
+	exit      *childproc.ExitInfo // the process has ended
+	reported  bool
 	timers    []*time.Timer
 	heartbeat *time.Timer
 }
@@ -56,13 +62,17 @@ type startGuard struct {
 	shm     *sharedmem.Host    // sent with it
 }
 
-// runtimeEnv is what every actor of one system shares: the dispatcher and
+// runtimeEnv is what every actor of one router shares: the dispatcher and
 // a wait group that counts goroutines and processes not yet finished, so
 // that shutdown can wait for all of them.
 type runtimeEnv struct {
 	dispatcher *Dispatcher
 	wg         sync.WaitGroup
 }
+
+// exitReadGrace bounds the wait, after the process exited, for the link to
+// read what the worker wrote before it died.
+const exitReadGrace = 2 * time.Second
 
 // Messages of the worker actor.
 type (
@@ -72,48 +82,62 @@ type (
 		err  error
 	}
 	procExited struct{ info childproc.ExitInfo }
-	// stopWorker asks for a graceful stop (passivation, recycling,
-	// shutdown): shutdown message, grace, then signals.
+	// stopWorker asks for a graceful stop (passivation, recycling, a
+	// drain): the shutdown message, the grace, then signals; or a kill.
 	stopWorker struct {
 		grace time.Duration
 		kill  bool // kill at once, still as a requested stop
 	}
-	// overrunCheck kills the worker if job id is still running.
+	linkReady  struct{ limit int64 }
+	linkClosed struct{ err error }
 	// overrunCheck: job id overran its timeout and was sent a cancel; kill
-	// the worker if it still runs the job after CancelGrace.
-	overrunCheck     struct{ id uint64 }
-	overrunKill      struct{ id uint64 }
-	handshakeTimeout struct{}
-	heartbeatTick    struct{}
+	// the worker if it still runs the job after CancelGrace (overrunKill).
+	overrunCheck      struct{ id uint64 }
+	overrunKill       struct{ id uint64 }
+	memoryOver        struct{ rss uint64 }
+	workerLeaving     struct{}
+	leavingTimeout    struct{}
+	handshakeTimeout  struct{}
+	heartbeatTick     struct{}
+	exitReportTimeout struct{}
 )
 
-// workerReady tells the router that a worker finished its handshake.
-type workerReady struct {
-	pid  *actor.PID
-	link *link
-	proc int
-}
+// Messages from a worker actor to its router.
+type (
+	// workerReady: the handshake is done; limit is the worker's frame limit.
+	workerReady struct {
+		pid   *actor.PID
+		link  *link
+		proc  int
+		limit int64
+	}
+	// workerFailing: the worker failed and is being killed (or leaves after
+	// a panic); it gets no more jobs.
+	workerFailing struct{ pid *actor.PID }
+	// workerExited: the process is gone; jobs were still running on it (the
+	// router owns them now).
+	workerExited struct {
+		pid     *actor.PID
+		info    childproc.ExitInfo
+		failure *supervisor.Failure // nil for a stop that was asked for
+		unclean bool                // a graceful stop that did not end in exit 0
+		cause   error
+		jobs    []*Job
+		rss     uint64
+		uptime  time.Duration
+		// terminated: the report stands in for one the actor never sent
+		// (it stopped unexpectedly)
+		terminated bool
+	}
+)
 
-// workerExited tells the router a worker's process is gone, with the jobs
-// that were running on it (now owned by the router).
-type workerExited struct {
-	pid       *actor.PID
-	info      childproc.ExitInfo
-	failure   *supervisor.Failure // nil for a requested stop
-	cause     error
-	jobs      []*Job
-	rss       uint64
-	uptime    time.Duration
-	handshook bool
-}
-
-func newWorkerProps(spec *JobType, env *runtimeEnv, g *gate) *actor.Props {
+func newWorkerProps(spec *JobType, env *runtimeEnv, board *slotBoard, c *counters, ws *workerState) *actor.Props {
 	opts := []actor.PropsOption{actor.WithSupervisor(stopOnPanic)}
 	if env.dispatcher != nil {
 		opts = append(opts, actor.WithDispatcher(env.dispatcher))
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &workerActor{spec: spec, env: env, gate: g}
+		return &workerActor{spec: spec, env: env, board: board, counters: c, ws: ws}
 	}, opts...)
 }
 
@@ -127,9 +151,9 @@ func (w *workerActor) Receive(ctx actor.Context) {
 	case *procStarted:
 		w.onStarted(ctx, msg)
 	case *linkReady:
-		w.onReady(ctx, msg)
+		w.onReady(ctx, msg.limit)
 	case *linkClosed:
-		w.onLinkClosed(msg)
+		w.onLinkClosed(ctx, msg.err)
 	case *handshakeTimeout:
 		if !w.ready {
 			w.fail(supervisor.StartupFailure, fmt.Errorf("no handshake within %v", w.spec.HandshakeTimeout))
@@ -142,44 +166,41 @@ func (w *workerActor) Receive(ctx actor.Context) {
 		if w.link != nil && w.link.running(msg.id) {
 			w.fail(supervisor.JobTimeoutFailure, fmt.Errorf("job %d overran its timeout by more than %v", msg.id, w.spec.CancelGrace))
 		}
+	case *memoryOver:
+		w.fail(supervisor.MemoryFailure, fmt.Errorf("resident memory %d bytes above the ceiling of %d", msg.rss, w.spec.KillRSS))
+	case *workerLeaving:
+		w.after(w.spec.StopGrace, &leavingTimeout{})
+	case *leavingTimeout:
+		w.fail(supervisor.ProtocolFailure, fmt.Errorf("the worker answered a panic but did not exit within %v", w.spec.StopGrace))
 	case *stopWorker:
-		if msg.kill {
-			w.stopping = true
-			if w.link != nil {
-				w.link.closeForJobs()
-			}
-			if w.proc != nil {
-				_ = w.proc.Kill()
-			}
-			break
-		}
-		w.stop(msg.grace)
+		w.onStop(msg)
 	case *procExited:
 		w.onExited(ctx, msg.info)
+	case *exitReportTimeout:
+		w.report(ctx)
 	case *actor.Stopping:
 		// Stopped by the router (or the router itself stops): never leave
 		// the process behind.
 		w.stopTimers()
 		w.haltStart()
-		if w.proc != nil && !w.exitSent {
+		if w.proc != nil && w.exit == nil {
 			_ = w.proc.Kill()
 		}
 		if w.link != nil {
-			w.link.close() // its writer ends now, its reader at the pipe's EOF
+			w.link.close() // its writer ends now, its reader at the pipe's end
 		}
 	}
 }
 
 func (w *workerActor) startProcess() {
 	spec := w.spec.processSpec(w.log)
-	self := w.self
-	system := w.env
-	w.env.wg.Add(1)
+	self, env := w.self, w.env
 	size, log := w.spec.SharedMemory, w.log
 	guard := &startGuard{}
 	w.start = guard
+	env.wg.Add(1)
 	go func() {
-		defer system.wg.Done()
+		defer env.wg.Done()
 		var shm *sharedmem.Host
 		if size > 0 {
 			f, h, err := sharedmem.Create("procpool-"+spec.Name, size)
@@ -209,7 +230,7 @@ func (w *workerActor) startProcess() {
 			}
 			return
 		}
-		w.sendSelf(self, &procStarted{proc: p, shm: shm, err: err})
+		w.system.Root.Send(self, &procStarted{proc: p, shm: shm, err: err})
 	}()
 }
 
@@ -239,25 +260,24 @@ func (w *workerActor) haltStart() {
 	}()
 }
 
-// sendSelf delivers a message to this actor from another goroutine.
-func (w *workerActor) sendSelf(self *actor.PID, msg any) {
-	w.system.Root.Send(self, msg)
-}
-
 func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 	if msg.err != nil {
-		f := supervisor.Failure{Kind: supervisor.StartupFailure, ExitCode: -1, Err: msg.err}
-		w.failure, w.failErr = &f, msg.err
-		w.exitSent = true
-		ctx.Send(w.router, &workerExited{pid: w.self, failure: &f, cause: msg.err, info: childproc.ExitInfo{Code: -1, Err: msg.err}})
+		f := &supervisor.Failure{Kind: supervisor.StartupFailure, ExitCode: -1, Err: msg.err}
+		w.reported = true
+		ctx.Send(w.router, &workerExited{pid: w.self, failure: f, cause: msg.err, info: childproc.ExitInfo{Code: -1, Err: msg.err}})
 		return
 	}
 	w.proc = msg.proc
-	if w.stopping { // asked to stop while starting
+	if w.stopAsked { // asked to stop while starting
 		_ = w.proc.Kill()
 	}
 	w.log = w.log.With("pid", w.proc.PID())
-	w.link = newLink(w.system, w.spec, w.gate, w.self, w.router, msg.shm)
+	w.hooks = &linkHooks{system: w.system, self: w.self, router: w.router, board: w.board, ws: w.ws, spec: w.spec, proc: w.proc}
+	stall := w.spec.HeartbeatTimeout
+	w.link = newLink(linkConfig{
+		jobType: w.spec.Name, pid: w.proc.PID(), maxFrame: w.spec.MaxFrame, timeout: w.spec.JobTimeout,
+		stall: stall, shm: msg.shm, counters: w.counters,
+	}, w.hooks)
 	w.link.start(w.proc.Input(), w.proc.Output(), &w.env.wg)
 	w.after(w.spec.HandshakeTimeout, &handshakeTimeout{})
 	proc, self, root := w.proc, w.self, w.system.Root
@@ -271,157 +291,177 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 	publish(w.system, &WorkerEvent{Kind: EventStarted, JobType: w.spec.Name, PID: w.proc.PID()})
 }
 
-func (w *workerActor) onReady(ctx actor.Context, msg *linkReady) {
-	if msg.msg.Version != codec.Version {
-		w.fail(supervisor.StartupFailure, fmt.Errorf("%w: worker speaks protocol version %d, host %d", errProtocol, msg.msg.Version, codec.Version))
-		return
-	}
-	if !servesJobType(msg.msg.JobTypes, w.spec.Name) {
-		w.fail(supervisor.StartupFailure, fmt.Errorf("%w: worker serves %v, not %q", errProtocol, msg.msg.JobTypes, w.spec.Name))
-		return
-	}
-	if w.stopping || w.failure != nil {
+func (w *workerActor) onReady(ctx actor.Context, limit int64) {
+	if w.stopAsked || w.failure != nil || w.exit != nil {
 		return
 	}
 	w.ready = true
 	w.log.Debug("worker ready", "startup", time.Since(w.started))
-	ctx.Send(w.router, &workerReady{pid: w.self, link: w.link, proc: w.proc.PID()})
+	ctx.Send(w.router, &workerReady{pid: w.self, link: w.link, proc: w.proc.PID(), limit: limit})
 	if w.spec.HeartbeatInterval > 0 {
 		self, root := w.self, w.system.Root
 		w.heartbeat = time.AfterFunc(w.spec.HeartbeatInterval, func() { root.Send(self, &heartbeatTick{}) })
 	}
 }
 
-func servesJobType(types []string, name string) bool {
-	for _, t := range types {
-		if t == name {
-			return true
-		}
-	}
-	return false
-}
-
-func (w *workerActor) onLinkClosed(msg *linkClosed) {
-	if errors.Is(msg.err, io.EOF) {
-		return // the process is exiting; its exit tells the rest
-	}
-	if w.stopping && w.failure == nil && errors.Is(msg.err, codec.ErrTruncated) {
+// onLinkClosed acts on the end of the worker's output: after the exit it
+// completes the report; before, the end is a failure unless the process is
+// exiting or was asked to stop.
+func (w *workerActor) onLinkClosed(ctx actor.Context, err error) {
+	if w.exit != nil {
+		w.report(ctx)
 		return
 	}
-	w.fail(supervisor.ProtocolFailure, msg.err)
+	ending := errors.Is(err, io.EOF) || errors.Is(err, codec.ErrTruncated)
+	switch {
+	case ending && (w.stopAsked || w.failure != nil || w.proc.Exiting()):
+		// It exits: the exit tells the rest.
+	case errors.Is(err, io.EOF):
+		w.fail(supervisor.ProtocolFailure, fmt.Errorf("%w: the worker closed its output (fd 4) while running", errProtocol))
+	case errors.Is(err, errHandshake):
+		w.fail(supervisor.StartupFailure, err)
+	case errors.Is(err, errStalled):
+		w.fail(supervisor.HeartbeatFailure, err)
+	default:
+		w.fail(supervisor.ProtocolFailure, err)
+	}
 }
 
 func (w *workerActor) onHeartbeat() {
-	if w.link == nil || w.failure != nil || w.stopping {
+	if w.link == nil || w.failure != nil || w.exit != nil || w.stopAsked {
 		return
 	}
-	silent := time.Since(time.Unix(0, w.link.lastHeard.Load()))
-	if silent > w.spec.HeartbeatTimeout {
-		w.fail(supervisor.HeartbeatFailure, fmt.Errorf("no frame from the worker for %v", silent.Round(time.Millisecond)))
+	now := time.Now()
+	if waited := w.link.beat(now); waited > w.spec.HeartbeatTimeout {
+		w.fail(supervisor.HeartbeatFailure, fmt.Errorf("no pong for %v", waited.Round(time.Millisecond)))
 		return
 	}
-	if rss, err := w.memory(); err == nil {
-		w.rss = rss
-		w.link.rss.Store(rss)
-		if w.spec.KillRSS > 0 && rss > w.spec.KillRSS {
-			w.fail(supervisor.MemoryFailure, fmt.Errorf("resident memory %d bytes above the ceiling of %d", rss, w.spec.KillRSS))
-			return
-		}
-	}
-	w.link.ping(uint64(time.Now().UnixNano()))
+	w.hooks.checkMemory(now, true)
 	w.heartbeat.Reset(w.spec.HeartbeatInterval)
 }
 
-// memory returns the worker's resident memory less its shared memory: the
-// pages of the shared memory region, which the host maps too and
-// SharedMemory bounds, are no sign of a leak.
-func (w *workerActor) memory() (uint64, error) {
-	m, err := w.proc.Memory()
-	if err != nil {
-		return 0, err
-	}
-	return m.RSS - min(m.Shmem, m.RSS), nil
-}
-
-// fail records the first failure and kills the process; its exit is then
-// reported as that failure.
+// fail records the first failure, closes the worker for jobs at once and
+// kills the process; its exit is then reported as that failure.
 func (w *workerActor) fail(kind supervisor.FailureKind, err error) {
-	if w.failure != nil || w.exitSent {
+	if w.failure != nil || w.exit != nil {
 		return
 	}
 	w.failure = &supervisor.Failure{Kind: kind, ExitCode: -1, Err: err}
 	w.failErr = err
 	w.log.Warn("killing worker", "failure", kind, "error", err)
+	w.board.close(w.ws)
 	if w.link != nil {
-		w.link.closeForJobs() // the router dispatches nothing more here
+		w.link.closeForJobs()
+	}
+	if !w.stopAsked {
+		w.system.Root.Send(w.router, &workerFailing{pid: w.self})
 	}
 	if w.proc != nil {
-		if rss, e := w.memory(); e == nil {
-			w.rss = rss
+		if w.hooks != nil {
+			w.hooks.checkMemory(time.Now(), true) // forensics
 		}
 		_ = w.proc.Kill()
 	}
 }
 
-// stop asks the worker to finish its jobs and exit.
-func (w *workerActor) stop(grace time.Duration) {
-	if w.stopping || w.exitSent {
+// onStop asks the worker to finish its jobs and exit, or kills it.
+func (w *workerActor) onStop(msg *stopWorker) {
+	if w.exit != nil || (w.stopAsked && !msg.kill) {
 		return
 	}
-	w.stopping = true
-	if w.proc == nil {
-		return // onStarted sees stopping and kills the process
+	w.stopAsked = true
+	if msg.kill {
+		w.killAsked = true
+		if w.link != nil {
+			w.link.closeForJobs()
+		}
+		if w.proc != nil {
+			_ = w.proc.Kill()
+		}
+		return
 	}
-	proc, l := w.proc, w.link
+	if w.proc == nil {
+		return // onStarted sees stopAsked and kills the process
+	}
+	w.link.shutdown(msg.grace)
+	proc, grace := w.proc, msg.grace
 	w.env.wg.Add(1)
 	go func() {
 		defer w.env.wg.Done()
-		// The shutdown frame must reach the pipe before Stop closes it.
-		if l != nil {
-			l.writeNow(&codec.Message{Kind: codec.KindShutdown, Grace: grace})
+		// fd 3 stays open while the worker drains (it may still read
+		// cancels); past the grace it is closed and the process signalled.
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-proc.Done():
+		case <-t.C:
+			proc.Stop(context.Background(), 0)
 		}
-		proc.Stop(context.Background(), grace)
 	}()
 }
 
 func (w *workerActor) onExited(ctx actor.Context, info childproc.ExitInfo) {
-	if w.exitSent {
+	if w.exit != nil {
 		return
 	}
-	w.exitSent = true
+	w.exit = &info
+	w.stopTimers()
+	if w.link == nil {
+		w.report(ctx)
+		return
+	}
+	w.link.end() // read what the worker wrote before it died
+	select {
+	case <-w.link.done():
+		w.report(ctx)
+	default:
+		w.after(exitReadGrace, &exitReportTimeout{})
+	}
+}
+
+// report sends the router the exit report, with the jobs still in flight.
+func (w *workerActor) report(ctx actor.Context) {
+	if w.reported || w.exit == nil {
+		return
+	}
+	w.reported = true
 	w.stopTimers()
 	var jobs []*Job
 	if w.link != nil {
 		jobs = w.link.takeAll()
 		w.link.close()
 	}
-	failure := w.failure
-	if failure == nil && !w.stopping {
-		failure = classifyExit(info, w.ready)
-	}
-	if failure != nil {
-		failure.ExitCode, failure.Signal = info.Code, info.Signal
-		if failure.Err == nil {
-			failure.Err = errors.New(info.String())
-		}
-	}
+	info := *w.exit
 	ex := &workerExited{
-		pid: w.self, info: info, failure: failure, cause: w.failErr,
-		jobs: jobs, rss: w.rss, uptime: time.Since(w.started), handshook: w.ready,
+		pid: w.self, info: info, cause: w.failErr, jobs: jobs, uptime: time.Since(w.started),
 	}
-	if failure != nil {
-		w.log.Warn("worker failed", "failure", failure.Kind, "exit", info.String(), "jobs_lost", len(jobs))
+	if w.hooks != nil {
+		ex.rss = w.hooks.rss.Load()
+	}
+	switch {
+	case w.stopAsked:
+		ex.unclean = !w.killAsked && (info.Signal != 0 || info.Code != 0)
+	default:
+		f := w.failure
+		if f == nil {
+			f = classifyExit(w.ready, info)
+		}
+		f.ExitCode, f.Signal = info.Code, info.Signal
+		if f.Err == nil {
+			f.Err = errors.New(info.String())
+		}
+		ex.failure = f
+	}
+	if ex.failure != nil {
+		w.log.Warn("worker failed", "failure", ex.failure.Kind, "exit", info.String(), "jobs_lost", len(jobs))
 	} else {
-		w.log.Debug("worker exited", "exit", info.String())
+		w.log.Debug("worker exited", "exit", info.String(), "unclean", ex.unclean)
 	}
-	// The router stops this actor once it has read the report: stopping
-	// here would let Terminated (a system message, delivered first) reach
-	// the router before the report.
 	ctx.Send(w.router, ex)
 }
 
 // classifyExit turns an exit nobody asked for into a failure.
-func classifyExit(info childproc.ExitInfo, handshook bool) *supervisor.Failure {
+func classifyExit(handshook bool, info childproc.ExitInfo) *supervisor.Failure {
 	switch {
 	case !handshook:
 		return &supervisor.Failure{Kind: supervisor.StartupFailure}
@@ -434,11 +474,9 @@ func classifyExit(info childproc.ExitInfo, handshook bool) *supervisor.Failure {
 
 // after sends msg to this actor after d, and remembers the timer so that it
 // is stopped with the actor.
-func (w *workerActor) after(d time.Duration, msg any) *time.Timer {
+func (w *workerActor) after(d time.Duration, msg any) {
 	self, root := w.self, w.system.Root
-	t := time.AfterFunc(d, func() { root.Send(self, msg) })
-	w.timers = append(w.timers, t)
-	return t
+	w.timers = append(w.timers, time.AfterFunc(d, func() { root.Send(self, msg) }))
 }
 
 func (w *workerActor) stopTimers() {

@@ -10,6 +10,7 @@
 //	echov                VALUE {Data []byte; N int}: returns its argument
 //	repeat               returns <n> zero bytes
 //	noop                 returns nothing, at once
+//	noopv                VALUE: takes any value, returns nil, at once
 //	sleep                sleeps <ms> milliseconds, or until cancelled
 //	sleep_ignore_cancel  sleeps <ms> milliseconds whatever happens
 //	exit                 exits the process with code <code>, without answering
@@ -26,6 +27,8 @@
 //	                     its pid; payload "stdio" lets it inherit stdout and
 //	                     stderr (otherwise /dev/null)
 //	pid                  returns its pid
+//	budget               returns the milliseconds left before its context's
+//	                     deadline, or "none"
 //	env                  returns its environment, one variable per line
 //	selfinfo             returns /proc/self/status, then per thread: tid, nice
 //	                     and Cpus_allowed_list
@@ -47,6 +50,7 @@
 //	                                    the shared memory region cannot be
 //	                                    mapped and the worker declines it
 //	TESTWORKER_MODE=sleep_forever       do nothing but sleep (the grandchild)
+//	TESTWORKER_ROGUE=<mode>             break the protocol as rogue.go says
 package main
 
 import (
@@ -59,6 +63,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/worker"
@@ -84,6 +90,14 @@ func main() {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 
+	mode := rogueMode()
+	switch mode {
+	case "":
+	case "small": // serves normally, but accepts frames of 4 KiB only
+		os.Setenv("TESTWORKER_MAX_FRAME", "4096")
+	default:
+		os.Exit(runRogue(mode))
+	}
 	if os.Getenv("TESTWORKER_NO_SHARED") == "1" {
 		_ = syscall.Close(5)
 	}
@@ -149,6 +163,7 @@ func register(s *worker.Server) {
 		return make([]byte, n), nil
 	})
 	handle("noop", func(ctx context.Context, p []byte) ([]byte, error) { return nil, nil })
+	worker.HandleValue(s, "noopv", func(ctx context.Context, in msgpack.RawMessage) (any, error) { return nil, nil })
 	handle("sleep", func(ctx context.Context, p []byte) ([]byte, error) {
 		d, err := millis(p)
 		if err != nil {
@@ -203,6 +218,13 @@ func register(s *worker.Server) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil
 	})
 	handle("selfinfo", selfinfo)
+	handle("budget", func(ctx context.Context, p []byte) ([]byte, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return []byte("none"), nil
+		}
+		return []byte(strconv.FormatInt(time.Until(dl).Milliseconds(), 10)), nil
+	})
 	handle("hang_all", hangAll)
 }
 

@@ -1,4 +1,4 @@
-package actors
+package procpool
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/procpool/procpool/actors"
 )
 
 // rootSupervisor is the parent of a System's routers. A router that fails
@@ -14,19 +16,21 @@ import (
 // times a minute; past that it is stopped.
 type rootSupervisor struct{}
 
-type spawnChild struct {
-	props *actor.Props
-	name  string
-}
+// Messages of the root supervisor.
+type (
+	spawnChild struct {
+		props *actor.Props
+		name  string
+	}
+	spawnChildResult struct {
+		pid *actor.PID
+		err error
+	}
+	// countChildren asks how many children it still has.
+	countChildren struct{}
+)
 
-type spawnChildResult struct {
-	pid *actor.PID
-	err error
-}
-
-// SupervisorProps returns the Props of a root supervisor for routers. Spawn
-// it once, then add routers under it with SpawnChild.
-func SupervisorProps(d *Dispatcher) *actor.Props {
+func supervisorProps(d *actors.Dispatcher) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, time.Minute, func(any) actor.Directive {
 		return actor.RestartDirective
 	})
@@ -36,9 +40,6 @@ func SupervisorProps(d *Dispatcher) *actor.Props {
 	}
 	return actor.PropsFromProducer(func() actor.Actor { return rootSupervisor{} }, opts...)
 }
-
-// countChildren asks a root supervisor how many children it still has.
-type countChildren struct{}
 
 func (rootSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -50,9 +51,9 @@ func (rootSupervisor) Receive(ctx actor.Context) {
 	}
 }
 
-// WaitChildless waits until the supervisor at pid has seen every child
+// waitChildless waits until the supervisor at pid has seen every child
 // terminate, so that stopping it sends no Stop to a child already gone.
-func WaitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Duration) {
+func waitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		res, err := system.Root.RequestFuture(pid, &countChildren{}, time.Second).Result()
@@ -63,9 +64,9 @@ func WaitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Durat
 	}
 }
 
-// SpawnChild asks the supervisor at parent to spawn props as its child
+// spawnUnder asks the supervisor at parent to spawn props as its child
 // named name.
-func SpawnChild(system *actor.ActorSystem, parent *actor.PID, props *actor.Props, name string) (*actor.PID, error) {
+func spawnUnder(system *actor.ActorSystem, parent *actor.PID, props *actor.Props, name string) (*actor.PID, error) {
 	res, err := system.Root.RequestFuture(parent, &spawnChild{props: props, name: name}, 10*time.Second).Result()
 	if err != nil {
 		return nil, fmt.Errorf("procpool: spawn %s: %w", name, err)

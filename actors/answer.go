@@ -1,0 +1,130 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
+)
+
+// answer settles the job a response is for. It returns an error only for a
+// protocol violation, which kills the link: a response for a job that is
+// not running (never sent, or answered already), or a shared result outside
+// the worker's half of the region. The job then stays in the table, for
+// the worker's end to settle.
+func (l *link) answer(m *codec.Message) error {
+	var (
+		shared []byte // the result's bytes in the shared region
+		lost   bool   // the result went with the shared memory region
+	)
+	if m.Shared {
+		b, err := l.sharedResult(m)
+		switch {
+		case errors.Is(err, sharedmem.ErrClosed):
+			lost = true
+		case err != nil:
+			return err
+		}
+		shared = b
+	}
+	j, ok := l.table.take(m.ID)
+	if !ok {
+		if m.Shared && !lost {
+			l.shm.Consumed() // ends the copy Response began
+		}
+		return fmt.Errorf("%w: a response for job %d, which is not running", errProtocol, m.ID)
+	}
+	l.releaseShared(m.ID) // the request's block, if it had one
+	if l.pingSeq.Load() != 0 {
+		l.answered.Store(time.Now().UnixNano()) // a sign of life
+	}
+	var (
+		result []byte
+		err    error
+	)
+	switch {
+	case lost:
+		err = &CrashError{Cause: ErrWorkerCrashed, Reason: "its result was lost with its shared memory region", PID: l.pid, JobID: m.ID, Attempt: j.attempt}
+	case m.ErrCode == codec.CodeDeadline && j.byDeadline:
+		// The worker stopped at its caller's deadline, not JobTimeout's.
+		err = &cancelError{ctxErr: context.DeadlineExceeded}
+	case m.ErrCode != "":
+		err = &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
+	case m.PayloadKind != j.Kind:
+		err = fmt.Errorf("%w: a %s request answered with a %s result", ErrBadResult, j.Kind, m.PayloadKind)
+	case m.Shared:
+		if j.Kind == Value && codec.CheckValue(shared) != nil {
+			err = fmt.Errorf("%w: the result in shared memory is not one msgpack value: %w", ErrBadResult, codec.CheckValue(shared))
+			break
+		}
+		result = bytes.Clone(shared)
+	default:
+		if result = m.Payload; !l.r.rd.Owned() && len(result) > 0 {
+			result = bytes.Clone(result) // the reader's buffer is reused
+		}
+	}
+	if m.Shared && !lost {
+		l.shm.Consumed() // the worker may reuse the memory now
+		l.counters.sharedResults.Add(1)
+	}
+	if m.ErrCode == codec.CodePanic {
+		// The worker exits after a panic: dispatch nothing more to it.
+		l.table.close()
+		l.owner.leaving(err)
+	}
+	l.owner.answered(j, result, err)
+	return nil
+}
+
+// share copies a large request payload into the worker's shared memory
+// region, if the worker mapped one and it has room, and returns its place.
+// The memory is the worker's until its answer is read.
+func (l *link) share(id uint64, payload []byte) (codec.Span, bool) {
+	if len(payload) < sharedmem.MinPayload || !l.shared.Load() ||
+		!requestFits(l.jobType, len(payload), l.peerLimit.Load()) {
+		return codec.Span{}, false // too large for the worker: refused when written
+	}
+	off, dst, ok := l.shm.Reserve(id, len(payload))
+	if !ok {
+		return codec.Span{}, false
+	}
+	copy(dst, payload)
+	l.shm.Copied()
+	l.counters.sharedRequests.Add(1)
+	return codec.Span{Offset: off, Length: uint64(len(payload))}, true
+}
+
+// releaseShared frees the shared memory block of request id, if it has one.
+func (l *link) releaseShared(id uint64) {
+	if l.shm != nil {
+		l.shm.Release(id)
+	}
+}
+
+// sharedResult returns the memory of a result in the worker's shared memory
+// region; the caller must then call l.shm.Consumed. It fails with
+// sharedmem.ErrClosed once the link has closed the region, and with a
+// protocol error when the worker has no region or names a place outside
+// the results' half.
+func (l *link) sharedResult(m *codec.Message) ([]byte, error) {
+	if !l.shared.Load() {
+		return nil, fmt.Errorf("%w: a response in shared memory from a worker without a region", errProtocol)
+	}
+	b, err := l.shm.Response(m.Span.Offset, m.Span.Length)
+	if err != nil && !errors.Is(err, sharedmem.ErrClosed) {
+		return nil, fmt.Errorf("%w: response %d places its payload outside the shared memory for results: %w", errProtocol, m.ID, err)
+	}
+	return b, err
+}
+
+// closeShared unmaps the shared memory region, if any, once the copies in
+// progress end; later requests travel in frames.
+func (l *link) closeShared() {
+	if l.shm != nil {
+		l.shm.Close()
+	}
+}
