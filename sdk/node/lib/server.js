@@ -161,11 +161,22 @@ class Conn {
     this.chunks = [];
     this.have = 0;
     this.need = 4;
-    this.corked = false;
+    this.pending = []; // frames to write at the next flush
+    this.pendingBytes = 0;
     this.graceTimer = undefined;
     this.flush = () => {
-      this.corked = false;
-      if (!this.out.destroyed) this.out.uncork();
+      const bufs = this.pending;
+      if (bufs.length === 0 || this.out.destroyed) return;
+      this.pending = [];
+      const n = this.pendingBytes;
+      this.pendingBytes = 0;
+      if (bufs.length === 1) this.out.write(bufs[0]);
+      else if (n <= 256 << 10) this.out.write(Buffer.concat(bufs, n)); // one write, one copy of small frames
+      else {
+        this.out.cork();
+        for (const b of bufs) this.out.write(b);
+        this.out.uncork();
+      }
     };
   }
 
@@ -343,12 +354,13 @@ class Conn {
 
   async run(job, h, pk, payload) {
     try {
+      // As in the Go SDK, the request's payload kind is not checked: a BLOB
+      // handler given a value gets its msgpack encoding, a VALUE handler
+      // given a blob decodes its bytes as msgpack.
       let arg;
       if (h.kind === Payload.BLOB) {
-        if (pk !== Payload.BLOB && pk !== Payload.SHARED_BLOB) throw new ProcpoolError(Code.BAD_PAYLOAD, `job type ${JSON.stringify(h.name)} takes a blob, not a value`);
         arg = payload;
       } else {
-        if (pk !== Payload.VALUE && pk !== Payload.SHARED_VALUE) throw new ProcpoolError(Code.BAD_PAYLOAD, `job type ${JSON.stringify(h.name)} takes a value, not a blob`);
         try {
           arg = wire.decodeValue(payload);
         } catch (e) {
@@ -394,13 +406,24 @@ class Conn {
         return;
       }
     }
-    const head = h.kind === Payload.BLOB ? Buffer.concat([wire.responsePrefix(job.id, h.kind), wire.binHeader(n)]) : wire.responsePrefix(job.id, h.kind);
-    const size = head.length + n;
+    const prefix = wire.responsePrefix(job.id, h.kind);
+    const bin = h.kind === Payload.BLOB ? wire.binHeader(n) : null;
+    const size = prefix.length + (bin ? bin.length : 0) + n;
     if (size > this.hostMax) {
       this.write([wire.errorFrame(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`)]);
       return;
     }
-    this.write([wire.header(size), head, data]);
+    if (n <= 4096) {
+      // Small: one buffer for the whole frame.
+      const f = Buffer.allocUnsafe(4 + size);
+      f.writeUInt32BE(size, 0);
+      let at = 4 + prefix.copy(f, 4);
+      if (bin) at += bin.copy(f, at);
+      f.set(data, at);
+      this.write([f]);
+      return;
+    }
+    this.write(bin ? [wire.header(size), prefix, bin, data] : [wire.header(size), prefix, data]);
   }
 
   answerError(job, e) {
@@ -432,12 +455,11 @@ class Conn {
 
   write(bufs) {
     if (this.closedOut || this.out.writableEnded || this.out.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.out.cork();
-      setImmediate(this.flush);
+    if (this.pending.length === 0) setImmediate(this.flush);
+    for (const b of bufs) {
+      this.pending.push(b);
+      this.pendingBytes += b.length;
     }
-    for (const b of bufs) this.out.write(b);
   }
 
   // --- ending ---

@@ -166,7 +166,16 @@ class Reader {
 
 /** The msgpack encoding of a non-negative integer (number or BigInt). */
 function uintBytes(v) {
-  if (typeof v === 'number' && v >= 0 && v <= 0x7f) return Buffer.from([v]);
+  if (typeof v === 'bigint' && v <= 0xffffffffn) v = Number(v);
+  if (typeof v === 'number' && v <= 0xffffffff) {
+    if (v <= 0x7f) return Buffer.from([v]);
+    if (v <= 0xff) return Buffer.from([0xcc, v]);
+    if (v <= 0xffff) return Buffer.from([0xcd, v >> 8, v & 0xff]);
+    const b = Buffer.allocUnsafe(5);
+    b[0] = 0xce;
+    b.writeUInt32BE(v, 1);
+    return b;
+  }
   const n = BigInt(v);
   if (n < 0x80n) return Buffer.from([Number(n)]);
   if (n < 0x100n) return Buffer.from([0xcc, Number(n)]);

@@ -442,19 +442,20 @@ class _Conn:
     # --- running ---
 
     def argument(self, h, pkind, payload):
-        """The handler's argument, or raises Error(bad_payload)."""
+        """The handler's argument, or raises Error(bad_payload). As in the Go
+        SDK, the request's payload kind is not checked: a BLOB handler given
+        a value gets its msgpack encoding, a VALUE handler given a blob
+        decodes its bytes as msgpack."""
         if h.kind == _wire.BLOB:
-            if pkind not in (_wire.BLOB, _wire.SHARED_BLOB):
-                raise Error(_wire.CODE_BAD_PAYLOAD, f"job type {h.name!r} takes a blob, not a value")
+            if pkind == _wire.VALUE:  # decoded with the frame: encode it again
+                return msgpack.packb(payload, use_bin_type=True)
             return payload
         if pkind == _wire.VALUE:
             return payload  # decoded with the frame
-        if pkind == _wire.SHARED_VALUE:
-            try:
-                return _unpack(payload)
-            except Exception as e:
-                raise Error(_wire.CODE_BAD_PAYLOAD, f"decoding the value: {e}") from None
-        raise Error(_wire.CODE_BAD_PAYLOAD, f"job type {h.name!r} takes a value, not a blob")
+        try:
+            return _unpack(payload)
+        except Exception as e:
+            raise Error(_wire.CODE_BAD_PAYLOAD, f"decoding the value: {e}") from None
 
     def run_sync(self, job, h, pkind, payload):
         try:
