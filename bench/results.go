@@ -30,7 +30,7 @@ type results struct {
 	// (and their runtimes) or why not.
 	Piscina  map[string][]sample
 	SDKNotes []string
-	Scaling    *scalingResult
+	Scaling  *scalingResult
 }
 
 func newResults(e *env, began time.Time) *results {

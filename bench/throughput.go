@@ -25,9 +25,9 @@ type mode struct {
 	Key      string
 	Name     string
 	Kind     modeKind
-	Workers  int // worker processes (pool)
-	InFlight int // jobs in flight per worker (pool; 0 = 1)
-	Callers  int // goroutines calling, each one job at a time
+	Workers  int        // worker processes (pool)
+	InFlight int        // jobs in flight per worker (pool; 0 = 1)
+	Callers  int        // goroutines calling, each one job at a time
 	sdk      *sdkWorker // the worker of another language's SDK (pool); nil: the test worker
 }
 
