@@ -39,7 +39,7 @@ w.handleValue('sha512v', ({ Size, Seed }, job) => {
     // A ProcpoolError chooses the code the caller's *RemoteError carries.
     throw new ProcpoolError('bad_size', `size ${Size} outside [0, ${MAX_GENERATE}]`);
   }
-  const chunk = Buffer.allocUnsafe(64 << 10);
+  const chunk = Buffer.allocUnsafe(Math.min(64 << 10, Math.max(256, Size))); // no larger than needed
   for (let i = 0; i < 256; i++) chunk[i] = (Seed + i) & 0xff;
   for (let i = 256; i < chunk.length; i *= 2) chunk.copy(chunk, i, 0, i);
   const h = createHash('sha512');

@@ -49,7 +49,7 @@ def sha512v(arg, job):
         raise procpool_worker.Error("bad_size", f"size {size} outside [0, {MAX_GENERATE}]")
     rot = PATTERN[seed:] + PATTERN[:seed]
     h = hashlib.sha512()
-    chunk = rot * 256  # 64 KiB
+    chunk = rot * max(1, min(256, (size + 255) // 256))  # up to 64 KiB, no larger than needed
     for off in range(0, size, len(chunk)):
         job.check()  # stop early, as "cancelled" or "deadline", when told to
         h.update(chunk[:min(len(chunk), size - off)])
