@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"time"
@@ -163,6 +164,8 @@ type env struct {
 	bin       string // the test worker binary
 	workloads []*workload
 	cores     int
+	root      string       // the module's root directory, "" if unknown
+	sdks      []*sdkWorker // the other languages' SDK workers found
 }
 
 // progress prints a progress line.
@@ -186,7 +189,18 @@ func run(cfg config) error {
 	}
 	defer testbin.Cleanup()
 	e := &env{cfg: cfg, bin: bin, workloads: workloads(), cores: runtime.NumCPU()}
+	var sdkNotes []string
+	if docs, err := docsDir(); err == nil {
+		e.root = filepath.Dir(docs)
+		e.sdks, sdkNotes = findSDKWorkers(e.root)
+	} else {
+		sdkNotes = []string{"SDK workers skipped: " + err.Error()}
+	}
 	res := newResults(e, began)
+	for _, w := range e.sdks {
+		res.SDKNotes = append(res.SDKNotes, fmt.Sprintf("%s: %s %s", w.Name, w.Command, w.Version))
+	}
+	res.SDKNotes = append(res.SDKNotes, sdkNotes...)
 
 	ctx := context.Background()
 	mode := "full"
@@ -210,6 +224,14 @@ func run(cfg config) error {
 			e.progress(", python peer")
 			if err := runPeer(ctx, e, python, res); err != nil {
 				return err
+			}
+		}
+		for _, w := range e.sdks {
+			if w.Key == "node2" {
+				e.progress(", piscina")
+				if err := runPiscina(ctx, e, w.Command, res); err != nil {
+					return err
+				}
 			}
 		}
 		e.progress("\n")

@@ -52,9 +52,11 @@ func buildReport(res *results) *report {
 	rp.cpuTable()
 	rp.frameworkTable()
 	rp.peerTable()
+	rp.sdkTable()
 	rp.ratioTable()
 	rp.scalingTable()
 	rp.judge()
+	rp.judgeSDK()
 	rp.startupChart()
 	rp.throughputChart()
 	rp.charts = append(rp.charts, chart{

@@ -26,7 +26,11 @@ type results struct {
 	Throughput map[string][]sample
 	Peer       map[string][]sample
 	PeerNote   string // the interpreter's version, or why the peer was skipped
-	Scaling    *scalingResult
+	// Piscina by peerKey, like Peer; SDKNotes say which SDK workers ran
+	// (and their runtimes) or why not.
+	Piscina  map[string][]sample
+	SDKNotes []string
+	Scaling  *scalingResult
 }
 
 func newResults(e *env, began time.Time) *results {
@@ -36,10 +40,11 @@ func newResults(e *env, began time.Time) *results {
 		Cfg:        e.cfg,
 		Cores:      e.cores,
 		Workloads:  e.workloads,
-		Modes:      modes(e.cores),
+		Modes:      append(modes(e.cores), sdkModes(e.sdks)...),
 		Startup:    map[string][]sample{},
 		Throughput: map[string][]sample{},
 		Peer:       map[string][]sample{},
+		Piscina:    map[string][]sample{},
 	}
 }
 

@@ -25,9 +25,10 @@ type mode struct {
 	Key      string
 	Name     string
 	Kind     modeKind
-	Workers  int // worker processes (pool)
-	InFlight int // jobs in flight per worker (pool; 0 = 1)
-	Callers  int // goroutines calling, each one job at a time
+	Workers  int        // worker processes (pool)
+	InFlight int        // jobs in flight per worker (pool; 0 = 1)
+	Callers  int        // goroutines calling, each one job at a time
+	sdk      *sdkWorker // the worker of another language's SDK (pool); nil: the test worker
 }
 
 // pipeline is the jobs in flight per worker in the pool modes: a worker
@@ -135,10 +136,14 @@ func measureThroughput(ctx context.Context, e *env, w *workload, kind procpool.P
 // Shutdown. The pool is started, and every worker ready, before the clock
 // starts.
 func measurePool(ctx context.Context, e *env, w *workload, kind procpool.PayloadKind, m mode, n int) (sample, error) {
-	sys, r, err := startPool(ctx, e, procpool.JobType{
+	jt := procpool.JobType{
 		Name: w.jobType(kind), Command: e.bin,
 		MinWorkers: m.Workers, MaxWorkers: m.Workers, IdleTimeout: -1, InFlight: m.InFlight,
-	})
+	}
+	if m.sdk != nil {
+		jt.Command, jt.Args = m.sdk.Command, m.sdk.Args
+	}
+	sys, r, err := startPool(ctx, e, jt)
 	if err != nil {
 		return sample{}, err
 	}

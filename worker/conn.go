@@ -189,6 +189,17 @@ func (c *conn) serve(parent context.Context) error {
 		graceC <-chan time.Time
 		idleC  <-chan struct{}
 	)
+	var graceTimer *time.Timer
+	defer func() {
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
+	}()
+	startGrace := func(grace time.Duration) {
+		idleC = c.idleChan()
+		graceTimer = time.NewTimer(grace)
+		graceC = graceTimer.C
+	}
 	for {
 		select {
 		case err := <-readDone:
@@ -197,7 +208,17 @@ func (c *conn) serve(parent context.Context) error {
 			case err == nil:
 				// Stopped by a panic, reported on c.panicked.
 			case errors.Is(err, io.EOF):
-				return c.finish(errHostGone, nil, false)
+				if graceC == nil {
+					select {
+					case grace := <-c.shutdownC: // read just before the end
+						startGrace(grace)
+					default:
+						return c.finish(errHostGone, nil, false)
+					}
+				}
+				// After a shutdown, the end of the stream does not cut the
+				// grace short: the host may close fd 3 once it has sent
+				// shutdown, and the running jobs still finish.
 			default:
 				return c.finish(errProtocolStop, err, false)
 			}
@@ -207,10 +228,7 @@ func (c *conn) serve(parent context.Context) error {
 			c.waitIdle(c.drain)
 			return c.finish(errPanicStop, nil, readDone != nil)
 		case grace := <-c.shutdownC:
-			idleC = c.idleChan()
-			t := time.NewTimer(grace)
-			defer t.Stop()
-			graceC = t.C
+			startGrace(grace)
 		case <-idleC:
 			return c.finish(nil, nil, readDone != nil)
 		case <-graceC:

@@ -85,7 +85,9 @@
 // On a shutdown message the worker answers every later request with
 // codec.CodeShuttingDown, waits for its running jobs up to the grace period
 // the host gave, cancels those still running, and returns nil; Main exits
-// with [ExitOK]. When the host goes away (end of file on fd 3), the worker
+// with [ExitOK]. An end of file on fd 3 after the shutdown message does not
+// cut the grace short (the host may close the pipe once it has sent
+// shutdown). When the host goes away otherwise (end of file on fd 3), the worker
 // cancels every running job, waits for them up to DrainTimeout (500 ms by
 // default) and returns nil. A malformed or oversized frame from the host ends the conversation
 // with an error wrapping the codec error, and Main exits with [ExitError].

@@ -556,6 +556,34 @@ func TestShutdownWaitsForRunningJobs(t *testing.T) {
 	assert.Equal(t, ExitOK, exitCode(s, nil))
 }
 
+// The host closes fd 3 right after shutdown: the end of the stream does not
+// cut the grace short, and the running job still finishes with its result.
+func TestShutdownThenEOFDrains(t *testing.T) {
+	s := &Server{DrainTimeout: 10 * time.Millisecond}
+	started, release := make(chan struct{}), make(chan struct{})
+	var cancelled atomic.Bool
+	s.Handle("block", func(ctx context.Context, p []byte) ([]byte, error) {
+		close(started)
+		<-release
+		cancelled.Store(ctx.Err() != nil)
+		return []byte("ok"), nil
+	})
+	h := startHost(t, s, hostOptions{})
+	h.request(1, "block", nil)
+	received(t, started)
+	h.send(&codec.Message{Kind: codec.KindShutdown, Grace: time.Minute})
+	h.toW.Close()
+	time.Sleep(50 * time.Millisecond)
+	assert.True(t, h.running(), "ServeConn returned at the end of the stream, before the running job finished")
+	close(release)
+	m := h.next()
+	assert.Equal(t, uint64(1), m.ID)
+	assert.Equal(t, "", m.ErrCode)
+	assert.Equal(t, "ok", string(m.Payload))
+	assert.NoError(t, h.result(5*time.Second))
+	assert.False(t, cancelled.Load(), "the running job was cancelled")
+}
+
 func TestShutdownIdle(t *testing.T) {
 	h := startHost(t, &Server{}, hostOptions{})
 	h.send(&codec.Message{Kind: codec.KindShutdown, Grace: time.Minute})

@@ -1,0 +1,59 @@
+"""The protocol's constants and the encoding of the worker's messages
+(docs/protocol.md sections 2 to 5). Bytes only: no threads, no I/O."""
+import struct
+
+import msgpack
+
+VERSION = 1
+DEFAULT_MAX_FRAME = 64 << 20  # the largest frame body we accept, announced in ready
+HEADER = struct.Struct(">I")
+
+HELLO, READY, REQUEST, RESPONSE, CANCEL, PING, PONG, SHUTDOWN = range(1, 9)
+BLOB, VALUE, SHARED_BLOB, SHARED_VALUE = 0, 1, 2, 3
+
+# Error codes the protocol defines (section 9).
+CODE_HANDLER = "handler"
+CODE_PANIC = "panic"
+CODE_CANCELLED = "cancelled"
+CODE_DEADLINE = "deadline"
+CODE_UNKNOWN_JOB_TYPE = "unknown_job_type"
+CODE_BAD_PAYLOAD = "bad_payload"
+CODE_TOO_LARGE = "too_large"
+CODE_SHUTTING_DOWN = "shutting_down"
+
+MAX_ERR_MESSAGE = 16 << 10  # as the Go SDK: longer messages are cut
+
+_pack_int = msgpack.Packer(use_bin_type=True).pack
+
+
+def frame(msg):
+    """A whole frame (header and body) holding the message list msg."""
+    body = msgpack.packb(msg, use_bin_type=True)
+    return HEADER.pack(len(body)) + body
+
+
+def bin_header(n):
+    """The msgpack bin header of an n-byte bin."""
+    if n < 1 << 8:
+        return b"\xc4" + bytes((n,))
+    if n < 1 << 16:
+        return b"\xc5" + struct.pack(">H", n)
+    return b"\xc6" + struct.pack(">I", n)
+
+
+def response_prefix(job_id, payload_kind):
+    """The body of a successful response up to its payload element:
+    [4, id, "", "", payload_kind, ..."""
+    return b"\x96\x04" + _pack_int(job_id) + b"\xa0\xa0" + bytes((payload_kind,))
+
+
+def error_frame(job_id, code, message):
+    """A response frame answering job_id with an error and an empty blob
+    (the payload kind to send with an error: 0, an empty bin)."""
+    if len(message) > MAX_ERR_MESSAGE:
+        message = message[:MAX_ERR_MESSAGE] + "..."
+    return frame([RESPONSE, job_id, code, message, BLOB, b""])
+
+
+def pong_frame(seq):
+    return frame([PONG, seq])
