@@ -74,6 +74,9 @@ type RouterOptions struct {
 	// Dispatcher runs the router and its workers (nil: protoactor's default
 	// dispatcher). It must outlive the router.
 	Dispatcher *Dispatcher
+	// Observer is told about the router's jobs and workers, for metrics and
+	// traces (nil: nobody).
+	Observer Observer
 }
 
 // RouterProps returns the Props of a router for job type t, and a handle
