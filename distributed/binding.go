@@ -1,0 +1,181 @@
+package distributed
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/procpool/procpool"
+	"github.com/procpool/procpool/supervisor"
+)
+
+// binding is one router bound to its job stream on one node.
+//
+// Its capacity rule: the node holds at most capacity jobs of the type at
+// once, counting every job from the pull request that asks for it to the
+// acknowledgement that ends it. free holds one token per job the node may
+// still take; the fetch loop takes all the free tokens it finds (at least
+// one) and asks for that many jobs, and each job gives its token back when
+// it is acknowledged or handed back, as does a request that brought fewer
+// jobs than it asked for. So a busy node asks for nothing and an idle one
+// asks for all it can run, which spreads the jobs over the nodes in
+// proportion to their free capacity.
+type binding struct {
+	n        *Node
+	router   *procpool.Router
+	jobType  string
+	cons     jetstream.Consumer
+	capacity int
+	free     chan struct{}
+	log      hclog.Logger
+
+	ackWait    time.Duration // the consumer's own, which may not be ours
+	maxDeliver int
+	backoff    supervisor.Backoff
+	deadSubj   string
+	replyPfx   string // every valid reply subject is replyPfx + a producer id
+
+	stop    chan struct{} // closed: stop fetching
+	fetched chan struct{} // closed when the fetch loop has returned
+	jobs    sync.WaitGroup
+
+	held                                                      atomic.Int64
+	received, redelivered, succeeded, failed, retried, dead, abandoned atomic.Uint64
+}
+
+func newBinding(n *Node, r *procpool.Router, cons jetstream.Consumer, capacity int) *binding {
+	t := r.JobType()
+	b := &binding{
+		n: n, router: r, jobType: t.Name, cons: cons, capacity: capacity,
+		free:       make(chan struct{}, capacity),
+		log:        n.cfg.Logger.Named(t.Name),
+		ackWait:    cons.CachedInfo().Config.AckWait,
+		maxDeliver: n.cfg.MaxDeliver,
+		backoff:    t.Policy.Backoff,
+		deadSubj:   n.cfg.DeadLetterSubject(t.Name),
+		replyPfx:   n.cfg.ResultSubject(""),
+		stop:       make(chan struct{}),
+		fetched:    make(chan struct{}),
+	}
+	if b.ackWait <= 0 {
+		b.ackWait = DefaultAckWait
+	}
+	for range capacity {
+		b.free <- struct{}{}
+	}
+	return b
+}
+
+// acquire takes the free tokens: it waits for one, then takes the others
+// that are free without waiting. It returns 0 once the binding stops.
+func (b *binding) acquire() int {
+	select {
+	case <-b.free:
+	case <-b.stop:
+		return 0
+	}
+	n := 1
+	for n < b.capacity {
+		select {
+		case <-b.free:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// release gives k tokens back.
+func (b *binding) release(k int) {
+	for range k {
+		b.free <- struct{}{}
+	}
+}
+
+// fetchLoop pulls jobs while the binding runs: one pull request at a
+// time, for as many jobs as the node has free capacity, each job run on a
+// goroutine of its own as soon as it arrives.
+func (b *binding) fetchLoop() {
+	defer close(b.fetched)
+	backoff := 10 * time.Millisecond
+	for {
+		k := b.acquire()
+		if k == 0 {
+			return
+		}
+		if !b.waitConnected() {
+			b.release(k)
+			return
+		}
+		batch, err := b.cons.Fetch(k, jetstream.FetchMaxWait(b.n.opts.PollWait))
+		if err != nil {
+			b.release(k)
+			b.log.Debug("fetch", "error", err)
+			if !b.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			b.jobs.Add(1)
+			go b.run(m)
+		}
+		b.release(k - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			b.log.Debug("fetch", "error", err)
+			if !b.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+	}
+}
+
+// waitConnected waits until the connection is up, so that no pull request
+// is buffered while it is down (the server could deliver jobs to a
+// request whose client gave up, and they would wait out their ack wait).
+// It returns false once the binding stops.
+func (b *binding) waitConnected() bool {
+	for b.n.nc.Status() != nats.CONNECTED {
+		if b.n.nc.IsClosed() {
+			<-b.stop
+			return false
+		}
+		if !b.sleep(20 * time.Millisecond) {
+			return false
+		}
+	}
+	return true
+}
+
+// sleep waits d, or returns false as soon as the binding stops.
+func (b *binding) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-b.stop:
+		return false
+	}
+}
+
+func (b *binding) stats() NodeStats {
+	return NodeStats{
+		JobType: b.jobType, Capacity: b.capacity, Held: int(b.held.Load()),
+		Received: b.received.Load(), Redelivered: b.redelivered.Load(),
+		Succeeded: b.succeeded.Load(), Failed: b.failed.Load(), Retried: b.retried.Load(),
+		DeadLettered: b.dead.Load(), Abandoned: b.abandoned.Load(),
+	}
+}
