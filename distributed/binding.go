@@ -44,7 +44,7 @@ type binding struct {
 	fetched chan struct{} // closed when the fetch loop has returned
 	jobs    sync.WaitGroup
 
-	held                                                      atomic.Int64
+	held                                                               atomic.Int64
 	received, redelivered, succeeded, failed, retried, dead, abandoned atomic.Uint64
 }
 

@@ -233,8 +233,9 @@ func TestClusterEveryJobOnce(t *testing.T) {
 	}
 	checkDrained(t, newJetStream(t, nc), clusterConfig, "sha512")
 	var received uint64
-	for _, n := range nodes {
-		st := nodeStats(t, n.stop(t))
+	outs := stopAll(t, nodes...)
+	for i, n := range nodes {
+		st := nodeStats(t, outs[i])
 		received += st.Received
 		if st.Held != 0 || st.Succeeded != uint64(perNode[n.name]) {
 			t.Errorf("node %s: %+v, but %d results won", n.name, st, perNode[n.name])
@@ -278,9 +279,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Errorf("producer stats %+v", st)
 	}
 	checkDrained(t, newJetStream(t, nc), clusterConfig, "sha512")
-	for _, n := range []*proc{nodes[0], nodes[2], restarted} {
-		n.stop(t)
-	}
+	stopAll(t, nodes[0], nodes[2], restarted)
 	verifyNoWorkers(t)
 }
 
@@ -319,9 +318,7 @@ func TestClusterServerRestarted(t *testing.T) {
 		t.Errorf("producer stats %+v", st)
 	}
 	checkDrained(t, newJetStream(t, nc), clusterConfig, "sha512")
-	for _, n := range nodes {
-		n.stop(t)
-	}
+	stopAll(t, nodes...)
 	verifyNoWorkers(t)
 }
 
@@ -406,7 +403,6 @@ func TestCapacity(t *testing.T) {
 	if ratio < 3 || ratio > 5.5 {
 		t.Errorf("the 4-worker node ran %.2f times the jobs of the 1-worker node, want about 4 (3 to 5.5)", ratio)
 	}
-	one.stop(t)
-	four.stop(t)
+	stopAll(t, one, four)
 	verifyNoWorkers(t)
 }

@@ -132,6 +132,14 @@ func startLocalNode(t testing.TB, url, name string, cfg distributed.Config, jt p
 	return ln
 }
 
+// stats returns the node's stats for its job type once it holds no job:
+// a job's counts are updated after its answer is published.
+func (ln *localNode) stats(t testing.TB) distributed.NodeStats {
+	t.Helper()
+	proctest.WaitFor(10*time.Second, func() bool { return ln.node.Stats()[0].Held == 0 })
+	return ln.node.Stats()[0]
+}
+
 // shutdown stops the node gracefully, then its system.
 func (ln *localNode) shutdown(t testing.TB) {
 	t.Helper()

@@ -19,7 +19,7 @@ func TestRoundTrip(t *testing.T) {
 	p := newProducer(t, connect(t, srv.URL()), distributed.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const n = 2000
+	const n = 500
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

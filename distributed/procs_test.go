@@ -134,6 +134,20 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// stopAll stops the processes at once (see stop) and returns what each
+// printed after "ready".
+func stopAll(t testing.TB, ps ...*proc) [][]string {
+	t.Helper()
+	for _, p := range ps {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	out := make([][]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.stop(t)
+	}
+	return out
+}
+
 // stop sends SIGTERM, waits for a clean exit and returns what it printed
 // after "ready".
 func (p *proc) stop(t testing.TB) []string {

@@ -168,6 +168,7 @@ func (p *Producer) submit(ctx context.Context, id, jobType string, kind procpool
 		p.inject(ctx, msg.Header)
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
+	msg.Header.Set(jetstream.ExpectedStreamHeader, info.stream) // as publishStored will
 	if size := int64(len(payload) + headerSize(msg.Header)); size > info.limit {
 		return nil, fmt.Errorf("%w: a %s job of %d bytes makes a message of %d bytes, over the limit of %d (stream %s, server max_payload %d)",
 			procpool.ErrPayloadTooLarge, jobType, len(payload), size, info.limit, info.stream, p.nc.MaxPayload())
