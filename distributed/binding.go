@@ -1,6 +1,7 @@
 package distributed
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,10 @@ func newBinding(n *Node, r *procpool.Router, cons jetstream.Consumer, capacity i
 	if b.ackWait <= 0 {
 		b.ackWait = DefaultAckWait
 	}
+	if md := cons.CachedInfo().Config.MaxDeliver; md > 0 && md <= b.maxDeliver {
+		b.log.Warn("the node consumer stops redelivering a job after its MaxDeliver, before nodes can dead-letter it; set it to -1",
+			"consumer", NodeConsumer, "max_deliver", md)
+	}
 	for range capacity {
 		b.free <- struct{}{}
 	}
@@ -103,7 +108,7 @@ func (b *binding) release(k int) {
 // goroutine of its own as soon as it arrives.
 func (b *binding) fetchLoop() {
 	defer close(b.fetched)
-	backoff := 10 * time.Millisecond
+	var fails int
 	for {
 		k := b.acquire()
 		if k == 0 {
@@ -114,32 +119,53 @@ func (b *binding) fetchLoop() {
 			return
 		}
 		batch, err := b.cons.Fetch(k, jetstream.FetchMaxWait(b.n.opts.PollWait))
-		if err != nil {
-			b.release(k)
-			b.log.Debug("fetch", "error", err)
-			if !b.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
 		got := 0
-		for m := range batch.Messages() {
-			got++
-			b.jobs.Add(1)
-			go b.run(m)
+		if err == nil {
+			for m := range batch.Messages() {
+				got++
+				b.jobs.Add(1)
+				go b.run(m)
+			}
+			err = batch.Error()
 		}
 		b.release(k - got)
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-			b.log.Debug("fetch", "error", err)
-			if !b.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, time.Second)
+		if err == nil || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
+			fails = 0
 			continue
 		}
-		backoff = 10 * time.Millisecond
+		// The consumer or its stream deleted, a permission missing, a
+		// server restarting: log once, retry with a growing pause.
+		if fails++; fails == 1 {
+			b.log.Warn("could not pull jobs; retrying", "error", err)
+		} else {
+			b.log.Debug("could not pull jobs; retrying", "failures", fails, "error", err)
+		}
+		if !b.sleep(min(10*time.Millisecond<<min(fails, 7), time.Second)) {
+			return
+		}
+		if fails >= 2 {
+			b.rebind()
+		}
 	}
+}
+
+// rebind looks the job stream and its node consumer up again, creating
+// them if they were deleted (unless NoCreate), and pulls from what it
+// finds from then on. Only the fetch loop calls it.
+func (b *binding) rebind() {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	s, err := b.n.cfg.jobStream(ctx, b.n.js, b.jobType)
+	if err != nil {
+		b.log.Debug("rebind", "error", err)
+		return
+	}
+	cons, err := b.n.cfg.nodeConsumer(ctx, b.n.js, s, b.jobType)
+	if err != nil {
+		b.log.Debug("rebind", "error", err)
+		return
+	}
+	b.cons = cons
 }
 
 // waitConnected waits until the connection is up, so that no pull request

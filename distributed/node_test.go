@@ -46,3 +46,22 @@ func TestRoundTrip(t *testing.T) {
 	}
 	t.Logf("%d jobs in %v; %+v", n, time.Since(start), p.Stats())
 }
+
+// TestNodeConsumerRecreated: a node whose consumer is deleted under it
+// creates it again and goes on running jobs.
+func TestNodeConsumerRecreated(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, embedded.Config{})
+	cfg := distributed.Config{}
+	startLocalNode(t, srv.URL(), "n1", cfg, procpool.JobType{Name: "echo", MaxWorkers: 1})
+	nc := connect(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := newJetStream(t, nc).DeleteConsumer(ctx, cfg.JobStream("echo"), distributed.NodeConsumer); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, nc, cfg)
+	if res, err := p.Call(ctx, "echo", procpool.Blob, []byte("again")); err != nil || string(res) != "again" {
+		t.Fatalf("%q, %v", res, err)
+	}
+}

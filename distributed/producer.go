@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +39,7 @@ type Producer struct {
 	inject func(context.Context, nats.Header)
 
 	results jetstream.Stream
-	consume jetstream.ConsumeContext
+	rc      resultConsumption
 
 	types sync.Map // job type -> *jobTypeInfo
 
@@ -84,24 +83,8 @@ func NewProducer(ctx context.Context, nc *nats.Conn, cfg Config, opts ProducerOp
 	if p.results, err = cfg.resultStream(ctx, js); err != nil {
 		return nil, err
 	}
-	cons, err := p.results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:           resultConsumer(id),
-		Description:       "procpool results of producer " + id,
-		FilterSubject:     p.reply,
-		AckPolicy:         jetstream.AckExplicitPolicy,
-		AckWait:           cfg.AckWait,
-		MaxAckPending:     -1,
-		InactiveThreshold: cfg.ResultTTL,
-		Replicas:          cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("distributed: create result consumer of producer %s: %w", id, err)
-	}
-	p.consume, err = cons.Consume(p.onResult, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		p.cfg.Logger.Debug("result consumer", "producer", id, "error", err)
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("distributed: consume results of producer %s: %w", id, err)
+	if err := p.consumeResults(ctx); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -260,38 +243,6 @@ func (p *Producer) signalIdle() {
 	}
 }
 
-// onResult receives one result: the first for a pending job resolves it,
-// any other is discarded. Either way it is acknowledged, which removes it
-// from the result stream.
-func (p *Producer) onResult(m jetstream.Msg) {
-	h := m.Headers()
-	id := h.Get(hdrJob)
-	p.mu.Lock()
-	j := p.pending[id]
-	if j != nil {
-		delete(p.pending, id)
-		p.signalIdle()
-	}
-	p.mu.Unlock()
-	if j == nil {
-		p.duplicates.Add(1)
-	} else {
-		node := h.Get(hdrNode)
-		delivery, _ := strconv.Atoi(h.Get(hdrDelivery))
-		var result []byte
-		err := headerError(h)
-		if err != nil {
-			err = &JobError{Node: node, Deliveries: delivery, DeadLetter: h.Get(hdrDeadLetter) != "", Err: err}
-		} else {
-			result = m.Data()
-		}
-		j.resolve(result, err, node, delivery)
-	}
-	if err := m.Ack(); err != nil {
-		p.cfg.Logger.Debug("ack result", "job", id, "error", err)
-	}
-}
-
 // resolved counts a job's outcome.
 func (p *Producer) resolved(err error) {
 	if err == nil {
@@ -349,8 +300,7 @@ func (p *Producer) Close(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
-	p.consume.Stop()
-	<-p.consume.Closed()
+	p.stopConsuming()
 	p.mu.Lock()
 	left := p.pending
 	p.pending = map[string]*Job{}

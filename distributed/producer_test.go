@@ -254,3 +254,31 @@ func TestInvalidNames(t *testing.T) {
 		}
 	}
 }
+
+// TestResultConsumerRecreated: if a producer's result consumer is deleted
+// under it, the producer creates it again, and the results published
+// meanwhile still reach their jobs.
+func TestResultConsumerRecreated(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, embedded.Config{})
+	cfg := distributed.Config{}
+	nc := connect(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := distributed.NewProducer(ctx, nc, cfg, distributed.ProducerOptions{ID: "web-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	j, err := p.Submit(ctx, "echo", procpool.Blob, []byte("still here"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := newJetStream(t, nc).DeleteConsumer(ctx, cfg.ResultStream(), "results_web-2"); err != nil {
+		t.Fatal(err)
+	}
+	startLocalNode(t, srv.URL(), "n1", cfg, procpool.JobType{Name: "echo", MaxWorkers: 1})
+	if res, err := j.Wait(ctx); err != nil || string(res) != "still here" {
+		t.Fatalf("%q, %v", res, err)
+	}
+}
