@@ -4,7 +4,7 @@ PKGS := ./...
 # without it (and say so) rather than not at all.
 RACE ?= $(shell CC=$$($(GO) env CC); command -v $${CC%% *} >/dev/null 2>&1 && [ "$$($(GO) env CGO_ENABLED)" = 1 ] && echo -race)
 
-.PHONY: all test vet demo bench bench-quick microbench fmt lint fuzz clean
+.PHONY: all test vet demo demo-cluster bench bench-quick bench-distributed microbench fmt lint fuzz clean
 
 all: test
 
@@ -20,6 +20,10 @@ vet:
 demo:
 	$(GO) run ./examples/demo
 
+## demo-cluster: an embedded NATS server and three node processes on 127.0.0.1; one is killed partway
+demo-cluster:
+	$(GO) run ./examples/cluster
+
 ## bench: the article's experiments and ours; rewrites docs/benchmarks.md
 bench:
 	$(GO) run ./bench
@@ -27,6 +31,10 @@ bench:
 ## bench-quick: every experiment briefly, checking results, not speed
 bench-quick:
 	$(GO) run ./bench -quick
+
+## bench-distributed: a local pool against JetStream with 1 and 3 nodes; rewrites docs/benchmarks-distributed.md
+bench-distributed:
+	$(GO) run ./bench -distributed
 
 ## microbench: go test benchmarks of the codec, one worker and the full path
 microbench:
