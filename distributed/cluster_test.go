@@ -283,10 +283,12 @@ func TestClusterNodeKilled(t *testing.T) {
 	verifyNoWorkers(t)
 }
 
-// TestClusterServerRestarted: the NATS server is shut down a third of the
-// way and started again on the same port and directory: the jobs in its
-// streams survive (file storage), producers and nodes reconnect, and no
-// job is lost.
+// TestClusterServerRestarted: the NATS server is killed (SIGKILL, no
+// chance to flush anything) a third of the way and started again on the
+// same port and directory: the jobs and results in its streams survive
+// (file storage: a single-replica stream writes each message to its file
+// before acknowledging it), producers and nodes reconnect, and no job is
+// lost.
 func TestClusterServerRestarted(t *testing.T) {
 	dir, port := t.TempDir(), freePort(t)
 	srv, url := serverProc(t, dir, port)
@@ -301,11 +303,11 @@ func TestClusterServerRestarted(t *testing.T) {
 	var restarts int
 	r := &jobRun{t: t, p: p, n: clusterJobs, callers: 48, actions: []action{
 		{after: clusterJobs / 3, do: func() {
-			srv.stop(t)
+			srv.kill()
 			time.Sleep(500 * time.Millisecond) // everyone notices the loss
 			srv, _ = serverProc(t, dir, port)
 			restarts++
-			t.Log("server restarted")
+			t.Log("server killed and restarted")
 		}},
 	}}
 	out := r.run(ctx)
