@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,27 +53,6 @@ func refused(t *testing.T, url, what string, opts ...nats.Option) {
 		return
 	}
 	t.Logf("%s: refused: %v", what, err)
-}
-
-// TestEmbeddedListensOnLoopback: an embedded server started with the
-// defaults, or with a configuration file that names no host, listens on
-// 127.0.0.1 only.
-func TestEmbeddedListensOnLoopback(t *testing.T) {
-	checkLeaks(t)
-	conf := writeFile(t, t.TempDir(), "plain.conf", "max_connections: 100\n")
-	for _, cfg := range []embedded.Config{{}, {ConfigFile: conf}} {
-		s := startServer(t, cfg)
-		addr, ok := s.NATS().Addr().(*net.TCPAddr)
-		if !ok || !addr.IP.Equal(net.IPv4(127, 0, 0, 1)) {
-			t.Errorf("config %+v: listening on %v, want 127.0.0.1", cfg, s.NATS().Addr())
-		}
-		if !strings.HasPrefix(s.URL(), "nats://127.0.0.1:") {
-			t.Errorf("URL %s", s.URL())
-		}
-	}
-	if _, err := embedded.Start(embedded.Config{Port: embedded.RandomPort}); err == nil {
-		t.Error("a server without a JetStream directory started")
-	}
 }
 
 // TestTLSWithClientCertificates: a server that requires TLS with client

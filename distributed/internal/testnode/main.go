@@ -4,7 +4,7 @@
 //
 //	testnode server -dir DIR -port PORT [-config FILE]
 //	testnode node -url URL -name NAME -worker BIN [-type sha512] [-workers 2]
-//	              [-ack-wait 2s] [-max-deliver 5]
+//	              [-in-flight 1] [-ack-wait 2s] [-max-deliver 5]
 //
 // Both print "ready" on stdout once they serve, and stop gracefully on
 // SIGTERM or SIGINT: the server shuts down (its files flushed), the node
@@ -79,6 +79,7 @@ func node(args []string) error {
 	worker := fs.String("worker", "", "worker binary")
 	jobType := fs.String("type", "sha512", "job type")
 	workers := fs.Int("workers", 2, "MaxWorkers (all started at once)")
+	inFlight := fs.Int("in-flight", 1, "jobs in flight per worker")
 	ackWait := fs.Duration("ack-wait", 2*time.Second, "ack wait of the consumer, if this node creates it")
 	maxDeliver := fs.Int("max-deliver", distributed.DefaultMaxDeliver, "deliveries per job")
 	_ = fs.Parse(args)
@@ -93,7 +94,7 @@ func node(args []string) error {
 	defer nc.Close()
 	sys := procpool.NewSystem(procpool.Config{Logger: logger})
 	defer sys.Shutdown(context.Background())
-	r, err := sys.Spawn(procpool.JobType{Name: *jobType, Command: *worker, MinWorkers: *workers, MaxWorkers: *workers})
+	r, err := sys.Spawn(procpool.JobType{Name: *jobType, Command: *worker, MinWorkers: *workers, MaxWorkers: *workers, InFlight: *inFlight})
 	if err != nil {
 		return err
 	}
