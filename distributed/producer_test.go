@@ -144,6 +144,13 @@ func TestErrorsCrossTheWire(t *testing.T) {
 	if err != nil || msgpack.Unmarshal(res, &out) != nil || out.N != 42 || !bytes.Equal(out.Data, []byte("hi")) {
 		t.Fatalf("VALUE round trip: %x, %v", res, err)
 	}
+	typed, err := distributed.CallValue[echo](ctx, p, "echov", echo{Data: []byte("typed"), N: 7})
+	if err != nil || typed.N != 7 || string(typed.Data) != "typed" {
+		t.Fatalf("CallValue: %+v, %v", typed, err)
+	}
+	if _, err := distributed.CallValue[int](ctx, p, "echov", echo{N: 1}); !errors.Is(err, procpool.ErrBadResult) {
+		t.Fatalf("CallValue into the wrong type: %v, want ErrBadResult", err)
+	}
 	_, err = p.Call(ctx, "echov", procpool.Value, []byte{0xc1})
 	if !errors.Is(err, procpool.ErrBadPayload) || errors.Is(err, distributed.ErrDeadLetter) {
 		t.Fatalf("malformed VALUE: %v, want ErrBadPayload", err)
