@@ -393,7 +393,7 @@ func TestJobsWaitForFirstNode(t *testing.T) {
 
 // TestCapacity: a node with 4 workers runs about 4 times the jobs of a
 // node with 1, because each pulls only as many jobs as it has free
-// workers. The jobs sleep 40ms, so that the workers, not the CPUs of this
+// workers. The jobs sleep 60ms, so that the workers, not the CPUs of this
 // machine, bound each node's rate.
 func TestCapacity(t *testing.T) {
 	checkLeaks(t)
@@ -406,7 +406,7 @@ func TestCapacity(t *testing.T) {
 	defer cancel()
 	const n = 400
 	out := (&jobRun{t: t, p: p, n: n, callers: 16, jobType: "sleep",
-		payload: func(int) []byte { return []byte("40") },
+		payload: func(int) []byte { return []byte("60") },
 		check: func(i int, res []byte) error {
 			if string(res) != "slept" {
 				return errors.New("unexpected result " + string(res))

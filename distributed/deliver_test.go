@@ -195,12 +195,12 @@ func TestDeliveredTooOftenDeadLettered(t *testing.T) {
 func TestLongJobKeptInProgress(t *testing.T) {
 	checkLeaks(t)
 	srv := startServer(t, embedded.Config{})
-	cfg := distributed.Config{AckWait: 500 * time.Millisecond}
+	cfg := distributed.Config{AckWait: time.Second}
 	ln := startLocalNode(t, srv.URL(), "n1", cfg, procpool.JobType{Name: "sleep", MinWorkers: 2, MaxWorkers: 2})
 	p := newProducer(t, connect(t, srv.URL()), cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	j, err := p.Submit(ctx, "sleep", procpool.Blob, []byte("2500"))
+	j, err := p.Submit(ctx, "sleep", procpool.Blob, []byte("3500"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +222,14 @@ func TestDeadlineTravels(t *testing.T) {
 	checkLeaks(t)
 	srv := startServer(t, embedded.Config{})
 	cfg := distributed.Config{}
-	p := newProducer(t, connect(t, srv.URL()), cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	nc := connect(t, srv.URL())
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	if err := distributed.Setup(sctx, newJetStream(t, nc), cfg, "sleep"); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, nc, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err := p.Call(ctx, "sleep", procpool.Blob, []byte("10"))
 	if !errors.Is(err, procpool.ErrCancelled) || !errors.Is(err, context.DeadlineExceeded) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/distributed"
 	"github.com/procpool/procpool/distributed/embedded"
+	"github.com/procpool/procpool/internal/proctest"
 )
 
 // writeFile writes a file into dir and returns its path.
@@ -209,74 +211,85 @@ func TestSubjectPermissions(t *testing.T) {
 	}
 
 	// The producer may not submit other job types, nor take another
-	// producer's name, nor act as a node.
+	// producer's name, nor act as a node; the node may not submit jobs,
+	// nor act as a producer. All checked at once: a refused request has no
+	// answer and fails only when its context ends.
 	pnc, pdenied := deniedConn(t, s.URL(), producerLogin)
 	p2, err := distributed.NewProducer(ctx, pnc, cfg, distributed.ProducerOptions{ID: "web"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p2.Close(ctx)
-	pdenied(`"$JS.API.STREAM.INFO.procpool_jobs_other"`, func(ctx context.Context) error {
-		_, err := p2.Submit(ctx, "other", procpool.Blob, nil)
-		return err
-	})
-	pdenied(`"$JS.API.CONSUMER.CREATE.procpool_results.results_billing`, func(ctx context.Context) error {
-		_, err := distributed.NewProducer(ctx, pnc, cfg, distributed.ProducerOptions{ID: "billing"})
-		return err
-	})
-	pdenied(`"$JS.API.STREAM.INFO.procpool_dead"`, func(ctx context.Context) error {
-		_, err := distributed.NewNode(ctx, pnc, cfg, distributed.NodeOptions{})
-		return err
-	})
-	pdenied(`"$JS.API.CONSUMER.INFO.procpool_jobs_sha512.nodes"`, func(ctx context.Context) error {
-		_, err := newJetStream(t, pnc).Consumer(ctx, cfg.JobStream("sha512"), distributed.NodeConsumer)
-		return err
-	})
-
-	// The node may not submit jobs, nor act as a producer.
 	nnc, ndenied := deniedConn(t, s.URL(), nodeLogin)
-	ndenied(`"procpool.jobs.sha512"`, func(ctx context.Context) error {
-		_, err := newJetStream(t, nnc).Publish(ctx, cfg.JobSubject("sha512"), []byte("forged"))
-		return err
-	})
-	ndenied(`"$JS.API.CONSUMER.CREATE.procpool_results.results_web`, func(ctx context.Context) error {
-		_, err := distributed.NewProducer(ctx, nnc, cfg, distributed.ProducerOptions{ID: "web"})
-		return err
-	})
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		denied  func(string, func(context.Context) error)
+		subject string
+		op      func(context.Context) error
+	}{
+		{pdenied, `"$JS.API.STREAM.INFO.procpool_jobs_other"`, func(ctx context.Context) error {
+			_, err := p2.Submit(ctx, "other", procpool.Blob, nil)
+			return err
+		}},
+		{pdenied, `"$JS.API.CONSUMER.CREATE.procpool_results.results_billing`, func(ctx context.Context) error {
+			_, err := distributed.NewProducer(ctx, pnc, cfg, distributed.ProducerOptions{ID: "billing"})
+			return err
+		}},
+		{pdenied, `"$JS.API.STREAM.INFO.procpool_dead"`, func(ctx context.Context) error {
+			_, err := distributed.NewNode(ctx, pnc, cfg, distributed.NodeOptions{})
+			return err
+		}},
+		{pdenied, `"$JS.API.CONSUMER.INFO.procpool_jobs_sha512.nodes"`, func(ctx context.Context) error {
+			_, err := newJetStream(t, pnc).Consumer(ctx, cfg.JobStream("sha512"), distributed.NodeConsumer)
+			return err
+		}},
+		{ndenied, `"procpool.jobs.sha512"`, func(ctx context.Context) error {
+			_, err := newJetStream(t, nnc).Publish(ctx, cfg.JobSubject("sha512"), []byte("forged"))
+			return err
+		}},
+		{ndenied, `"$JS.API.CONSUMER.CREATE.procpool_results.results_web`, func(ctx context.Context) error {
+			_, err := distributed.NewProducer(ctx, nnc, cfg, distributed.ProducerOptions{ID: "web"})
+			return err
+		}},
+	} {
+		wg.Go(func() { c.denied(c.subject, c.op) })
+	}
+	wg.Wait()
 }
 
 // deniedConn connects and returns a check that an operation fails because
 // the server refused it a subject: the operation returns an error and the
 // server reports a permissions violation naming the subject (whose start
-// is given, quoted), within a few seconds.
+// is given, quoted). Checks may run at once.
 func deniedConn(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, func(subject string, op func(context.Context) error)) {
-	violations := make(chan error, 16)
+	var mu sync.Mutex
+	var violations []string
 	nc := connect(t, url, append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case violations <- err:
-		default:
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			mu.Lock()
+			violations = append(violations, err.Error())
+			mu.Unlock()
 		}
 	}))...)
+	seen := func(subject string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range violations {
+			if strings.Contains(v, subject) {
+				return true
+			}
+		}
+		return false
+	}
 	return nc, func(subject string, op func(context.Context) error) {
-		t.Helper()
-		// A refused request has no answer: it fails when ctx ends.
-		ctx, cancel := context.WithTimeout(context.Background(), 750*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		if err := op(ctx); err == nil {
 			t.Errorf("allowed, want refused: %s", subject)
 			return
 		}
-		for {
-			select {
-			case err := <-violations:
-				if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), subject) {
-					return
-				}
-				t.Logf("other asynchronous error: %v", err)
-			case <-time.After(5 * time.Second):
-				t.Errorf("no permissions violation for %s", subject)
-				return
-			}
+		if !proctest.WaitFor(5*time.Second, func() bool { return seen(subject) }) {
+			t.Errorf("no permissions violation for %s", subject)
 		}
 	}
 }
