@@ -41,7 +41,12 @@ type binding struct {
 	deadSubj   string
 	replyPfx   string // every valid reply subject is replyPfx + a producer id
 
-	stop    chan struct{} // closed: stop fetching
+	stop     chan struct{} // closed (by halt): stop fetching
+	stopOnce sync.Once
+	// unavailable is set when the router failed a job with
+	// procpool.ErrUnavailable: the fetch loop pauses until it is
+	// available again, rather than pull jobs only to hand them back.
+	unavailable atomic.Bool
 	fetched chan struct{} // closed when the fetch loop has returned
 	jobs    sync.WaitGroup
 
@@ -75,6 +80,9 @@ func newBinding(n *Node, r *procpool.Router, cons jetstream.Consumer, capacity i
 	}
 	return b
 }
+
+// halt stops the fetch loop; the jobs held run to their end.
+func (b *binding) halt() { b.stopOnce.Do(func() { close(b.stop) }) }
 
 // acquire takes the free tokens: it waits for one, then takes the others
 // that are free without waiting. It returns 0 once the binding stops.
@@ -114,7 +122,7 @@ func (b *binding) fetchLoop() {
 		if k == 0 {
 			return
 		}
-		if !b.waitConnected() {
+		if !b.waitConnected() || !b.waitAvailable() {
 			b.release(k)
 			return
 		}
@@ -180,6 +188,26 @@ func (b *binding) waitConnected() bool {
 		}
 		if !b.sleep(20 * time.Millisecond) {
 			return false
+		}
+	}
+	return true
+}
+
+// waitAvailable waits while the router is unavailable (it gave up
+// restarting its workers and fails jobs fast for its cool-down), so that
+// the node does not pull jobs only to hand them back, using up their
+// deliveries while other nodes could run them. It returns false once the
+// binding stops.
+func (b *binding) waitAvailable() bool {
+	for b.unavailable.Load() {
+		if !b.sleep(250 * time.Millisecond) {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := b.router.Stats(ctx)
+		cancel()
+		if err == nil && st.Available {
+			b.unavailable.Store(false)
 		}
 	}
 	return true

@@ -250,3 +250,67 @@ func TestDeadlineTravels(t *testing.T) {
 		t.Errorf("producer stats %+v: the late answer should have been discarded", p.Stats())
 	}
 }
+
+// TestRouterStoppedUnderNode: a node whose router is shut down behind its
+// back stops pulling jobs of the type and hands back what it took, so the
+// other node runs everything and nothing is dead-lettered.
+func TestRouterStoppedUnderNode(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, embedded.Config{})
+	cfg := distributed.Config{MaxDeliver: 2}
+	a := startLocalNode(t, srv.URL(), "a", cfg, procpool.JobType{Name: "sleep", MinWorkers: 2, MaxWorkers: 2})
+	startLocalNode(t, srv.URL(), "b", cfg, procpool.JobType{Name: "sleep", MinWorkers: 2, MaxWorkers: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.sys.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, connect(t, srv.URL()), cfg)
+	out := (&jobRun{t: t, p: p, n: 60, callers: 8, jobType: "sleep",
+		payload: func(int) []byte { return []byte("5") },
+		check: func(_ int, res []byte) error {
+			if string(res) != "slept" {
+				return errors.New(string(res))
+			}
+			return nil
+		}}).run(ctx)
+	perNode, _ := checkOutcomes(t, out)
+	if perNode["b"] != 60 {
+		t.Errorf("jobs per node:%s; want all on b", summary(perNode))
+	}
+	if st := a.stats(t); st.Abandoned > uint64(st.Capacity) || st.Succeeded != 0 {
+		t.Errorf("node a: %+v; it should have handed back at most what it held once", st)
+	}
+}
+
+// TestUnavailableRouterPauses: a node whose pool cannot start workers
+// (ErrUnavailable) stops pulling jobs while it is unavailable, instead of
+// taking and handing back jobs until their deliveries run out: with
+// MaxDeliver 2, no job is dead-lettered and the healthy node runs them.
+func TestUnavailableRouterPauses(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, embedded.Config{})
+	cfg := distributed.Config{MaxDeliver: 2}
+	broken := startLocalNode(t, srv.URL(), "broken", cfg, procpool.JobType{
+		Name: "sleep", MaxWorkers: 2, Env: []string{"TESTWORKER_EXIT_AT_START=3"},
+		Policy: supervisor.Policy{Backoff: supervisor.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}},
+	})
+	startLocalNode(t, srv.URL(), "healthy", cfg, procpool.JobType{Name: "sleep", MinWorkers: 2, MaxWorkers: 2})
+	p := newProducer(t, connect(t, srv.URL()), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out := (&jobRun{t: t, p: p, n: 120, callers: 8, jobType: "sleep",
+		payload: func(int) []byte { return []byte("30") },
+		check: func(_ int, res []byte) error {
+			if string(res) != "slept" {
+				return errors.New(string(res))
+			}
+			return nil
+		}}).run(ctx)
+	perNode, _ := checkOutcomes(t, out)
+	st := broken.stats(t)
+	t.Logf("jobs per node:%s; broken node %+v", summary(perNode), st)
+	if perNode["healthy"] != 120 || st.DeadLettered != 0 {
+		t.Errorf("want every job on the healthy node and none dead-lettered")
+	}
+}

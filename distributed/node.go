@@ -169,7 +169,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 
 	for _, b := range bindings {
-		close(b.stop)
+		b.halt()
 	}
 	drained := make(chan struct{})
 	go func() {
@@ -212,7 +212,7 @@ type NodeStats struct {
 	Failed       uint64 // jobs answered with an error (dead letters not included)
 	Retried      uint64 // jobs handed back for a delayed redelivery after a retryable error
 	DeadLettered uint64 // jobs moved to the dead-letter subject
-	Abandoned    uint64 // jobs handed back unfinished by a hard stop
+	Abandoned    uint64 // jobs handed back at once, unfinished: a hard stop, or the router stopping
 }
 
 // Stats returns one NodeStats per bound job type, sorted by name.

@@ -46,7 +46,7 @@ type Producer struct {
 	mu      sync.Mutex
 	pending map[string]*Job
 	closed  bool
-	idle    chan struct{} // closed and replaced when pending becomes empty while closing
+	idle    chan struct{} // Close waits on it; closed when pending empties after Close began
 
 	submitted, succeeded, failed, duplicates atomic.Uint64
 }
@@ -107,9 +107,10 @@ func (p *Producer) Call(ctx context.Context, jobType string, kind procpool.Paylo
 //
 // Submit fails with an error matching procpool.ErrPayloadTooLarge if the
 // job's message exceeds its stream's message limit or comes within 2 KiB
-// of the server's max_payload (room its dead letter needs), and with procpool.ErrShuttingDown after Close. While the
-// server cannot be reached, Submit retries, with the same message id, as
-// long as ctx allows. If ctx ends before the job resolves, the job is
+// of the server's max_payload (room its dead letter needs), and with
+// procpool.ErrShuttingDown after Close. While the server cannot be
+// reached, Submit retries, with the same message id, as long as ctx
+// allows. If ctx ends before the job resolves, the job is
 // cancelled (see Job.Wait). A deadline of ctx travels with the job: a node
 // that receives it after the deadline answers it as cancelled without
 // running it.

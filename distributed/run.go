@@ -77,7 +77,17 @@ func (b *binding) run(m jetstream.Msg) {
 		b.handBack(d, err)
 	case errors.Is(err, procpool.ErrPoisonJob):
 		b.giveUp(d, err)
+	case errors.Is(err, procpool.ErrShuttingDown):
+		// The router is stopping, and not by the node's Shutdown: this
+		// node can run nothing more of the type. Stop pulling, and hand
+		// the job back at once for another node.
+		b.log.Warn("the router is shutting down; the node stops pulling jobs of its type", "error", err)
+		b.halt()
+		b.handBack(d, err)
 	case retryable(err):
+		if errors.Is(err, procpool.ErrUnavailable) {
+			b.unavailable.Store(true)
+		}
 		if d.n >= b.maxDeliver {
 			b.giveUp(d, err)
 		} else {
@@ -93,7 +103,7 @@ func (b *binding) run(m jetstream.Msg) {
 // up), or the pool could not take it.
 func retryable(err error) bool {
 	return errors.Is(err, procpool.ErrWorkerCrashed) || errors.Is(err, procpool.ErrUnavailable) ||
-		errors.Is(err, procpool.ErrShuttingDown) || errors.Is(err, procpool.ErrQueueFull)
+		errors.Is(err, procpool.ErrQueueFull)
 }
 
 // parse reads a delivery's metadata and headers. A delivery whose job
