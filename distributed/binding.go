@@ -47,8 +47,8 @@ type binding struct {
 	// procpool.ErrUnavailable: the fetch loop pauses until it is
 	// available again, rather than pull jobs only to hand them back.
 	unavailable atomic.Bool
-	fetched chan struct{} // closed when the fetch loop has returned
-	jobs    sync.WaitGroup
+	fetched     chan struct{} // closed when the fetch loop has returned
+	jobs        sync.WaitGroup
 
 	held                                                               atomic.Int64
 	received, redelivered, succeeded, failed, retried, dead, abandoned atomic.Uint64
