@@ -235,14 +235,20 @@ func (b *binding) answer(d *delivery, res []byte, jobErr error, dead bool) error
 }
 
 // handBack gives the job back to its stream unacknowledged: at once if the
-// node is stopping hard or the local pool is shutting down (another node
+// node is stopping hard or its router is shutting down (another node
 // should take it), else after the job type's backoff delay for this
 // delivery.
+//
+// "At once" waits for the binding's fetch loop to end (it has been
+// halted; its last pull request ends within PollWait): a job handed back
+// while this node's pull request is still open at the server could be
+// delivered straight back to it, and bounce until its deliveries ran out.
 func (b *binding) handBack(d *delivery, why error) {
 	var err error
 	switch {
 	case b.n.ctx.Err() != nil || errors.Is(why, procpool.ErrShuttingDown):
 		b.abandoned.Add(1)
+		<-b.fetched
 		err = d.m.Nak()
 	default:
 		b.retried.Add(1)
