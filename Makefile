@@ -10,7 +10,7 @@ RACE ?= $(shell CC=$$($(GO) env CC); command -v $${CC%% *} >/dev/null 2>&1 && [ 
 PYTHON ?= $(shell for p in "$$PROCPOOL_PYTHON" /usr/bin/python3 python3; do [ -n "$$p" ] && "$$p" -c 'import msgpack' 2>/dev/null && { echo "$$p"; break; }; done)
 NODE_SDK := sdk/node
 
-.PHONY: all test vet demo bench bench-quick microbench fmt lint fuzz clean sdk-deps sdk-test
+.PHONY: all test vet demo demo-cluster bench bench-quick bench-distributed microbench fmt lint fuzz clean sdk-deps sdk-test
 
 all: test
 
@@ -40,6 +40,10 @@ vet:
 demo:
 	$(GO) run ./examples/demo
 
+## demo-cluster: an embedded NATS server and three node processes on 127.0.0.1; one is killed partway
+demo-cluster:
+	$(GO) run ./examples/cluster
+
 ## bench: the article's experiments and ours; rewrites docs/benchmarks.md
 bench: sdk-deps
 	$(GO) run ./bench
@@ -47,6 +51,10 @@ bench: sdk-deps
 ## bench-quick: sdk-deps every experiment briefly, checking results, not speed
 bench-quick: sdk-deps
 	$(GO) run ./bench -quick
+
+## bench-distributed: a local pool against JetStream with 1 and 3 nodes; rewrites docs/benchmarks-distributed.md
+bench-distributed:
+	$(GO) run ./bench -distributed
 
 ## microbench: go test benchmarks of the codec, one worker and the full path
 microbench:

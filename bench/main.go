@@ -8,6 +8,7 @@
 //
 //	go run ./bench          # full run, about 5 minutes on 2 cores
 //	go run ./bench -quick   # every experiment briefly; checks results, not speed
+//	go run ./bench -distributed [-quick]  # the distributed experiment only
 //
 // The experiments, one file each:
 //
@@ -19,6 +20,8 @@
 //	               against which the framework's cost is measured
 //	scaling.go     the article's auto-scaling scenario, as a timeline
 //	peer.go        Python's ProcessPoolExecutor on the same jobs
+//	distributed.go the price of durability: a local pool against JetStream
+//	               with 1 and 3 nodes (-distributed; its own report)
 //
 // report.go prints the tables and the targets and writes the markdown;
 // svg.go draws the charts.
@@ -117,6 +120,7 @@ func main() {
 	python := flag.String("python", "python3", "Python interpreter for the peer")
 	verbose := flag.Bool("v", false, "log the pools' warnings to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the host side: callers, actors, links) to this file")
+	dist := flag.Bool("distributed", false, "run only the distributed experiment (local pool against JetStream with 1 and 3 nodes); writes docs/benchmarks-distributed.md")
 	flag.Parse()
 
 	cfg := fullConfig()
@@ -151,7 +155,11 @@ func main() {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(cfg); err != nil {
+	do := run
+	if *dist {
+		do = runDistributed
+	}
+	if err := do(cfg); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
