@@ -96,15 +96,17 @@ func (s *System) ActorSystem() *actor.ActorSystem { return s.actors }
 func (s *System) Dispatcher() *actors.Dispatcher { return s.dispatcher }
 
 // Spawn starts a router for job type t under the system's root supervisor.
-// MinWorkers workers are started at once. The job type's name must be
-// unique within the system.
+// MinWorkers workers are started at once (Spawn does not wait for them:
+// see SpawnReady and Router.Ready). The job type's name must be unique
+// among the system's live routers; the name of a router that was shut
+// down may be spawned again.
 func (s *System) Spawn(t JobType) (*Router, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrShuttingDown
 	}
-	if _, ok := s.routers[t.Name]; ok {
+	if r, ok := s.routers[t.Name]; ok && !stopped(r) {
 		return nil, fmt.Errorf("%w %q: already spawned", ErrInvalidJobType, t.Name)
 	}
 	props, r, err := actors.RouterProps(t, actors.RouterOptions{Logger: s.logger, Dispatcher: s.dispatcher})
@@ -120,16 +122,43 @@ func (s *System) Spawn(t JobType) (*Router, error) {
 	return r, nil
 }
 
-// Router returns the router of a spawned job type.
+// SpawnReady is Spawn, then Router.Ready: it returns once t's MinWorkers
+// workers are ready. If a worker fails to start first, or ctx ends, it
+// shuts the router down and returns why (a failed start carries a
+// *CrashError whose Err is the start's own error).
+func (s *System) SpawnReady(ctx context.Context, t JobType) (*Router, error) {
+	r, err := s.Spawn(t)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Ready(ctx); err != nil {
+		_ = r.ShutdownWith(context.Background(), Abort)
+		return nil, err
+	}
+	return r, nil
+}
+
+// stopped reports whether a router has stopped for good (Router.Shutdown).
+func stopped(r *Router) bool {
+	select {
+	case <-r.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// Router returns the router of a spawned job type that has not been shut
+// down.
 func (s *System) Router(jobType string) (*Router, error) {
 	s.mu.RLock()
 	r, ok := s.routers[jobType]
 	closed := s.closed
 	s.mu.RUnlock()
-	if !ok {
-		if closed {
-			return nil, ErrShuttingDown
-		}
+	if closed {
+		return nil, ErrShuttingDown
+	}
+	if !ok || stopped(r) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownJobType, jobType)
 	}
 	return r, nil
@@ -173,13 +202,16 @@ func (s *System) Stats(ctx context.Context, jobType string) (*Stats, error) {
 	return r.Stats(ctx)
 }
 
-// JobTypes returns the names of the spawned job types, sorted.
+// JobTypes returns the names of the spawned job types whose routers have
+// not been shut down, sorted.
 func (s *System) JobTypes() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	names := make([]string, 0, len(s.routers))
-	for n := range s.routers {
-		names = append(names, n)
+	for n, r := range s.routers {
+		if !stopped(r) {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -191,7 +223,13 @@ func (s *System) JobTypes() []string {
 // matching ErrShuttingDown; Shutdown then returns ctx's error. When it
 // returns, no worker process, actor or goroutine of the system is left.
 // Calling it again returns nil at once.
-func (s *System) Shutdown(ctx context.Context) error {
+func (s *System) Shutdown(ctx context.Context) error { return s.ShutdownWith(ctx, Drain) }
+
+// ShutdownWith stops every router as mode says (Drain, CancelQueued or
+// Abort; see Router.ShutdownWith); if ctx ends first, it aborts them.
+// When it returns, no worker process, actor or goroutine of the system is
+// left. Calling it again returns nil at once.
+func (s *System) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -210,7 +248,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = r.Shutdown(ctx)
+			errs[i] = r.ShutdownWith(ctx, mode)
 		}()
 	}
 	wg.Wait()

@@ -28,10 +28,18 @@ func requestFits(jobType string, n int, limit int64) bool {
 func start(j *Job, w *workerState, mode sendMode) bool {
 	j.worker = w
 	j.attempt++
+	if mode == viaWriter {
+		j.dispatched.Store(time.Now().UnixNano())
+	} else {
+		j.dispatched.Store(j.accepted.UnixNano()) // the fast path: no wait
+	}
 	if !w.link.dispatch(j, mode) {
 		j.worker = nil
 		j.attempt--
 		return false
+	}
+	if j.obs != nil {
+		j.obs.Dispatched(j.attempt, w.proc)
 	}
 	return true
 }
@@ -56,15 +64,23 @@ func (r *routerActor) accept(ctx actor.Context, j *Job) {
 		j.resolve(nil, r.unavailableErr())
 	case r.aborted != nil:
 		j.resolve(nil, r.aborted)
+	case r.dropping != nil:
+		j.resolve(nil, r.dropping)
 	default:
 		r.queue.pushBack(j)
 		r.dispatch()
 	}
 }
 
+// unavailableErr is what jobs fail with while the router gives up: it
+// wraps the last worker failure, which errors.As finds.
 func (r *routerActor) unavailableErr() error {
-	return fmt.Errorf("%w: %q gave up restarting workers; retry after %s",
+	err := fmt.Errorf("%w: %q gave up restarting workers; retry after %s",
 		ErrUnavailable, r.spec.Name, r.restarts.AvailableAt().Format(time.RFC3339Nano))
+	if r.lastCrash != nil {
+		err = fmt.Errorf("%w; the last failure: %w", err, r.lastCrash)
+	}
+	return err
 }
 
 // dispatch hands queued jobs to free slots, first come first served. A job

@@ -87,6 +87,10 @@ type CrashError struct {
 	JobID      uint64         // the job's id on that worker
 	Attempt    int            // which attempt of the job this was, from 1
 	Uptime     time.Duration  // how long the worker had lived
+	// Err is the failure's underlying error, if it has one: the start's
+	// (a missing binary is an *exec.Error or a *fs.PathError), a refused
+	// handshake, a protocol violation. errors.As finds it.
+	Err error
 }
 
 // Error implements error.
@@ -99,8 +103,14 @@ func (e *CrashError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns the cause, so errors.Is(err, ErrWorkerCrashed) works.
-func (e *CrashError) Unwrap() error { return e.Cause }
+// Unwrap returns the cause, so errors.Is(err, ErrWorkerCrashed) works, and
+// the underlying error, if any.
+func (e *CrashError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Cause}
+	}
+	return []error{e.Cause, e.Err}
+}
 
 // cancelError is ErrCancelled joined with why the job was cancelled: the
 // error of the context that ended (context.Canceled or

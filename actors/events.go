@@ -63,11 +63,6 @@ func (e *WorkerEvent) String() string {
 	return s
 }
 
-func publish(system *actor.ActorSystem, e *WorkerEvent) {
-	e.Time = time.Now()
-	system.EventStream.Publish(e)
-}
-
 // stopOnPanic is the strategy for actors whose state cannot be rebuilt by
 // a restart: an actor that panics is stopped (its Stopping handler cleans
 // up) and its parent learns of it through Terminated.

@@ -7,26 +7,39 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/sync/semaphore"
 )
 
 // gate admits jobs into one router. It bounds how many are accepted and
-// unresolved at once (a token each), keeps the ledger of every accepted job
-// until it resolves (so that none is lost if the router stops with jobs in
-// its mailbox, which protoactor drops), and refuses jobs once closed.
+// unresolved at once (a semaphore unit each; the bound can change while
+// jobs run, see setCapacity), keeps the ledger of every accepted job until
+// it resolves (so that none is lost if the router stops with jobs in its
+// mailbox, which protoactor drops), and refuses jobs once closed. It tells
+// the router's Observer, if any, of every job it admits and releases.
 //
 // The gate knows nothing of workers: free capacity is the slotBoard's.
 type gate struct {
-	tokens   chan struct{} // one per accepted, unresolved job
-	shut     chan struct{} // closed when the gate closes
-	stopped  chan struct{} // closed when the router actor stopped for good
+	jobType  string
+	obs      Observer // nil: nobody
+	sem      *semaphore.Weighted
+	shut     chan struct{}      // closed when the gate closes
+	shutCtx  context.Context    // done when the gate closes
+	shutDone context.CancelFunc //
+	stopped  chan struct{}      // closed when the router actor stopped for good
 	stopOnce sync.Once
+	resizing sync.WaitGroup // shrinks still taking their units back
 	counters counters
 	router   atomic.Pointer[routerRef] // set once, by bind
 
-	mu     sync.Mutex
-	closed error             // non-nil once closed: the error new jobs get
-	jobs   map[*Job]struct{} // the ledger: accepted and not yet resolved
+	mu       sync.Mutex
+	capacity int64             // the bound in force; the rest of maxCapacity is held back
+	closed   error             // non-nil once closed: the error new jobs get
+	jobs     map[*Job]struct{} // the ledger: accepted and not yet resolved
 }
+
+// maxCapacity is the semaphore's size; what the capacity in force leaves of
+// it is held by the gate itself.
+const maxCapacity = 1 << 40
 
 // routerRef is where a gate's router lives.
 type routerRef struct {
@@ -34,47 +47,89 @@ type routerRef struct {
 	pid    *actor.PID
 }
 
-func newGate(capacity int) *gate {
-	return &gate{
-		tokens:  make(chan struct{}, capacity),
-		shut:    make(chan struct{}),
-		stopped: make(chan struct{}),
-		jobs:    make(map[*Job]struct{}, capacity),
+func newGate(jobType string, capacity int, obs Observer) *gate {
+	g := &gate{
+		jobType:  jobType,
+		obs:      obs,
+		sem:      semaphore.NewWeighted(maxCapacity),
+		shut:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		capacity: int64(capacity),
+		jobs:     make(map[*Job]struct{}, capacity),
 	}
+	g.shutCtx, g.shutDone = context.WithCancel(context.Background())
+	_ = g.sem.Acquire(context.Background(), maxCapacity-g.capacity) // never waits: nothing is held yet
+	return g
 }
 
-// admit takes a token for j, waiting for one while ctx allows when block is
+// admit takes a unit for j, waiting for one while ctx allows when block is
 // set, and writes j into the ledger. It does not send j anywhere.
 func (g *gate) admit(ctx context.Context, j *Job, block bool) error {
-	select {
-	case g.tokens <- struct{}{}:
-	default:
+	if !g.sem.TryAcquire(1) {
 		if !block {
 			return ErrQueueFull
 		}
-		select {
-		case g.tokens <- struct{}{}:
-		case <-g.shut:
-			return g.closedErr()
-		case <-ctx.Done():
-			return cancelledBy(ctx)
+		if err := g.wait(ctx); err != nil {
+			return err
 		}
 	}
 	// Set before the job enters the ledger: from then on the router may
 	// resolve it (when it stops), reading them.
 	j.gate = g
 	j.accepted = time.Now()
+	if g.obs != nil {
+		j.obs = g.obs.JobAccepted(ctx, g.jobType)
+	}
 	g.mu.Lock()
 	if g.closed != nil {
+		err := g.closed
 		g.mu.Unlock()
-		j.gate = nil
-		<-g.tokens
-		return g.closed
+		g.sem.Release(1)
+		if j.obs != nil {
+			j.obs.Resolved(err)
+		}
+		j.gate, j.obs = nil, nil
+		return err
 	}
 	g.jobs[j] = struct{}{}
 	g.mu.Unlock()
 	g.counters.accepted.Add(1)
 	return nil
+}
+
+// wait waits for a unit while ctx allows and the gate is open.
+func (g *gate) wait(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.shutCtx, cancel)
+	defer stop()
+	if err := g.sem.Acquire(wctx, 1); err != nil {
+		if ctx.Err() != nil {
+			return cancelledBy(ctx)
+		}
+		return g.closedErr()
+	}
+	return nil
+}
+
+// setCapacity changes how many jobs may be accepted and unresolved at once.
+// A larger bound holds at once; a smaller one takes its units back as jobs
+// resolve (later admissions wait behind it), or when the gate closes.
+func (g *gate) setCapacity(n int) {
+	g.mu.Lock()
+	delta := int64(n) - g.capacity
+	g.capacity = int64(n)
+	g.mu.Unlock()
+	switch {
+	case delta > 0:
+		g.sem.Release(delta)
+	case delta < 0:
+		g.resizing.Add(1)
+		go func() {
+			defer g.resizing.Done()
+			_ = g.sem.Acquire(g.shutCtx, -delta)
+		}()
+	}
 }
 
 func (g *gate) closedErr() error {
@@ -83,15 +138,28 @@ func (g *gate) closedErr() error {
 	return g.closed
 }
 
-// release forgets a resolved job and frees its token.
+// release forgets a resolved job, frees its unit, and counts it once.
 func (g *gate) release(j *Job, err error) {
 	g.mu.Lock()
 	_, ok := g.jobs[j]
 	delete(g.jobs, j)
 	g.mu.Unlock()
-	if ok {
-		<-g.tokens
-		g.counters.record(err, time.Since(j.accepted))
+	if !ok {
+		return
+	}
+	g.sem.Release(1)
+	total := time.Since(j.accepted)
+	wait, run := total, time.Duration(0)
+	if d := j.dispatched.Load(); d != 0 {
+		wait = time.Unix(0, d).Sub(j.accepted)
+		run = total - wait
+	}
+	g.counters.record(err, total, wait, run)
+	if g.obs != nil {
+		g.obs.JobResolved(g.jobType, err, wait, run)
+	}
+	if j.obs != nil {
+		j.obs.Resolved(err)
 	}
 }
 
@@ -101,6 +169,7 @@ func (g *gate) close(err error) {
 	if g.closed == nil {
 		g.closed = err
 		close(g.shut)
+		g.shutDone()
 	}
 	g.mu.Unlock()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,11 +17,15 @@ import (
 // safe for concurrent use. Obtain one from RouterProps and Bind it to the
 // spawned PID, or from SpawnRouter, which does both.
 type Router struct {
-	spec  JobType
+	cur   atomic.Pointer[JobType] // the job type in force, with defaults filled in
 	gate  *gate
 	board *slotBoard
 	env   *runtimeEnv
 }
+
+func (h *Router) spec() *JobType     { return h.cur.Load() }
+func (h *Router) setSpec(t *JobType) { h.cur.Store(t) }
+func defaultWorkers() int            { return runtime.NumCPU() }
 
 // errUnbound reports a handle used before Bind.
 var errUnbound = errors.New("procpool: router handle used before Bind")
@@ -53,8 +59,14 @@ func (h *Router) PID() *actor.PID {
 	return nil
 }
 
-// JobType returns the router's job type, with defaults filled in.
-func (h *Router) JobType() JobType { return h.spec }
+// Done returns a channel closed once the router's actor has stopped for
+// good (Shutdown, or its parent stopped it): its calls then fail with
+// ErrShuttingDown.
+func (h *Router) Done() <-chan struct{} { return h.gate.stopped }
+
+// JobType returns the router's job type, with defaults filled in (after
+// Resize and Update, the one in force).
+func (h *Router) JobType() JobType { return *h.spec() }
 
 // Call runs one job and waits for its result. If ctx ends first, the job is
 // cancelled and Call returns an error matching ErrCancelled, ctx.Err() and
@@ -120,8 +132,9 @@ func (h *Router) admit(ctx context.Context, kind PayloadKind, payload []byte, bl
 	if ctx.Err() != nil {
 		return nil, cancelledBy(ctx)
 	}
-	if !requestFits(h.spec.Name, len(payload), int64(h.spec.MaxFrame)) {
-		return nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), h.spec.MaxFrame)
+	spec := h.spec()
+	if !requestFits(spec.Name, len(payload), int64(spec.MaxFrame)) {
+		return nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), spec.MaxFrame)
 	}
 	if kind == Value {
 		if err := codec.CheckValue(payload); err != nil {
@@ -136,14 +149,14 @@ func (h *Router) admit(ctx context.Context, kind PayloadKind, payload []byte, bl
 		j.deadline = dl
 	}
 	var err error
-	if block && h.spec.QueueWait > 0 {
+	if block && spec.QueueWait > 0 {
 		err = h.gate.admit(ctx, j, false)
 		if errors.Is(err, ErrQueueFull) {
-			wctx, cancel := context.WithTimeout(ctx, h.spec.QueueWait)
+			wctx, cancel := context.WithTimeout(ctx, spec.QueueWait)
 			err = h.gate.admit(wctx, j, true)
 			cancel()
 			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("%w: no slot within %v", ErrQueueFull, h.spec.QueueWait)
+				err = fmt.Errorf("%w: no slot within %v", ErrQueueFull, spec.QueueWait)
 			}
 		}
 	} else {
@@ -158,7 +171,7 @@ func (h *Router) admit(ctx context.Context, kind PayloadKind, payload []byte, bl
 // takeSlot takes a free slot for j when nothing is queued; otherwise it
 // sends j to the router's queue and returns nil.
 func (h *Router) takeSlot(j *Job) *workerState {
-	w, due := h.board.take(requestSize(h.spec.Name, len(j.Payload)))
+	w, due := h.board.take(requestSize(h.gate.jobType, len(j.Payload)))
 	if w == nil {
 		h.gate.send(j)
 		return nil
@@ -190,8 +203,9 @@ func (h *Router) Stats(ctx context.Context) (*Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	name := h.gate.jobType
 	if h.gate.isStopped() {
-		return nil, fmt.Errorf("procpool: stats of %q: %w", h.spec.Name, ErrShuttingDown)
+		return nil, fmt.Errorf("procpool: stats of %q: %w", name, ErrShuttingDown)
 	}
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -202,49 +216,11 @@ func (h *Router) Stats(ctx context.Context) (*Stats, error) {
 		if h.gate.isStopped() {
 			err = ErrShuttingDown
 		}
-		return nil, fmt.Errorf("procpool: stats of %q: %w", h.spec.Name, err)
+		return nil, fmt.Errorf("procpool: stats of %q: %w", name, err)
 	}
 	s, ok := res.(*Stats)
 	if !ok {
-		return nil, fmt.Errorf("procpool: stats of %q: unexpected answer %T", h.spec.Name, res)
+		return nil, fmt.Errorf("procpool: stats of %q: unexpected answer %T", name, res)
 	}
 	return s, nil
-}
-
-// Shutdown stops the router gracefully: it refuses new jobs with
-// ErrShuttingDown, lets queued and running jobs finish, then stops its
-// workers. If ctx ends first, it kills the workers, fails every unfinished
-// job with an error matching ErrShuttingDown, and returns ctx's error.
-// Either way, when Shutdown returns the router's actor has stopped and
-// every worker process has been reaped.
-func (h *Router) Shutdown(ctx context.Context) error {
-	r := h.gate.target()
-	if r == nil {
-		return nil
-	}
-	h.gate.close(ErrShuttingDown)
-	drain := &shutdownRequest{done: make(chan struct{})}
-	r.system.Root.Send(r.pid, drain)
-	var err error
-	select {
-	case <-drain.done:
-	case <-h.gate.stopped: // already stopped by its parent
-	case <-ctx.Done():
-		err = ctx.Err()
-		abort := &shutdownRequest{abort: true, err: fmt.Errorf("%w: shutdown deadline passed", ErrShuttingDown), done: make(chan struct{})}
-		r.system.Root.Send(r.pid, abort)
-		select {
-		case <-abort.done:
-		case <-h.gate.stopped:
-		case <-time.After(30 * time.Second):
-		}
-	}
-	if !h.gate.isStopped() {
-		_ = r.system.Root.StopFuture(r.pid).Wait()
-	}
-	for _, j := range h.gate.pending() {
-		j.resolve(nil, fmt.Errorf("%w: router stopped", ErrShuttingDown))
-	}
-	h.env.wg.Wait()
-	return err
 }

@@ -36,7 +36,8 @@ type Job struct {
 	replyTo  *actor.PID
 	system   *actor.ActorSystem
 	accepted time.Time
-	deadline time.Time // the caller's context's deadline, if any
+	deadline time.Time   // the caller's context's deadline, if any
+	obs      JobObserver // follows the job for the router's Observer, or nil
 
 	// Where the job runs. A job has one owner at a time (see inflight): the
 	// caller that admitted it, the router while it is queued, or the
@@ -52,6 +53,8 @@ type Job struct {
 	link  atomic.Pointer[link]       // the link it last ran on
 	id    atomic.Uint64              // its id on that link
 	timer atomic.Pointer[time.Timer] // its timeout, while it runs
+	// dispatched is when it was last dispatched, unix nanos (0: never).
+	dispatched atomic.Int64
 
 	ctxStop atomic.Pointer[func() bool] // detaches a context.AfterFunc, if any
 }

@@ -12,7 +12,7 @@ func (r *routerActor) onReady(msg *workerReady) {
 	if w == nil {
 		return
 	}
-	w.link, w.proc, w.limit = msg.link, msg.proc, msg.limit
+	w.link, w.proc, w.process, w.limit = msg.link, msg.proc, msg.process, msg.limit
 	w.readyAt = time.Now()
 	w.lastDone.Store(w.readyAt.UnixNano())
 	r.event(EventReady, w.proc, nil, "")
@@ -24,11 +24,12 @@ func (r *routerActor) onReady(msg *workerReady) {
 		return
 	}
 	budget := -1
-	if r.spec.RecycleAfterJobs > 0 {
-		budget = r.spec.RecycleAfterJobs
+	if n := w.gen.spec.RecycleAfterJobs; n > 0 {
+		budget = n
 	}
-	r.board.open(w, budget, w.limit)
+	r.board.open(w, w.gen.spec.InFlight, budget, w.limit)
 	r.fill(w)
+	r.replaceOld(w)
 	r.dispatch() // the queue's head may now be known to fit no worker
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/procpool/procpool/childproc"
 )
 
 // WorkerPhase is where a worker is in its life, as its router sees it, in
@@ -66,16 +68,20 @@ func canMove(from, to WorkerPhase) bool {
 	return false
 }
 
-// workerState is the router's record of one worker. phase, link, proc,
-// limit, readyAt and recycled belong to the router's goroutine; seat to the slot
+// workerState is the router's record of one worker. gen, phase, link,
+// proc, process, limit, spawned, readyAt and recycled belong to the
+// router's goroutine; seat to the slot
 // board (under its mutex); served and lastDone are updated by whoever
 // settles the worker's jobs.
 type workerState struct {
 	pid      *actor.PID
+	gen      *generation // the spec it was started from
 	phase    WorkerPhase
-	link     *link // set when it becomes ready
-	proc     int   // its process id, once ready
-	limit    int64 // the largest request frame it takes, once ready
+	link     *link              // set when it becomes ready
+	proc     int                // its process id, once ready
+	process  *childproc.Process // once ready: its memory and CPU time, for Stats
+	limit    int64              // the largest request frame it takes, once ready
+	spawned  time.Time
 	readyAt  time.Time
 	recycled bool // retired by plan: while it finishes, its replacement may exceed MaxWorkers by one
 

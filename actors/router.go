@@ -2,7 +2,6 @@ package actors
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -21,7 +20,9 @@ import (
 //	                giving up
 //	shutdown.go     drain, abort, and the router's own stop
 type routerActor struct {
-	spec     JobType
+	spec     JobType     // the job type in force; its MinWorkers and MaxWorkers follow Resize
+	gen      *generation // what new workers start from
+	gens     int         // generations made so far
 	env      *runtimeEnv
 	gate     *gate
 	board    *slotBoard
@@ -44,10 +45,23 @@ type routerActor struct {
 
 	draining bool            // a drain or abort began
 	aborted  error           // set by an abort: what late jobs fail with
+	dropping error           // set by a shutdown that cancels queued jobs: what late jobs fail with
 	waiters  []chan struct{} // closed once no worker is left
 	stopped  bool            // Stopping or Restarting was received: children stop by themselves
 
+	readyWaiters []chan error // Ready calls waiting for MinWorkers
+	rollout      *rollout     // the Update in progress, if any
+	lastCrash    *CrashError  // the last worker failure, for ErrUnavailable
+
 	stats Stats // the router-owned counters of Stats
+}
+
+// generation is one version of a job type's spec: Update starts a new one.
+// Its spec is never changed once made; each worker keeps the one it was
+// started from.
+type generation struct {
+	n    int
+	spec *JobType
 }
 
 // Messages of the router, besides *Job, *StatsRequest and the messages
@@ -55,13 +69,12 @@ type routerActor struct {
 type (
 	routerTick struct{}
 	routerWake struct{}
-	// shutdownRequest asks the router to finish (drain) or to kill its
-	// workers and fail its jobs (abort); done is closed once no worker is
-	// left.
+	// shutdownRequest asks the router to finish as mode says; done is
+	// closed once no worker is left.
 	shutdownRequest struct {
-		abort bool
-		err   error
-		done  chan struct{}
+		mode ShutdownMode
+		err  error // what an abort fails jobs with
+		done chan struct{}
 	}
 )
 
@@ -88,7 +101,7 @@ func RouterProps(t JobType, opts RouterOptions) (*actor.Props, *Router, error) {
 	if err := t.Validate(); err != nil {
 		return nil, nil, err
 	}
-	t = t.withDefaults(runtime.NumCPU())
+	t = t.withDefaults(defaultWorkers())
 	logger, dispatcher := opts.Logger, opts.Dispatcher
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -96,10 +109,12 @@ func RouterProps(t JobType, opts RouterOptions) (*actor.Props, *Router, error) {
 	if t.Logger == nil {
 		t.Logger = logger.Named(t.Name)
 	}
-	env := &runtimeEnv{dispatcher: dispatcher}
-	g := newGate(t.QueueCapacity + t.MaxWorkers*t.InFlight)
-	board := newSlotBoard(t.InFlight)
-	h := &Router{spec: t, gate: g, board: board, env: env}
+	env := &runtimeEnv{dispatcher: dispatcher, obs: opts.Observer}
+	g := newGate(t.Name, t.QueueCapacity+t.MaxWorkers*t.InFlight, opts.Observer)
+	board := newSlotBoard()
+	h := &Router{gate: g, board: board, env: env}
+	spec := t
+	h.setSpec(&spec)
 	popts := []actor.PropsOption{actor.WithSupervisor(stopOnPanic)}
 	if dispatcher != nil {
 		popts = append(popts, actor.WithDispatcher(dispatcher))
@@ -141,6 +156,12 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		ctx.Respond(r.snapshot())
 	case *shutdownRequest:
 		r.onShutdown(msg)
+	case *readyRequest:
+		r.readyWaiters = append(r.readyWaiters, msg.done)
+	case *resizeRequest:
+		r.onResize(msg)
+	case *updateRequest:
+		r.onUpdate(msg)
 	case *actor.Started:
 		r.onStarted(ctx)
 	case *actor.Stopping:
@@ -149,6 +170,8 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.onStopping(true)
 	}
 	r.ensureWorkers()
+	r.advanceRollout()
+	r.checkReady()
 	r.checkDrained()
 }
 
@@ -156,6 +179,9 @@ func (r *routerActor) onStarted(ctx actor.Context) {
 	r.self, r.system = ctx.Self(), ctx.ActorSystem()
 	r.gate.bind(r.system, r.self)
 	r.log = r.spec.Logger
+	spec := r.spec
+	r.gens = 1
+	r.gen = &generation{n: r.gens, spec: &spec}
 	r.restarts = supervisor.NewRestarts(r.spec.Policy)
 	r.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
 	r.queue = jobQueue{board: r.board}
@@ -179,8 +205,8 @@ func (r *routerActor) tickInterval() time.Duration {
 
 // spawn starts one worker as a child of the router.
 func (r *routerActor) spawn() *workerState {
-	w := &workerState{phase: PhaseStarting}
-	w.pid = r.ctx.Spawn(newWorkerProps(&r.spec, r.env, r.board, &r.gate.counters, w))
+	w := &workerState{phase: PhaseStarting, gen: r.gen, spawned: time.Now()}
+	w.pid = r.ctx.Spawn(newWorkerProps(r.gen.spec, r.env, r.board, &r.gate.counters, w))
 	r.workers[w.pid.Id] = w
 	r.stats.Spawns++
 	return w
@@ -194,5 +220,5 @@ func (r *routerActor) event(kind EventKind, pid int, f *supervisor.Failure, deta
 	default:
 		r.log.Debug("worker "+kind.String(), "pid", pid, "detail", detail)
 	}
-	publish(r.system, e)
+	r.env.publish(r.system, e)
 }

@@ -4,37 +4,48 @@ import (
 	"fmt"
 )
 
-// Every way a router ends goes through failAll, which fails whatever is
-// left with one cause:
+// Every way a router ends but a drain goes through failAll, which fails
+// whatever is left with one cause:
 //
-//	drain     (Router.Shutdown) no job is failed: the gate closes, the queue
-//	          keeps being dispatched, each worker retires once the queue is
-//	          empty, and the drain ends when no worker is left (checkDrained).
-//	abort     (Shutdown's deadline passed) failAll with ErrShuttingDown, and
-//	          every worker is killed.
+//	drain     (Router.Shutdown, Drain) no job is failed: the gate closes, the
+//	          queue keeps being dispatched, each worker retires once the
+//	          queue is empty, and the drain ends when no worker is left
+//	          (checkDrained).
+//	cancel    (CancelQueued) the queued jobs fail with ErrShuttingDown, then
+//	          a drain lets the running ones finish.
+//	abort     (Abort, or a drain's deadline passed) failAll with
+//	          ErrShuttingDown, and every worker is killed.
 //	give up   with EscalateToParent: failAll with ErrUnavailable, then the
 //	          router panics so that its parent's strategy decides.
 //	stopped   (by its parent, by Shutdown, or restarted) failAll with
 //	          ErrShuttingDown; its workers stop with it, as its children.
 
-// onShutdown begins a drain, or an abort.
+// onShutdown begins a drain, a drain without the queued jobs, or an abort.
 func (r *routerActor) onShutdown(req *shutdownRequest) {
 	r.draining = true
 	r.waiters = append(r.waiters, req.done)
 	r.gate.close(ErrShuttingDown)
-	if !req.abort {
-		return
+	r.answerReady(ErrShuttingDown)
+	if ro := r.rollout; ro != nil {
+		r.rollout = nil
+		ro.done <- fmt.Errorf("%w: the update was interrupted", ErrShuttingDown)
 	}
-	err := req.err
-	if err == nil {
-		err = ErrShuttingDown
-	}
-	r.aborted = err
-	r.failAll(err)
-	for _, w := range r.workers {
-		w.move(PhaseStopping)
-		r.board.close(w)
-		r.system.Root.Send(w.pid, &stopWorker{kill: true})
+	switch req.mode {
+	case CancelQueued:
+		r.dropping = fmt.Errorf("%w: the shutdown cancelled the jobs still queued", ErrShuttingDown)
+		r.failQueued(r.dropping)
+	case Abort:
+		err := req.err
+		if err == nil {
+			err = ErrShuttingDown
+		}
+		r.aborted = err
+		r.failAll(err)
+		for _, w := range r.workers {
+			w.move(PhaseStopping)
+			r.board.close(w)
+			r.system.Root.Send(w.pid, &stopWorker{kill: true})
+		}
 	}
 }
 
@@ -73,6 +84,11 @@ func (r *routerActor) onStopping(restarting bool) {
 		r.board.close(w) // a restarted router must not inherit its slots
 	}
 	r.failAll(fmt.Errorf("%w: router stopped", ErrShuttingDown))
+	r.answerReady(ErrShuttingDown)
+	if ro := r.rollout; ro != nil {
+		r.rollout = nil
+		ro.done <- fmt.Errorf("%w: router stopped", ErrShuttingDown)
+	}
 	r.releaseWaiters()
 }
 

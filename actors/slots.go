@@ -12,8 +12,8 @@ import (
 // router decides who may run where (it opens and closes workers, and owns
 // the queue), while a job on an idle pool crosses no actor mailbox.
 //
-// Each worker the router made ready has InFlight slots, and each slot is in
-// one of three places:
+// Each worker the router made ready has its job type's InFlight slots (its
+// capacity, fixed when it opens), and each slot is in one of three places:
 //
 //	free    on the board, for a caller (while no job is queued) or the
 //	        router (for a queued job) to take;
@@ -24,7 +24,7 @@ import (
 //
 // The rules, which check verifies (the tests call it after every step):
 //
-//  1. An open worker's free + busy + handed slots are InFlight.
+//  1. An open worker's free + busy + handed slots are its capacity.
 //  2. A closed worker (retiring, stopping, failing, or out of budget) has
 //     no free or handed slot, and gets none back: its slots end with its
 //     running jobs. Closing is final.
@@ -39,8 +39,6 @@ import (
 //  6. A slot goes only to a job whose request frame fits the worker's own
 //     frame limit.
 type slotBoard struct {
-	inFlight int
-
 	mu     sync.Mutex
 	free   []*workerState
 	queued int
@@ -49,22 +47,23 @@ type slotBoard struct {
 // seat is a worker's entry on the board. Its fields are guarded by the
 // board's mutex.
 type seat struct {
-	open   bool
-	free   int
-	busy   int
-	handed int
-	budget int   // jobs it may still be given; < 0: no limit
-	limit  int64 // the largest request frame it accepts
+	open     bool
+	capacity int // its InFlight
+	free     int
+	busy     int
+	handed   int
+	budget   int   // jobs it may still be given; < 0: no limit
+	limit    int64 // the largest request frame it accepts
 }
 
-func newSlotBoard(inFlight int) *slotBoard { return &slotBoard{inFlight: inFlight} }
+func newSlotBoard() *slotBoard { return &slotBoard{} }
 
-// open makes w's slots available: all of them handed to the router, which
-// places or publishes each. budget is how many jobs w may be given (< 0:
-// no limit), limit the largest request frame it accepts.
-func (b *slotBoard) open(w *workerState, budget int, limit int64) {
+// open makes w's capacity slots available: all of them handed to the
+// router, which places or publishes each. budget is how many jobs w may be
+// given (< 0: no limit), limit the largest request frame it accepts.
+func (b *slotBoard) open(w *workerState, capacity, budget int, limit int64) {
 	b.mu.Lock()
-	w.seat = seat{open: true, handed: b.inFlight, budget: budget, limit: limit}
+	w.seat = seat{open: true, capacity: capacity, handed: capacity, budget: budget, limit: limit}
 	b.mu.Unlock()
 }
 
@@ -86,7 +85,7 @@ func (b *slotBoard) busy(w *workerState) int {
 func (b *slotBoard) capacity(w *workerState) (open bool, free int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return w.seat.open, b.inFlight - w.seat.busy
+	return w.seat.open, w.seat.capacity - w.seat.busy
 }
 
 // fits reports whether a request frame of need bytes fits w.
@@ -249,8 +248,8 @@ func (b *slotBoard) check(workers []*workerState) error {
 		switch {
 		case s.busy < 0 || s.free < 0 || s.handed < 0:
 			return fmt.Errorf("worker %p: negative count %+v", w, s)
-		case s.open && s.free+s.busy+s.handed != b.inFlight:
-			return fmt.Errorf("worker %p: free %d + busy %d + handed %d != InFlight %d", w, s.free, s.busy, s.handed, b.inFlight)
+		case s.open && s.free+s.busy+s.handed != s.capacity:
+			return fmt.Errorf("worker %p: free %d + busy %d + handed %d != capacity %d", w, s.free, s.busy, s.handed, s.capacity)
 		case !s.open && (s.free != 0 || s.handed != 0):
 			return fmt.Errorf("closed worker %p keeps slots: %+v", w, s)
 		case onBoard[w] != s.free:

@@ -9,11 +9,11 @@ import (
 )
 
 func TestSlotBoardFollowsTheQueue(t *testing.T) {
-	b := newSlotBoard(1)
+	b := newSlotBoard()
 	a, c := &workerState{}, &workerState{}
 	all := []*workerState{a, c}
 	for _, w := range all {
-		b.open(w, -1, 1<<20)
+		b.open(w, 1, -1, 1<<20)
 		b.publish(w)
 		require.NoError(t, b.check(all))
 	}
@@ -38,11 +38,11 @@ func TestSlotBoardFollowsTheQueue(t *testing.T) {
 }
 
 func TestSlotBoardBudgetAndLimits(t *testing.T) {
-	b := newSlotBoard(2)
+	b := newSlotBoard()
 	small, big := &workerState{}, &workerState{}
 	all := []*workerState{small, big}
-	b.open(small, -1, 100)
-	b.open(big, 3, 1<<20)
+	b.open(small, 2, -1, 100)
+	b.open(big, 2, 3, 1<<20)
 	for _, w := range all {
 		b.publish(w)
 		b.publish(w)
@@ -72,8 +72,7 @@ func TestSlotBoardBudgetAndLimits(t *testing.T) {
 func TestSlotBoardRulesHoldUnderRandomSteps(t *testing.T) {
 	for seed := range 200 {
 		rnd := rand.New(rand.NewPCG(uint64(seed), 7))
-		inFlight := 1 + rnd.IntN(4)
-		b := newSlotBoard(inFlight)
+		b := newSlotBoard()
 		var workers []*workerState
 		for range 1 + rnd.IntN(4) {
 			workers = append(workers, &workerState{})
@@ -89,7 +88,7 @@ func TestSlotBoardRulesHoldUnderRandomSteps(t *testing.T) {
 				if rnd.IntN(2) == 0 {
 					budget = 1 + rnd.IntN(5)
 				}
-				b.open(w, budget, int64(rnd.IntN(3))*100)
+				b.open(w, 1+rnd.IntN(4), budget, int64(rnd.IntN(3))*100)
 				opened[w] = true
 			case op == 1:
 				b.publish(w)

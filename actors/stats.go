@@ -20,14 +20,22 @@ type counters struct {
 	// Payloads that crossed through a shared memory region.
 	sharedRequests atomic.Uint64
 	sharedResults  atomic.Uint64
-	latency        latency.Histogram
+	latency        latency.Histogram // acceptance to result, of the jobs that succeeded
+	queueWait      latency.Histogram // acceptance to the last dispatch, of every job
+	runTime        latency.Histogram // the last dispatch to the resolution, of the jobs dispatched
 }
 
-func (c *counters) record(err error, took time.Duration) {
+// record counts a resolved job: total is its life from acceptance, wait
+// the part before its last dispatch, run the rest.
+func (c *counters) record(err error, total, wait, run time.Duration) {
+	c.queueWait.Record(wait)
+	if run > 0 {
+		c.runTime.Record(run)
+	}
 	switch {
 	case err == nil:
 		c.succeeded.Add(1)
-		c.latency.Record(took)
+		c.latency.Record(total)
 	case errors.Is(err, ErrCancelled):
 		c.cancelled.Add(1)
 	case errors.Is(err, ErrJobTimeout):
@@ -73,8 +81,32 @@ type Stats struct {
 	SharedRequests uint64
 	SharedResults  uint64
 
+	// PerWorker has a line per live worker, in no particular order.
+	PerWorker []WorkerStats
+	// LastFailure is the last worker failure's forensics, nil if none.
+	LastFailure *CrashError
+
 	LatencyP50 time.Duration // accept-to-result time of successful jobs
 	LatencyP99 time.Duration
+	// QueueWait is the time from acceptance to the last dispatch to a
+	// worker, of every resolved job; RunTime the time from that dispatch to
+	// the resolution, of the jobs that were dispatched (as piscina's
+	// waitTime and runTime).
+	QueueWaitP50, QueueWaitP99 time.Duration
+	RunTimeP50, RunTimeP99     time.Duration
+}
+
+// WorkerStats is one worker's line in a Stats snapshot.
+type WorkerStats struct {
+	PID        int // 0 while it starts
+	Phase      WorkerPhase
+	Generation int           // the spec it runs: 1, then one more per Update
+	JobsDone   uint64        // jobs it answered
+	InFlight   int           // jobs running on it
+	RSS        uint64        // resident memory less shared pages, in bytes (0 while it starts)
+	CPU        time.Duration // CPU time used, user and system
+	Uptime     time.Duration // since it was spawned
+	Recycled   bool          // retired by plan
 }
 
 // Workers returns the number of live worker processes.
@@ -88,9 +120,26 @@ type StatsRequest struct{}
 func (r *routerActor) snapshot() *Stats {
 	s := r.stats
 	s.Queued = r.queue.len()
+	now := time.Now()
+	s.PerWorker = make([]WorkerStats, 0, len(r.workers))
+	if r.lastCrash != nil {
+		c := *r.lastCrash
+		s.LastFailure = &c
+	}
 	for _, w := range r.workers {
 		busy := r.board.busy(w)
 		s.Running += busy
+		ws := WorkerStats{
+			PID: w.proc, Phase: w.phase, Generation: w.gen.n, JobsDone: uint64(w.served.Load()),
+			InFlight: busy, Uptime: now.Sub(w.spawned), Recycled: w.recycled,
+		}
+		if w.process != nil {
+			if m, err := w.process.Memory(); err == nil {
+				ws.RSS = m.RSS - min(m.Shmem, m.RSS)
+			}
+			ws.CPU, _ = w.process.CPUTime()
+		}
+		s.PerWorker = append(s.PerWorker, ws)
 		switch w.phase {
 		case PhaseStarting:
 			s.Starting++
@@ -115,5 +164,9 @@ func (r *routerActor) snapshot() *Stats {
 	s.SharedRequests, s.SharedResults = c.sharedRequests.Load(), c.sharedResults.Load()
 	h := c.latency.Snapshot()
 	s.LatencyP50, s.LatencyP99 = h.Quantile(0.5), h.Quantile(0.99)
+	h = c.queueWait.Snapshot()
+	s.QueueWaitP50, s.QueueWaitP99 = h.Quantile(0.5), h.Quantile(0.99)
+	h = c.runTime.Snapshot()
+	s.RunTimeP50, s.RunTimeP99 = h.Quantile(0.5), h.Quantile(0.99)
 	return &s
 }

@@ -36,6 +36,10 @@ func (r *routerActor) onExited(ctx actor.Context, ex *workerExited) {
 		return
 	}
 	r.stats.Crashes++
+	r.lastCrash = crashOf(ex)
+	if w.readyAt.IsZero() {
+		r.startFailed(w, r.lastCrash)
+	}
 	now := time.Now()
 	if w.readyAt.IsZero() {
 		r.restarts.Healthy(now, now) // never got ready: no healthy period
@@ -63,6 +67,16 @@ func (r *routerActor) onExited(ctx actor.Context, ex *workerExited) {
 	r.dispatch()
 }
 
+// crashOf returns the forensics of a worker's failure, for its jobs and
+// for ErrUnavailable.
+func crashOf(ex *workerExited) *CrashError {
+	return &CrashError{
+		Cause: ErrWorkerCrashed, Reason: exitDetail(ex), PID: ex.info.PID,
+		ExitCode: ex.info.Code, Signal: ex.info.Signal, StderrTail: ex.info.StderrTail,
+		RSS: ex.rss, Uptime: ex.uptime, Err: ex.cause,
+	}
+}
+
 func exitDetail(ex *workerExited) string {
 	s := ex.info.String()
 	if ex.cause != nil {
@@ -84,11 +98,8 @@ func (r *routerActor) settle(j *Job, ex *workerExited) {
 		return
 	}
 	j.crashes++
-	crash := &CrashError{
-		Cause: ErrWorkerCrashed, Reason: exitDetail(ex), PID: ex.info.PID,
-		ExitCode: ex.info.Code, Signal: ex.info.Signal, StderrTail: ex.info.StderrTail,
-		RSS: ex.rss, JobID: j.id.Load(), Attempt: j.attempt, Uptime: ex.uptime,
-	}
+	crash := crashOf(ex)
+	crash.JobID, crash.Attempt = j.id.Load(), j.attempt
 	switch r.spec.Policy.Jobs.Retry(j.attempt, j.crashes) {
 	case supervisor.RetryJob:
 		r.stats.Retried++

@@ -67,7 +67,18 @@ type startGuard struct {
 // that shutdown can wait for all of them.
 type runtimeEnv struct {
 	dispatcher *Dispatcher
+	obs        Observer // nil: nobody
 	wg         sync.WaitGroup
+}
+
+// publish puts a supervision event on the actor system's event stream and
+// tells the Observer.
+func (env *runtimeEnv) publish(system *actor.ActorSystem, e *WorkerEvent) {
+	e.Time = time.Now()
+	system.EventStream.Publish(e)
+	if env.obs != nil {
+		env.obs.Event(e)
+	}
 }
 
 // exitReadGrace bounds the wait, after the process exited, for the link to
@@ -106,10 +117,11 @@ type (
 type (
 	// workerReady: the handshake is done; limit is the worker's frame limit.
 	workerReady struct {
-		pid   *actor.PID
-		link  *link
-		proc  int
-		limit int64
+		pid     *actor.PID
+		link    *link
+		proc    int
+		process *childproc.Process // for the router's statistics
+		limit   int64
 	}
 	// workerFailing: the worker failed and is being killed (or leaves after
 	// a panic); it gets no more jobs.
@@ -288,7 +300,7 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 		root.Send(self, &procExited{info: proc.Exit()})
 	}()
 	w.log.Debug("worker started")
-	publish(w.system, &WorkerEvent{Kind: EventStarted, JobType: w.spec.Name, PID: w.proc.PID()})
+	w.env.publish(w.system, &WorkerEvent{Kind: EventStarted, JobType: w.spec.Name, PID: w.proc.PID()})
 }
 
 func (w *workerActor) onReady(ctx actor.Context, limit int64) {
@@ -297,7 +309,7 @@ func (w *workerActor) onReady(ctx actor.Context, limit int64) {
 	}
 	w.ready = true
 	w.log.Debug("worker ready", "startup", time.Since(w.started))
-	ctx.Send(w.router, &workerReady{pid: w.self, link: w.link, proc: w.proc.PID(), limit: limit})
+	ctx.Send(w.router, &workerReady{pid: w.self, link: w.link, proc: w.proc.PID(), process: w.proc, limit: limit})
 	if w.spec.HeartbeatInterval > 0 {
 		self, root := w.self, w.system.Root
 		w.heartbeat = time.AfterFunc(w.spec.HeartbeatInterval, func() { root.Send(self, &heartbeatTick{}) })

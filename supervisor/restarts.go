@@ -67,6 +67,18 @@ func NewRestarts(p Policy) *Restarts {
 // Policy returns the policy in force, with its defaults filled in.
 func (r *Restarts) Policy() Policy { return r.p }
 
+// SetPolicy puts p (after [Policy.WithDefaults]) in force from now on,
+// keeping the failures recorded so far: a new window or intensity applies
+// to them at the next decision. It panics if p is invalid, as
+// [NewRestarts] does.
+func (r *Restarts) SetPolicy(p Policy) {
+	p = p.WithDefaults()
+	if err := p.Validate(); err != nil {
+		panic("supervisor.Restarts.SetPolicy: " + err.Error())
+	}
+	r.p = p
+}
+
 // Failed records a failure of a worker at now and decides what the router
 // does, in this order:
 //

@@ -437,3 +437,16 @@ func TestNewRestartsPanicsOnInvalidPolicy(t *testing.T) {
 		"supervisor.NewRestarts: supervisor: invalid policy: Backoff.Jitter 2 is outside [0,1]",
 		func() { supervisor.NewRestarts(supervisor.Policy{Backoff: supervisor.Backoff{Jitter: 2}}) })
 }
+
+func TestSetPolicyKeepsTheHistory(t *testing.T) {
+	r := supervisor.NewRestarts(supervisor.Policy{Intensity: supervisor.Intensity{MaxRestarts: 5, Window: time.Minute}})
+	for i := range 3 {
+		d := r.Failed(at(time.Duration(i)*time.Second), exitErr, 0.5)
+		require.False(t, d.GaveUp, "gave up after %d failures under MaxRestarts 5", i+1)
+	}
+	r.SetPolicy(supervisor.Policy{Intensity: supervisor.Intensity{MaxRestarts: 2, Window: time.Minute}})
+	assert.Equal(t, 2, r.Policy().Intensity.MaxRestarts)
+	d := r.Failed(at(4*time.Second), exitErr, 0.5)
+	assert.True(t, d.GaveUp, "the fourth failure in the window exceeds the new intensity of 2")
+	assert.Panics(t, func() { r.SetPolicy(supervisor.Policy{Intensity: supervisor.Intensity{MaxRestarts: -1}}) })
+}
