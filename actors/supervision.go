@@ -77,7 +77,12 @@ func crashOf(ex *workerExited) *CrashError {
 	}
 }
 
+// exitDetail says in a line how a worker ended: its exit and the failure
+// the host found, or, for a process that never ran, why it did not start.
 func exitDetail(ex *workerExited) string {
+	if ex.neverRan {
+		return "did not start: " + ex.cause.Error()
+	}
 	s := ex.info.String()
 	if ex.cause != nil {
 		s += ": " + ex.cause.Error()

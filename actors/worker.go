@@ -140,6 +140,7 @@ type (
 		// terminated: the report stands in for one the actor never sent
 		// (it stopped unexpectedly)
 		terminated bool
+		neverRan   bool // the process could not be started
 	}
 )
 
@@ -274,9 +275,11 @@ func (w *workerActor) haltStart() {
 
 func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 	if msg.err != nil {
+		// The process never ran: its "exit" is the start's error, said once
+		// (as the cause), not as a wait error too.
 		f := &supervisor.Failure{Kind: supervisor.StartupFailure, ExitCode: -1, Err: msg.err}
 		w.reported = true
-		ctx.Send(w.router, &workerExited{pid: w.self, failure: f, cause: msg.err, info: childproc.ExitInfo{Code: -1, Err: msg.err}})
+		ctx.Send(w.router, &workerExited{pid: w.self, failure: f, cause: msg.err, info: childproc.ExitInfo{Code: -1}, neverRan: true})
 		return
 	}
 	w.proc = msg.proc
