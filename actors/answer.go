@@ -56,11 +56,10 @@ func (l *link) answer(m *codec.Message) error {
 		err = &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
 	case m.PayloadKind != j.Kind:
 		err = fmt.Errorf("%w: a %s request answered with a %s result", ErrBadResult, j.Kind, m.PayloadKind)
+	case m.Shared && j.Kind == Value && codec.CheckValue(shared) != nil:
+		// A frame's value is checked by the codec; one in the region here.
+		err = fmt.Errorf("%w: the result in shared memory is not one msgpack value", ErrBadResult)
 	case m.Shared:
-		if j.Kind == Value && codec.CheckValue(shared) != nil {
-			err = fmt.Errorf("%w: the result in shared memory is not one msgpack value: %w", ErrBadResult, codec.CheckValue(shared))
-			break
-		}
 		result = bytes.Clone(shared)
 	default:
 		if result = m.Payload; !l.r.rd.Owned() && len(result) > 0 {

@@ -28,6 +28,7 @@ func requestFits(jobType string, n int, limit int64) bool {
 func start(j *Job, w *workerState, mode sendMode) bool {
 	j.worker = w
 	j.attempt++
+	prev := j.dispatched.Load()
 	if mode == viaWriter {
 		j.dispatched.Store(time.Now().UnixNano())
 	} else {
@@ -36,6 +37,7 @@ func start(j *Job, w *workerState, mode sendMode) bool {
 	if !w.link.dispatch(j, mode) {
 		j.worker = nil
 		j.attempt--
+		j.dispatched.Store(prev)
 		return false
 	}
 	if j.obs != nil {
