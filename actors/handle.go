@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/procpool/procpool/codec"
 )
 
 // Router is a handle for calling a router actor from ordinary code. It is
@@ -132,22 +130,45 @@ func (h *Router) admit(ctx context.Context, kind PayloadKind, payload []byte, bl
 	if ctx.Err() != nil {
 		return nil, cancelledBy(ctx)
 	}
-	spec := h.spec()
-	if !requestFits(spec.Name, len(payload), int64(spec.MaxFrame)) {
-		return nil, fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, len(payload), spec.MaxFrame)
+	if err := h.checkSize(len(payload)); err != nil {
+		return nil, err
 	}
-	if kind == Value {
-		if err := codec.CheckValue(payload); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadPayload, err)
-		}
+	if err := checkValue(kind, payload); err != nil {
+		return nil, err
 	}
+	return h.enter(ctx, NewJob(kind, payload), block)
+}
+
+// admitSize admits a job whose payload of n bytes is yet to be written.
+func (h *Router) admitSize(ctx context.Context, kind PayloadKind, n int) (*Job, error) {
+	if ctx.Err() != nil {
+		return nil, cancelledBy(ctx)
+	}
+	if err := h.checkSize(n); err != nil {
+		return nil, err
+	}
+	return h.enter(ctx, NewJob(kind, nil), true)
+}
+
+// checkSize refuses a payload of n bytes whose request frame cannot fit in
+// the job type's MaxFrame.
+func (h *Router) checkSize(n int) error {
+	if spec := h.spec(); !requestFits(spec.Name, n, int64(spec.MaxFrame)) {
+		return fmt.Errorf("%w: %d bytes, frame limit %d", ErrPayloadTooLarge, n, spec.MaxFrame)
+	}
+	return nil
+}
+
+// enter admits j through the gate, waiting for room when block is set (at
+// most QueueWait, if set).
+func (h *Router) enter(ctx context.Context, j *Job, block bool) (*Job, error) {
 	if h.gate.target() == nil {
 		return nil, errUnbound
 	}
-	j := NewJob(kind, payload)
 	if dl, ok := ctx.Deadline(); ok {
 		j.deadline = dl
 	}
+	spec := h.spec()
 	var err error
 	if block && spec.QueueWait > 0 {
 		err = h.gate.admit(ctx, j, false)

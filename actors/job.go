@@ -48,6 +48,7 @@ type Job struct {
 	attempt    int          // runs so far, from 1 once dispatched
 	crashes    int          // workers that died running it
 	byDeadline bool         // the time budget sent with it is the caller's deadline's
+	noRetry    bool         // its payload lived in a dead worker's region only (CallFill)
 
 	// Read by other goroutines while it runs (to cancel it or time it out).
 	link  atomic.Pointer[link]       // the link it last ran on

@@ -146,8 +146,7 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 		return false
 	}
 	if l.timeout > 0 {
-		attempt := j.attempt
-		j.timer.Store(time.AfterFunc(l.timeout, func() { l.expire(j, id, attempt) }))
+		j.timer.Store(timerFor(l, j, id, j.attempt))
 	}
 	if mode != directSelfRead {
 		l.r.wake()
@@ -166,6 +165,11 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 		l.refuse(id, j, refused)
 	}
 	return true
+}
+
+// timerFor arms job id's JobTimeout.
+func timerFor(l *link, j *Job, id uint64, attempt int) *time.Timer {
+	return time.AfterFunc(l.timeout, func() { l.expire(j, id, attempt) })
 }
 
 // budget returns the time budget sent with j's request: JobTimeout, or what

@@ -105,7 +105,11 @@ func (r *routerActor) settle(j *Job, ex *workerExited) {
 	j.crashes++
 	crash := crashOf(ex)
 	crash.JobID, crash.Attempt = j.id.Load(), j.attempt
-	switch r.spec.Policy.Jobs.Retry(j.attempt, j.crashes) {
+	retry := r.spec.Policy.Jobs.Retry(j.attempt, j.crashes)
+	if retry == supervisor.RetryJob && j.noRetry {
+		retry = supervisor.FailJob // its payload went with the worker
+	}
+	switch retry {
 	case supervisor.RetryJob:
 		r.stats.Retried++
 		r.queue.pushFront(j)
