@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -220,6 +221,31 @@ func (p *parser) arrayLen(what string, nilOK bool) (uint64, error) {
 	return n, nil
 }
 
+// mapLen reads a map header; nil reads as an empty map.
+func (p *parser) mapLen(what string) (uint64, error) {
+	c, err := p.code()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	var n uint64
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		n = uint64(c & 0x0f)
+	case c == 0xde:
+		n, err = p.be(2)
+	case c == 0xdf:
+		n, err = p.be(4)
+	case c == 0xc0:
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("%s: want a map, got %s", what, typeName(c))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return n, nil
+}
+
 // typeName names the msgpack type that code c starts.
 func typeName(c byte) string {
 	switch {
@@ -245,26 +271,53 @@ func typeName(c byte) string {
 	return fmt.Sprintf("invalid code 0x%02x", c)
 }
 
-// elements is the length of each kind's array, indexed by kind.
-var elements = [...]uint64{
-	KindHello:    3,
-	KindReady:    5,
-	KindRequest:  6,
-	KindResponse: 6,
-	KindCancel:   2,
-	KindPing:     2,
-	KindPong:     2,
-	KindShutdown: 2,
+// shape is how many elements the array of a kind may have, indexed by kind;
+// the optional elements are the last ones (hello, ready) or the meta element
+// before the payload (request).
+var shapes = [...]struct{ min, max uint64 }{
+	KindHello:         {3, 5},
+	KindReady:         {5, 7},
+	KindRequest:       {6, 7},
+	KindResponse:      {6, 6},
+	KindCancel:        {2, 2},
+	KindPing:          {2, 2},
+	KindPong:          {2, 2},
+	KindShutdown:      {2, 2},
+	KindBatchRequest:  {2, 2},
+	KindBatchResponse: {2, 2},
+	KindChunk:         {4, 4},
+	KindCredit:        {3, 3},
 }
 
-// optionalLast reports whether messages of kind k may carry one element
-// more than elements lists: the shared region's size of Hello and Ready.
-func optionalLast(k Kind) bool { return k == KindHello || k == KindReady }
+// itemKind is the kind of the items of a batch kind, 0 for other kinds.
+func itemKind(k Kind) Kind {
+	switch k {
+	case KindBatchRequest:
+		return KindRequest
+	case KindBatchResponse:
+		return KindResponse
+	}
+	return 0
+}
 
 // decodeFrame decodes the message in frame into m. strs may be nil.
 func decodeFrame(frame []byte, m *Message, strs *interner) error {
 	m.Reset()
 	p := parser{b: frame, strs: strs}
+	if err := decodeMessage(&p, m, 0); err != nil {
+		return err
+	}
+	if rest := len(frame) - p.off; rest != 0 {
+		return fmt.Errorf("%d trailing bytes after %s message", rest, m.Kind)
+	}
+	return nil
+}
+
+// decodeMessage decodes the message array at p's position into m, which is
+// clear. want is the kind the message must have as an item of a batch, 0
+// for a frame's message. A batch's items are decoded by the loop of
+// decodeItems, never by recursion: items cannot be batches.
+func decodeMessage(p *parser, m *Message, want Kind) error {
 	n, err := p.arrayLen("message", false)
 	if err != nil {
 		return err
@@ -277,11 +330,17 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 		return err
 	}
 	m.Kind = Kind(k)
-	if int(k) >= len(elements) || elements[k] == 0 {
+	if int(k) >= len(shapes) || shapes[k].min == 0 {
 		return fmt.Errorf("unknown message kind %d", k)
 	}
-	if n != elements[k] && !(optionalLast(m.Kind) && n == elements[k]+1) {
-		return fmt.Errorf("%s message has %d elements, want %d", m.Kind, n, elements[k])
+	if want != 0 && m.Kind != want {
+		return fmt.Errorf("%s where a batch holds only %s messages", m.Kind, want)
+	}
+	if sh := shapes[k]; n < sh.min || n > sh.max {
+		if sh.min == sh.max {
+			return fmt.Errorf("%s message has %d elements, want %d", m.Kind, n, sh.min)
+		}
+		return fmt.Errorf("%s message has %d elements, want %d to %d", m.Kind, n, sh.min, sh.max)
 	}
 	switch m.Kind {
 	case KindHello, KindReady:
@@ -294,13 +353,19 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 			return err
 		}
 		m.MaxFrame = uint32(v)
+		base := shapes[k].min
 		if m.Kind == KindReady {
-			if err := decodeReady(&p, m); err != nil {
+			if err := decodeReady(p, m); err != nil {
 				return err
 			}
 		}
-		if n > elements[k] {
+		if n > base {
 			if m.SharedSize, err = p.uint("shared size", math.MaxUint64); err != nil {
+				return err
+			}
+		}
+		if n > base+1 {
+			if m.Features, err = decodeFeatures(p); err != nil {
 				return err
 			}
 		}
@@ -316,7 +381,12 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 			return err
 		}
 		m.Timeout = millisToDuration(ms)
-		if err := decodePayload(&p, m); err != nil {
+		if n == shapes[k].max {
+			if err := decodeMeta(p, m); err != nil {
+				return err
+			}
+		}
+		if err := decodePayload(p, m); err != nil {
 			return err
 		}
 	case KindResponse:
@@ -329,7 +399,7 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 		if m.ErrMessage, err = p.str("error message", false); err != nil {
 			return err
 		}
-		if err := decodePayload(&p, m); err != nil {
+		if err := decodePayload(p, m); err != nil {
 			return err
 		}
 	case KindCancel, KindPing, KindPong:
@@ -342,9 +412,135 @@ func decodeFrame(frame []byte, m *Message, strs *interner) error {
 			return err
 		}
 		m.Grace = millisToDuration(ms)
+	case KindBatchRequest, KindBatchResponse:
+		return decodeItems(p, m)
+	case KindChunk:
+		if m.ID, err = p.uint("id", math.MaxUint64); err != nil {
+			return err
+		}
+		return decodePayload(p, m)
+	case KindCredit:
+		if m.ID, err = p.uint("id", math.MaxUint64); err != nil {
+			return err
+		}
+		v, err := p.uint("credit", math.MaxUint32)
+		if err != nil {
+			return err
+		}
+		m.Credit = uint32(v)
 	}
-	if rest := len(frame) - p.off; rest != 0 {
-		return fmt.Errorf("%d trailing bytes after %s message", rest, m.Kind)
+	return nil
+}
+
+// decodeItems reads the array of a batch's items into m.Items.
+func decodeItems(p *parser, m *Message) error {
+	n, err := p.arrayLen("batch items", false)
+	if err != nil {
+		return err
+	}
+	if n == 0 || n > MaxBatch {
+		return fmt.Errorf("a %s of %d items, want 1 to %d", m.Kind, n, MaxBatch)
+	}
+	// Every item takes at least one byte: refuse a count the frame cannot
+	// hold before growing the slice.
+	if n > uint64(len(p.b)-p.off) {
+		return fmt.Errorf("batch items: %d announced, %d bytes left in frame", n, len(p.b)-p.off)
+	}
+	want := itemKind(m.Kind)
+	m.Items = slices.Grow(m.Items[:0], int(n))[:n]
+	for i := range m.Items {
+		it := &m.Items[i]
+		*it = Message{}
+		if err := decodeMessage(p, it, want); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// decodeFeatures reads the array of feature names of a hello or ready,
+// ignoring the names this package does not know.
+func decodeFeatures(p *parser) (Features, error) {
+	n, err := p.arrayLen("features", true)
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(len(p.b)-p.off) {
+		return 0, fmt.Errorf("features: %d announced, %d bytes left in frame", n, len(p.b)-p.off)
+	}
+	var f Features
+	for i := uint64(0); i < n; i++ {
+		name, err := p.raw("feature")
+		if err != nil {
+			return 0, fmt.Errorf("feature %d: %w", i, err)
+		}
+		f |= featureOf(name)
+	}
+	return f, nil
+}
+
+// The keys of a request's meta map.
+const (
+	metaAttempt     = "attempt"
+	metaTraceParent = "traceparent"
+	metaTraceState  = "tracestate"
+	metaCredit      = "credit"
+)
+
+// decodeMeta reads a request's meta map. Keys this package does not know
+// are skipped, their values checked as a Value payload is; a known key may
+// appear once.
+func decodeMeta(p *parser, m *Message) error {
+	n, err := p.mapLen("meta")
+	if err != nil {
+		return err
+	}
+	if n > uint64(len(p.b)-p.off)/2 {
+		return fmt.Errorf("meta: %d entries announced, %d bytes left in frame", n, len(p.b)-p.off)
+	}
+	var seen uint8
+	for i := uint64(0); i < n; i++ {
+		key, err := p.raw("meta key")
+		if err != nil {
+			return err
+		}
+		var bit uint8
+		switch string(key) {
+		case metaAttempt:
+			bit = 1
+			v, err := p.uint("meta attempt", math.MaxUint32)
+			if err != nil {
+				return err
+			}
+			m.Attempt = uint32(v)
+		case metaTraceParent:
+			bit = 2
+			if m.TraceParent, err = p.str("meta traceparent", false); err != nil {
+				return err
+			}
+		case metaTraceState:
+			bit = 4
+			if m.TraceState, err = p.str("meta tracestate", false); err != nil {
+				return err
+			}
+		case metaCredit:
+			bit = 8
+			v, err := p.uint("meta credit", math.MaxUint32)
+			if err != nil {
+				return err
+			}
+			m.Credit = uint32(v)
+		default:
+			vn, err := valueLen(p.b[p.off:], maxValueDepth)
+			if err != nil {
+				return fmt.Errorf("meta %q: %w", key, err)
+			}
+			p.off += vn
+		}
+		if seen&bit != 0 {
+			return fmt.Errorf("meta: key %q twice", key)
+		}
+		seen |= bit
 	}
 	return nil
 }
