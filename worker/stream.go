@@ -60,13 +60,14 @@ func Send(ctx context.Context, chunk []byte) error {
 		}
 	}
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		jc.mu.Lock()
 		if jc.done {
 			jc.mu.Unlock()
 			return ErrStreamClosed
+		}
+		if err := ctx.Err(); err != nil {
+			jc.mu.Unlock()
+			return err
 		}
 		if jc.credit > 0 {
 			jc.credit--
