@@ -42,8 +42,8 @@ type job struct {
 	jobType string
 	timeout time.Duration
 	h       *handler
-	payload []byte  // the request's payload, valid until the response is written
-	in      *[]byte // pooled buffer holding payload, if any
+	payload []byte          // the request's payload, valid until the response is written
+	in      *[]byte         // pooled buffer holding payload, if any
 	ctx     context.Context // jc, for the handler
 	jc      *jobContext
 	cancel  context.CancelCauseFunc
@@ -116,18 +116,18 @@ type conn struct {
 
 func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*region, error)) *conn {
 	c := &conn{
-		mapShared: mapShared,
-		logger:    s.logger(),
-		drain:     s.drainTimeout(),
+		mapShared:    mapShared,
+		logger:       s.logger(),
+		drain:        s.drainTimeout(),
 		batchWorkers: s.batchConcurrency(),
-		src:       r,
-		rd:        codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
-		jobs:      make(map[uint64]*job),
-		work:      make(chan task),
-		quit:      make(chan struct{}),
-		readDone:  make(chan error, 1),
-		shutdownC: make(chan time.Duration, 1),
-		panicked:  make(chan struct{}),
+		src:          r,
+		rd:           codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
+		jobs:         make(map[uint64]*job),
+		work:         make(chan task),
+		quit:         make(chan struct{}),
+		readDone:     make(chan error, 1),
+		shutdownC:    make(chan time.Duration, 1),
+		panicked:     make(chan struct{}),
 	}
 	s.mu.Lock()
 	c.handlers = make(map[string]*handler, len(s.handlers))

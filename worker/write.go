@@ -40,7 +40,7 @@ type outbox struct {
 	cw     *codec.Writer
 	rb     *codec.Batch // batch responses, once FeatureBatch is negotiated
 	resps  []*job       // the responses of the writeQueued of the moment
-	shm    *region // the shared memory region, if the host passed one
+	shm    *region      // the shared memory region, if the host passed one
 	msg    codec.Message
 	logger *log.Logger
 }
