@@ -389,11 +389,14 @@ func (c *conn) dispatch(m *codec.Message) error {
 		if !c.features.Has(codec.FeatureStream) {
 			return errors.New("worker: the host sent a credit, but the handshake did not negotiate streams")
 		}
+		var jc *jobContext // never reused, unlike the job: safe after the job ends
 		c.mu.Lock()
-		j := c.jobs[m.ID] // unknown or answered: ignore
+		if j := c.jobs[m.ID]; j != nil { // unknown or answered: ignore
+			jc = j.jc
+		}
 		c.mu.Unlock()
-		if j != nil {
-			j.jc.grant(m.Credit)
+		if jc != nil {
+			jc.grant(m.Credit)
 		}
 	case codec.KindCancel:
 		c.mu.Lock()
