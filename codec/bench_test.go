@@ -116,3 +116,58 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBatchRoundTrip measures a batch of requests and the batch of
+// their responses through a reused Writer and Reader pair, per item: the
+// frame and decode cost that a batch spreads over its items. Compare with
+// BenchmarkRoundTrip's one job per frame.
+func BenchmarkBatchRoundTrip(b *testing.B) {
+	for _, sz := range []struct {
+		name  string
+		n     int
+		items int
+	}{{"64B/x256", 64, 256}, {"1KiB/x64", 1 << 10, 64}, {"1KiB/x1", 1 << 10, 1}} {
+		b.Run(sz.name, func(b *testing.B) {
+			payload := pattern(sz.n)
+			var buf bytes.Buffer
+			w := NewWriter(&buf, 0)
+			r := NewReader(&buf, 0)
+			reqs, resps := NewBatch(w, KindBatchRequest), NewBatch(w, KindBatchResponse)
+			req := Message{Kind: KindRequest, JobType: "echo", Timeout: 30 * time.Second, PayloadKind: Blob, Payload: payload}
+			resp := Message{Kind: KindResponse, PayloadKind: Blob}
+			var got Message
+			b.SetBytes(int64(2 * sz.n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += sz.items {
+				for j := 0; j < sz.items; j++ {
+					req.ID = uint64(i + j)
+					if err := reqs.Add(&req); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := reqs.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if err := r.Read(&got); err != nil {
+					b.Fatal(err)
+				}
+				for k := range got.Items {
+					resp.ID, resp.Payload = got.Items[k].ID, got.Items[k].Payload
+					if err := resps.Add(&resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := resps.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if err := r.Read(&got); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if len(got.Items) != sz.items || len(got.Items[0].Payload) != sz.n {
+				b.Fatalf("got %d items", len(got.Items))
+			}
+		})
+	}
+}

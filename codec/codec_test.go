@@ -36,7 +36,7 @@ func mustMarshal(t testing.TB, v any) []byte {
 
 func wireCases(t testing.TB) []wireCase {
 	value := mustMarshal(t, map[string]any{"n": 1, "s": "x"})
-	return []wireCase{
+	return append([]wireCase{
 		{
 			name: "hello",
 			in:   Message{Kind: KindHello, Version: Version, MaxFrame: 1 << 20, ID: 99, JobType: "ignored"},
@@ -147,7 +147,7 @@ func wireCases(t testing.TB) []wireCase {
 			want: Message{Kind: KindShutdown, Grace: 5 * time.Second},
 			wire: []any{uint64(8), uint64(5000)},
 		},
-	}
+	}, featureWireCases(t)...)
 }
 
 // generic turns a msgpack.Unmarshal result into comparable values: integers
@@ -639,7 +639,10 @@ func TestWriterRefusesBadMessages(t *testing.T) {
 		malformed bool
 	}{
 		{"unknown kind", Message{Kind: 0}, false},
-		{"kind 9", Message{Kind: 9, ID: 1}, false},
+		{"kind 13", Message{Kind: 13, ID: 1}, false},
+		{"empty batch", Message{Kind: KindBatchRequest}, true},
+		{"batch of a response", Message{Kind: KindBatchRequest, Items: []Message{{Kind: KindResponse}}}, false},
+		{"batch of a bad value", Message{Kind: KindBatchResponse, Items: []Message{{Kind: KindResponse, PayloadKind: Value, Payload: []byte{0xc1}}}}, true},
 		{"unknown payload kind", Message{Kind: KindRequest, PayloadKind: 2, Payload: []byte{1}}, false},
 		{"value with two values", Message{Kind: KindResponse, PayloadKind: Value, Payload: []byte{0x01, 0x02}}, true},
 		{"value truncated", Message{Kind: KindResponse, PayloadKind: Value, Payload: []byte{0x92, 0x01}}, true},
@@ -759,7 +762,8 @@ func TestTruncatedAndEOF(t *testing.T) {
 // malformedBodies are frame bodies that must be refused with ErrMalformed.
 func malformedBodies() map[string][]byte {
 	deep := append([]byte{0x96, 0x03, 0x01, 0xa1, 'j', 0x00, 0x01}, nested(maxValueDepth+1)...)
-	return map[string][]byte{
+	bodies := featureMalformedBodies()
+	for name, body := range map[string][]byte{
 		"empty body":            {},
 		"not an array":          {0x81, 0x01, 0x02},
 		"integer body":          {0x06},
@@ -768,6 +772,7 @@ func malformedBodies() map[string][]byte {
 		"kind only":             {0x91, 0x06},
 		"kind 0":                {0x92, 0x00, 0x01},
 		"kind 9":                {0x92, 0x09, 0x01},
+		"kind 13":               {0x92, 0x0d, 0x01},
 		"kind 255":              {0x92, 0xcc, 0xff, 0x01},
 		"kind 259 (3 mod 256)":  {0x96, 0xcd, 0x01, 0x03, 0x01, 0xa1, 'j', 0x00, 0x00, 0xc4, 0x00},
 		"kind 262 (6 mod 256)":  {0x92, 0xcd, 0x01, 0x06, 0x01},
@@ -776,13 +781,16 @@ func malformedBodies() map[string][]byte {
 		"kind nil":              {0x92, 0xc0, 0x01},
 		"kind float":            {0x92, 0xca, 0x40, 0xc0, 0, 0, 0x01},
 		"hello 2 elements":      {0x92, 0x01, 0x01},
-		"hello 5 elements":      {0x95, 0x01, 0x01, 0x01, 0x01, 0x01},
+		"hello features an int": {0x95, 0x01, 0x01, 0x01, 0x01, 0x01},
+		"hello 6 elements":      {0x96, 0x01, 0x01, 0x01, 0x00, 0x90, 0x01},
 		"hello shared a string": {0x94, 0x01, 0x01, 0x01, 0xa1, '1'},
 		"ready 4 elements":      {0x94, 0x02, 0x01, 0x01, 0x01},
-		"ready 7 elements":      {0x97, 0x02, 0x01, 0x01, 0x01, 0x90, 0x01, 0x01},
+		"ready features an int": {0x97, 0x02, 0x01, 0x01, 0x01, 0x90, 0x01, 0x01},
+		"ready 8 elements":      {0x98, 0x02, 0x01, 0x01, 0x01, 0x90, 0x00, 0x90, 0x01},
 		"ready shared negative": {0x96, 0x02, 0x01, 0x01, 0x01, 0x90, 0xff},
 		"request 5 elements":    {0x95, 0x03, 0x01, 0xa1, 'j', 0x00, 0x00},
-		"request 7 elements":    {0x97, 0x03, 0x01, 0xa1, 'j', 0x00, 0x00, 0xc4, 0x00, 0x00},
+		"request meta an int":   {0x97, 0x03, 0x01, 0xa1, 'j', 0x00, 0x00, 0xc4, 0x00, 0x00},
+		"request 8 elements":    {0x98, 0x03, 0x01, 0xa1, 'j', 0x00, 0x80, 0x00, 0xc4, 0x00, 0x00},
 		"ping 3 elements":       {0x93, 0x06, 0x01, 0x01},
 		"shutdown 1 element":    {0x91, 0x08},
 		"array announcing 2^32": {0xdd, 0xff, 0xff, 0xff, 0xff, 0x06, 0x01},
@@ -842,7 +850,10 @@ func malformedBodies() map[string][]byte {
 		"value float64 short":   {0x96, 0x04, 0x01, 0xa0, 0xa0, 0x01, 0xcb, 0x01, 2},
 		"value uint64 short":    {0x96, 0x04, 0x01, 0xa0, 0xa0, 0x01, 0xcf, 0x01},
 		"value str32 hdr short": {0x96, 0x04, 0x01, 0xa0, 0xa0, 0x01, 0xdb, 0x00, 0x00},
+	} {
+		bodies[name] = body
 	}
+	return bodies
 }
 
 func TestMalformed(t *testing.T) {
@@ -940,7 +951,8 @@ func TestDurationsRoundUpToMilliseconds(t *testing.T) {
 func TestKindStrings(t *testing.T) {
 	names := map[Kind]string{KindHello: "hello", KindReady: "ready", KindRequest: "request",
 		KindResponse: "response", KindCancel: "cancel", KindPing: "ping", KindPong: "pong",
-		KindShutdown: "shutdown", 0: "kind(0)", 200: "kind(200)"}
+		KindShutdown: "shutdown", KindBatchRequest: "batch request", KindBatchResponse: "batch response",
+		KindChunk: "chunk", KindCredit: "credit", 0: "kind(0)", 200: "kind(200)"}
 	for k, s := range names {
 		assert.Equal(t, s, k.String())
 	}

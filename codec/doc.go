@@ -17,5 +17,16 @@
 // messages whose payloads fit in 64 KiB allocates nothing but the error
 // messages read.
 //
+// Three optional features, negotiated in the handshake as a set of
+// [Features] in Hello and Ready, add to the base protocol: request metadata
+// (Message.Attempt, TraceParent, TraceState), batches ([KindBatchRequest]
+// and [KindBatchResponse] frames, whose Message.Items are the requests or
+// responses; a [Batch] packs them into frames within the peer's limit) and
+// streamed results ([KindChunk] partial results, [KindCredit] flow
+// control, the request's Message.Credit window). A peer that negotiates
+// none exchanges exactly the base protocol's bytes. The Reader decodes
+// every kind whatever was negotiated; the caller checks that the peer may
+// send it.
+//
 // Neither a Reader nor a Writer is safe for concurrent use.
 package codec

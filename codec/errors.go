@@ -13,3 +13,8 @@ var (
 	// is not exactly one msgpack value.
 	ErrMalformed = errors.New("codec: malformed frame")
 )
+
+// ErrBatchFull reports that a Batch has no room for one more item: it holds
+// MaxBatch items, or the item would take the frame past the limit. The item
+// fits in a batch of its own: flush this one and add it again.
+var ErrBatchFull = errors.New("codec: batch full")

@@ -29,6 +29,22 @@ func protocolExamples() []struct {
 		{"response", codec.Message{Kind: codec.KindResponse, ID: 1, PayloadKind: codec.Blob, Payload: []byte("hello")}},
 		{"shared request", codec.Message{Kind: codec.KindRequest, ID: 2, JobType: "echo", Timeout: 5 * time.Second,
 			PayloadKind: codec.Blob, Shared: true, Span: codec.Span{Offset: 4096, Length: 1 << 20}}},
+		{"hello with features", codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: codec.DefaultMaxFrame,
+			Features: codec.AllFeatures}},
+		{"ready with features", codec.Message{Kind: codec.KindReady, Version: codec.Version, MaxFrame: codec.DefaultMaxFrame,
+			PID: 4242, JobTypes: []string{"echo"}, Features: codec.FeatureBatch | codec.FeatureStream}},
+		{"request with meta", codec.Message{Kind: codec.KindRequest, ID: 3, JobType: "echo", Attempt: 2, Credit: 8,
+			PayloadKind: codec.Blob, Payload: []byte("hi")}},
+		{"batch request", codec.Message{Kind: codec.KindBatchRequest, Items: []codec.Message{
+			{Kind: codec.KindRequest, ID: 4, JobType: "echo", PayloadKind: codec.Blob, Payload: []byte("a")},
+			{Kind: codec.KindRequest, ID: 5, JobType: "echo", PayloadKind: codec.Blob, Payload: []byte("b")},
+		}}},
+		{"batch response", codec.Message{Kind: codec.KindBatchResponse, Items: []codec.Message{
+			{Kind: codec.KindResponse, ID: 5, PayloadKind: codec.Blob, Payload: []byte("b")},
+			{Kind: codec.KindResponse, ID: 4, PayloadKind: codec.Blob, Payload: []byte("a")},
+		}}},
+		{"chunk", codec.Message{Kind: codec.KindChunk, ID: 3, PayloadKind: codec.Blob, Payload: []byte("h")}},
+		{"credit", codec.Message{Kind: codec.KindCredit, ID: 3, Credit: 4}},
 	}
 }
 
@@ -59,6 +75,63 @@ func ExampleWriter() {
 	// shared request:
 	// 00000000  00 00 00 15 96 03 02 a4  65 63 68 6f cd 13 88 02  |........echo....|
 	// 00000010  92 cd 10 00 ce 00 10 00  00                       |.........|
+	// hello with features:
+	// 00000000  00 00 00 1c 95 01 01 ce  04 00 00 00 00 93 a4 6d  |...............m|
+	// 00000010  65 74 61 a5 62 61 74 63  68 a6 73 74 72 65 61 6d  |eta.batch.stream|
+	// ready with features:
+	// 00000000  00 00 00 20 97 02 01 ce  04 00 00 00 cd 10 92 91  |... ............|
+	// 00000010  a4 65 63 68 6f 00 92 a5  62 61 74 63 68 a6 73 74  |.echo...batch.st|
+	// 00000020  72 65 61 6d                                       |ream|
+	// request with meta:
+	// 00000000  00 00 00 20 97 03 03 a4  65 63 68 6f 00 82 a7 61  |... ....echo...a|
+	// 00000010  74 74 65 6d 70 74 02 a6  63 72 65 64 69 74 08 00  |ttempt..credit..|
+	// 00000020  c4 02 68 69                                       |..hi|
+	// batch request:
+	// 00000000  00 00 00 1d 92 09 92 96  03 04 a4 65 63 68 6f 00  |...........echo.|
+	// 00000010  00 c4 01 61 96 03 05 a4  65 63 68 6f 00 00 c4 01  |...a....echo....|
+	// 00000020  62                                                |b|
+	// batch response:
+	// 00000000  00 00 00 15 92 0a 92 96  04 05 a0 a0 00 c4 01 62  |...............b|
+	// 00000010  96 04 04 a0 a0 00 c4 01  61                       |........a|
+	// chunk:
+	// 00000000  00 00 00 07 94 0b 03 00  c4 01 68                 |..........h|
+	// credit:
+	// 00000000  00 00 00 04 93 0c 03 04                           |........|
+}
+
+// A Batch packs requests into batch frames as large as the peer accepts:
+// Add refuses with ErrBatchFull what does not fit, and the caller flushes
+// and adds it again. Each item keeps the rules of a request sent alone.
+func ExampleBatch() {
+	var stream bytes.Buffer
+	w := codec.NewWriter(&stream, 0)
+	w.SetMaxFrame(80) // the limit the worker announced in ready
+	b := codec.NewBatch(w, codec.KindBatchRequest)
+	for id := uint64(1); id <= 5; id++ {
+		req := codec.Message{Kind: codec.KindRequest, ID: id, JobType: "echo", PayloadKind: codec.Blob, Payload: []byte("0123456789")}
+		err := b.Add(&req)
+		if errors.Is(err, codec.ErrBatchFull) {
+			_ = b.Flush()
+			err = b.Add(&req)
+		}
+		if err != nil {
+			panic(err) // ErrFrameTooLarge: too large even alone
+		}
+	}
+	_ = b.Flush()
+
+	r := codec.NewReader(&stream, 0)
+	var m codec.Message
+	for r.Read(&m) == nil {
+		fmt.Printf("%s of %d items:", m.Kind, len(m.Items))
+		for _, it := range m.Items {
+			fmt.Printf(" %d", it.ID)
+		}
+		fmt.Println()
+	}
+	// Output:
+	// batch request of 3 items: 1 2 3
+	// batch request of 2 items: 4 5
 }
 
 // A Writer refuses, writing nothing, a frame larger than its peer accepts.

@@ -98,6 +98,23 @@ func seedMessages() []Message {
 		{Kind: KindReady, Version: Version, MaxFrame: 1 << 20, PID: 1, JobTypes: []string{"a"}, SharedSize: 16 << 20},
 		{Kind: KindRequest, ID: 4, JobType: "sha512", PayloadKind: Blob, Shared: true, Span: Span{Offset: 4096, Length: 1 << 20}},
 		{Kind: KindResponse, ID: 4, PayloadKind: Value, Shared: true, Span: Span{Offset: 8 << 20, Length: 70000}},
+		{Kind: KindHello, Version: Version, MaxFrame: DefaultMaxFrame, Features: AllFeatures},
+		{Kind: KindReady, Version: Version, MaxFrame: 1 << 20, PID: 9, JobTypes: []string{"a"}, SharedSize: 16 << 20, Features: FeatureBatch | FeatureStream},
+		{Kind: KindRequest, ID: 5, JobType: "echo", Timeout: 1e9, Attempt: 2, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			TraceState: "a=b", Credit: 8, PayloadKind: Blob, Payload: []byte("m")},
+		{Kind: KindBatchRequest, Items: []Message{
+			{Kind: KindRequest, ID: 6, JobType: "echo", PayloadKind: Blob, Payload: []byte("a")},
+			{Kind: KindRequest, ID: 7, JobType: "typed", Credit: 1, PayloadKind: Value, Payload: []byte{0x92, 0x01, 0xa1, 'x'}},
+			{Kind: KindRequest, ID: 8, JobType: "echo", PayloadKind: Blob, Shared: true, Span: Span{Offset: 4096, Length: 3}},
+		}},
+		{Kind: KindBatchResponse, Items: []Message{
+			{Kind: KindResponse, ID: 7, PayloadKind: Value, Payload: []byte{0xc3}},
+			{Kind: KindResponse, ID: 6, ErrCode: CodeCancelled, ErrMessage: "stop", PayloadKind: Blob},
+			{Kind: KindResponse, ID: 8, PayloadKind: Blob, Shared: true, Span: Span{Offset: 8 << 20, Length: 3}},
+		}},
+		{Kind: KindChunk, ID: 7, PayloadKind: Value, Payload: []byte{0x81, 0xa1, 'k', 0x01}},
+		{Kind: KindChunk, ID: 5, PayloadKind: Blob, Shared: true, Span: Span{Offset: 8 << 20, Length: 1 << 16}},
+		{Kind: KindCredit, ID: 5, Credit: 4},
 	}
 }
 

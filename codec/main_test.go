@@ -67,6 +67,18 @@ func normalize(m Message) Message {
 	if len(m.JobTypes) == 0 {
 		m.JobTypes = nil
 	}
+	if m.Attempt == 1 {
+		m.Attempt = 0 // the first attempt, said or not
+	}
+	if len(m.Items) == 0 {
+		m.Items = nil
+	} else {
+		items := make([]Message, len(m.Items))
+		for i := range m.Items {
+			items[i] = normalize(m.Items[i])
+		}
+		m.Items = items
+	}
 	return m
 }
 

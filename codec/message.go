@@ -29,6 +29,13 @@ const (
 	KindPing     Kind = 6 // H→W: liveness probe
 	KindPong     Kind = 7 // W→H: answer to Ping
 	KindShutdown Kind = 8 // H→W: finish running jobs, then exit
+
+	// The kinds of the optional features (see Features): a peer sends them
+	// only once the handshake has negotiated their feature.
+	KindBatchRequest  Kind = 9  // H→W: many requests in one frame (FeatureBatch)
+	KindBatchResponse Kind = 10 // W→H: many responses in one frame (FeatureBatch)
+	KindChunk         Kind = 11 // W→H: a partial result of a streamed request (FeatureStream)
+	KindCredit        Kind = 12 // H→W: more chunks a streamed request may send (FeatureStream)
 )
 
 // String returns the kind's name, as used in docs/protocol.md.
@@ -50,6 +57,14 @@ func (k Kind) String() string {
 		return "pong"
 	case KindShutdown:
 		return "shutdown"
+	case KindBatchRequest:
+		return "batch request"
+	case KindBatchResponse:
+		return "batch response"
+	case KindChunk:
+		return "chunk"
+	case KindCredit:
+		return "credit"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -121,6 +136,10 @@ type Message struct {
 	// answers 0, and payloads then travel in frames only. It is sent only
 	// when not 0, as a last, optional element.
 	SharedSize uint64
+	// Features are the optional features the host may use (Hello), or
+	// those of them the worker supports (Ready). They are sent only when
+	// not 0, as a last, optional element after SharedSize.
+	Features Features
 	// PID is the worker's process id (Ready).
 	PID int
 	// JobTypes lists the job types the worker serves (Ready).
@@ -133,17 +152,33 @@ type Message struct {
 	// milliseconds.
 	Timeout time.Duration
 
-	// PayloadKind says how Payload is encoded (Request, Response).
+	// Attempt is the attempt number of the job (Request, with FeatureMeta):
+	// 1 for its first run, more when the host runs it again after a
+	// failure. 0 means that the host did not say, which counts as 1; the
+	// Writer sends it only when above 1.
+	Attempt uint32
+	// TraceParent and TraceState are the W3C trace context of the job
+	// (Request, with FeatureMeta): the traceparent and tracestate header
+	// values of the caller's span, or empty.
+	TraceParent string
+	TraceState  string
+	// Credit is how many chunks a streamed request may send before the host
+	// grants more (Request, with FeatureStream: the initial window; 0 means
+	// the request is not streamed), or how many more it may send (Credit).
+	Credit uint32
+
+	// PayloadKind says how Payload is encoded (Request, Response, Chunk).
 	PayloadKind PayloadKind
 	// Shared reports that the payload lies in the shared memory region, at
 	// Span, instead of in the frame; Payload is then nil (Request,
-	// Response).
+	// Response, Chunk).
 	Shared bool
 	// Span locates the payload in the shared memory region when Shared is
 	// set. The codec checks nothing of it: the receiver must check it
 	// against the region's bounds.
 	Span Span
-	// Payload is the job's argument (Request) or result (Response): raw
+	// Payload is the job's argument (Request), result (Response) or partial
+	// result (Chunk): raw
 	// bytes for Blob, a msgpack encoding of one value for Value. After a
 	// Reader.Read it aliases the reader's buffer; see Reader.Read.
 	Payload []byte
@@ -156,10 +191,25 @@ type Message struct {
 	// Grace is how long the worker may take to finish its running jobs
 	// before the host kills it (Shutdown). It crosses the wire in milliseconds.
 	Grace time.Duration
+
+	// Items are the messages of a batch (BatchRequest: requests;
+	// BatchResponse: responses), 1 to MaxBatch of them, each with the fields
+	// of its own Kind. After a Reader.Read their payloads alias the
+	// reader's buffer, as Payload does.
+	Items []Message
 }
 
-// Reset clears m for reuse, keeping the capacity of JobTypes.
+// Reset clears m for reuse, keeping the capacity of JobTypes and Items.
 func (m *Message) Reset() {
-	jt := m.JobTypes[:0]
-	*m = Message{JobTypes: jt}
+	jt, items := m.JobTypes[:0], m.Items[:0]
+	*m = Message{JobTypes: jt, Items: items}
+}
+
+// MaxBatch is the largest number of items a batch frame may hold. It bounds
+// what a Reader allocates for a batch, whatever the frame limit.
+const MaxBatch = 1024
+
+// hasMeta reports whether a Request carries the optional meta element.
+func (m *Message) hasMeta() bool {
+	return m.Attempt > 1 || m.TraceParent != "" || m.TraceState != "" || m.Credit > 0
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +45,7 @@ func TestProtocolDocHexDumps(t *testing.T) {
 
 func TestProtocolDocTables(t *testing.T) {
 	doc := protocolDoc(t)
-	for k := codec.KindHello; k <= codec.KindShutdown; k++ {
+	for k := codec.KindHello; k <= codec.KindCredit; k++ {
 		assert.Contains(t, doc, fmt.Sprintf("| %d | %s |", k, k), "kind %d in the message table", k)
 		assert.Contains(t, doc, fmt.Sprintf("### 4.%d %s (%d)", k, k, k), "a section for kind %d", k)
 	}
@@ -52,6 +53,10 @@ func TestProtocolDocTables(t *testing.T) {
 		codec.CodeUnknownJobType, codec.CodeBadPayload, codec.CodeTooLarge, codec.CodeShuttingDown} {
 		assert.Contains(t, doc, "| `"+c+"` |", "error code %q in the table", c)
 	}
+	for _, f := range []codec.Features{codec.FeatureMeta, codec.FeatureBatch, codec.FeatureStream} {
+		assert.Contains(t, doc, fmt.Sprintf("### 14.%d The %q feature", bits.TrailingZeros32(uint32(f))+2, f.String()), "a section for feature %s", f)
+	}
+	assert.Contains(t, doc, fmt.Sprintf("at most %d items", codec.MaxBatch))
 	assert.Contains(t, doc, fmt.Sprintf("`%d`", codec.DefaultMaxFrame))
 	assert.Contains(t, doc, "version 1")
 	assert.Equal(t, 1, codec.Version)
@@ -259,6 +264,22 @@ func TestProtocolDocPythonWorker(t *testing.T) {
 
 		pw.send(t, codec.Message{Kind: codec.KindShutdown, Grace: 2 * time.Second})
 		assert.Equal(t, 0, pw.waitExit(t), "exit status after shutdown")
+	})
+
+	// A worker that reads only hello's first elements, as this one does,
+	// takes a hello offering features as an old one: its ready names none,
+	// and the host uses none.
+	t.Run("a hello offering features", func(t *testing.T) {
+		pw := startPythonWorker(t, ctx, python, script)
+		pw.send(t, codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: codec.DefaultMaxFrame, Features: codec.AllFeatures})
+		ready := pw.next(t)
+		require.Equal(t, codec.KindReady, ready.Kind)
+		assert.Zero(t, ready.Features)
+		assert.Zero(t, ready.SharedSize)
+		pw.send(t, codec.Message{Kind: codec.KindRequest, ID: 1, JobType: "echo", PayloadKind: codec.Blob, Payload: []byte("old")})
+		assert.Equal(t, "old", string(pw.next(t).Payload))
+		require.NoError(t, pw.toW.Close())
+		assert.Equal(t, 0, pw.waitExit(t))
 	})
 
 	t.Run("end of stream on fd 3", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -24,6 +25,7 @@ type Writer struct {
 	maxFrame int
 	buf      bytes.Buffer
 	enc      *msgpack.Encoder
+	batch    *Batch // for Write of a batch message
 }
 
 // NewWriter returns a Writer that writes frames to w and refuses frames longer
@@ -60,7 +62,14 @@ const keepLimit = 4 * inlineLimit
 //
 // A frame up to 64 KiB of payload goes out in one call to the underlying
 // writer; a larger one in two, the second straight from m.Payload.
+//
+// A BatchRequest or BatchResponse is written as a Batch of its Items would
+// be: whole, or, when the frame would exceed the limit, not at all. A Batch
+// packs items into frames of the right size one by one.
 func (w *Writer) Write(m *Message) error {
+	if itemKind(m.Kind) != 0 {
+		return w.writeBatch(m)
+	}
 	defer w.trim()
 	payload, err := w.encode(m)
 	if err != nil {
@@ -97,19 +106,22 @@ func (w *Writer) trim() {
 func (w *Writer) encode(m *Message) ([]byte, error) {
 	w.buf.Reset()
 	w.buf.Write([]byte{0, 0, 0, 0}) // the length, filled in by Write
-	e := w.enc
+	return encodeMessage(w.enc, m)
+}
+
+// encodeMessage writes the array of m with e, but for the raw bytes of its
+// payload, which it returns for the caller to send right after.
+func encodeMessage(e *msgpack.Encoder, m *Message) ([]byte, error) {
 	var payload []byte
 	switch m.Kind {
 	case KindHello:
-		e.EncodeArrayLen(3 + sharedElems(m))
+		e.EncodeArrayLen(3 + handshakeElems(m))
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(uint64(m.Version))
 		e.EncodeUint(uint64(m.MaxFrame))
-		if m.SharedSize != 0 {
-			e.EncodeUint(m.SharedSize)
-		}
+		encodeHandshakeTail(e, m)
 	case KindReady:
-		e.EncodeArrayLen(5 + sharedElems(m))
+		e.EncodeArrayLen(5 + handshakeElems(m))
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(uint64(m.Version))
 		e.EncodeUint(uint64(m.MaxFrame))
@@ -118,16 +130,22 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 		for _, t := range m.JobTypes {
 			e.EncodeString(t)
 		}
-		if m.SharedSize != 0 {
-			e.EncodeUint(m.SharedSize)
-		}
+		encodeHandshakeTail(e, m)
 	case KindRequest:
-		e.EncodeArrayLen(6)
+		meta := m.hasMeta()
+		if meta {
+			e.EncodeArrayLen(7)
+		} else {
+			e.EncodeArrayLen(6)
+		}
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(m.ID)
 		e.EncodeString(m.JobType)
 		e.EncodeUint(durationToMillis(m.Timeout))
-		p, err := w.encodePayloadHead(m)
+		if meta {
+			encodeMeta(e, m)
+		}
+		p, err := encodePayloadHead(e, m)
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +156,7 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 		e.EncodeUint(m.ID)
 		e.EncodeString(m.ErrCode)
 		e.EncodeString(m.ErrMessage)
-		p, err := w.encodePayloadHead(m)
+		p, err := encodePayloadHead(e, m)
 		if err != nil {
 			return nil, err
 		}
@@ -151,43 +169,107 @@ func (w *Writer) encode(m *Message) ([]byte, error) {
 		e.EncodeArrayLen(2)
 		e.EncodeUint(uint64(m.Kind))
 		e.EncodeUint(durationToMillis(m.Grace))
+	case KindChunk:
+		e.EncodeArrayLen(4)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(m.ID)
+		p, err := encodePayloadHead(e, m)
+		if err != nil {
+			return nil, err
+		}
+		payload = p
+	case KindCredit:
+		e.EncodeArrayLen(3)
+		e.EncodeUint(uint64(m.Kind))
+		e.EncodeUint(m.ID)
+		e.EncodeUint(uint64(m.Credit))
 	default:
 		return nil, fmt.Errorf("codec: cannot write message of unknown %s", m.Kind)
 	}
 	return payload, nil
 }
 
-// sharedElems is 1 when a Hello or Ready carries the shared region's size.
-func sharedElems(m *Message) int {
-	if m.SharedSize != 0 {
+// handshakeElems is how many optional elements a Hello or Ready carries:
+// SharedSize when it is not 0 or Features follow it, and Features when not
+// empty.
+func handshakeElems(m *Message) int {
+	switch {
+	case m.Features != 0:
+		return 2
+	case m.SharedSize != 0:
 		return 1
 	}
 	return 0
+}
+
+// encodeHandshakeTail writes the optional elements of a Hello or Ready.
+func encodeHandshakeTail(e *msgpack.Encoder, m *Message) {
+	if handshakeElems(m) == 0 {
+		return
+	}
+	e.EncodeUint(m.SharedSize)
+	if m.Features == 0 {
+		return
+	}
+	e.EncodeArrayLen(bits.OnesCount32(uint32(m.Features & AllFeatures)))
+	for i, name := range featureNames {
+		if m.Features&(1<<i) != 0 {
+			e.EncodeString(name)
+		}
+	}
+}
+
+// encodeMeta writes the meta map of a Request: the fields that are set, in
+// a fixed order.
+func encodeMeta(e *msgpack.Encoder, m *Message) {
+	n := 0
+	for _, set := range [...]bool{m.Attempt > 1, m.TraceParent != "", m.TraceState != "", m.Credit > 0} {
+		if set {
+			n++
+		}
+	}
+	e.EncodeMapLen(n)
+	if m.Attempt > 1 {
+		e.EncodeString(metaAttempt)
+		e.EncodeUint(uint64(m.Attempt))
+	}
+	if m.TraceParent != "" {
+		e.EncodeString(metaTraceParent)
+		e.EncodeString(m.TraceParent)
+	}
+	if m.TraceState != "" {
+		e.EncodeString(metaTraceState)
+		e.EncodeString(m.TraceState)
+	}
+	if m.Credit > 0 {
+		e.EncodeString(metaCredit)
+		e.EncodeUint(uint64(m.Credit))
+	}
 }
 
 // encodePayloadHead writes the payload kind and what precedes the payload's
 // raw bytes: the bin header for Blob, nothing for Value (whose bytes are
 // already msgpack), and the whole [offset, length] span of a payload in the
 // shared region.
-func (w *Writer) encodePayloadHead(m *Message) ([]byte, error) {
+func encodePayloadHead(e *msgpack.Encoder, m *Message) ([]byte, error) {
 	if m.Shared {
 		if m.PayloadKind > Value {
 			return nil, fmt.Errorf("codec: cannot write unknown %s", m.PayloadKind)
 		}
-		w.enc.EncodeUint(uint64(m.PayloadKind | sharedBit))
-		w.enc.EncodeArrayLen(2)
-		w.enc.EncodeUint(m.Span.Offset)
-		w.enc.EncodeUint(m.Span.Length)
+		e.EncodeUint(uint64(m.PayloadKind | sharedBit))
+		e.EncodeArrayLen(2)
+		e.EncodeUint(m.Span.Offset)
+		e.EncodeUint(m.Span.Length)
 		return nil, nil
 	}
-	w.enc.EncodeUint(uint64(m.PayloadKind))
+	e.EncodeUint(uint64(m.PayloadKind))
 	switch m.PayloadKind {
 	case Blob:
-		w.enc.EncodeBytesLen(len(m.Payload))
+		e.EncodeBytesLen(len(m.Payload))
 		return m.Payload, nil
 	case Value:
 		if len(m.Payload) == 0 {
-			w.enc.EncodeNil()
+			e.EncodeNil()
 			return nil, nil
 		}
 		if err := CheckValue(m.Payload); err != nil {

@@ -73,6 +73,11 @@ var checks = []struct {
 	{"ShutdownDrains", checkShutdownDrains},
 	{"ShutdownThenEOF", checkShutdownThenEOF},
 	{"HostGone", checkHostGone},
+	{"PanicAnswer", checkPanicAnswer},
+	{"Features", checkFeatures},
+	{"Meta", checkMeta},
+	{"Batch", checkBatch},
+	{"Stream", checkStream},
 }
 
 // callTimeout bounds every call of the suite: generous, for a loaded

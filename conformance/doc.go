@@ -5,7 +5,8 @@
 // shutdown clean, no process left. A few checks drive the worker over the
 // protocol directly (packages childproc and codec), where the host does not
 // show what the protocol requires: the exit status, 64-bit ids, answers to
-// pings while draining.
+// pings while draining, a crash's answer, and the optional features (request
+// meta, batches, streamed results), which the host does not use yet.
 //
 // An SDK author writes a worker serving the job types below with the SDK,
 // then runs the suite from a Go test:
@@ -49,6 +50,19 @@
 //	         text in its message. The SDK answers code "panic" and the
 //	         worker exits non-zero.
 //	grow     BLOB: a number n; answers n bytes, byte i being i mod 251.
+//
+// A worker that supports the protocol's optional features (codec.Features)
+// announces them in ready; the suite then checks them over the raw
+// protocol, and the worker serves their job types too:
+//
+//	info     VALUE ("meta"): anything → {ID, JobType, Attempt, TraceParent,
+//	         TraceState, Streaming}, what the request said about the job.
+//	stream   BLOB ("stream"): "n:size"; sends n chunks of size bytes, chunk
+//	         i being byte i mod 256 repeated, waiting for credit as the
+//	         protocol says, then answers "done:n".
+//
+// Batches ("batch") need no job type of their own. Every worker must accept
+// a hello that offers features, and may answer none.
 //
 // The suite fails on any wrong byte, error or leftover process; it takes
 // about a minute per worker.

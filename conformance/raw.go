@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
 )
 
 // rawWorker is the worker under test driven over the protocol directly,
@@ -32,26 +32,7 @@ func startRaw(t *testing.T, w Worker) *rawWorker {
 	if err != nil {
 		t.Fatalf("starting the worker: %v", err)
 	}
-	rw := &rawWorker{t: t, proc: p, w: codec.NewWriter(p.Input(), 0), msgs: make(chan codec.Message, 1024), rerr: make(chan error, 1), in: true}
-	t.Cleanup(func() {
-		_ = p.Kill()
-		<-p.Done()
-	})
-	go func() {
-		rd := codec.NewReader(bufio.NewReader(p.Output()), 0)
-		for {
-			var m codec.Message
-			if err := rd.Read(&m); err != nil {
-				rw.rerr <- err
-				close(rw.msgs)
-				return
-			}
-			m.Payload = bytes.Clone(m.Payload)
-			m.JobTypes = slices.Clone(m.JobTypes)
-			rw.msgs <- m
-		}
-	}()
-	return rw
+	return newRaw(t, p)
 }
 
 func (rw *rawWorker) send(m codec.Message) {
@@ -110,6 +91,106 @@ func (rw *rawWorker) responses(ids ...uint64) (map[uint64]codec.Message, []codec
 		got[m.ID] = m
 	}
 	return got, other
+}
+
+// answers collects the worker's answers until every id in ids has one,
+// taking responses out of batch responses, and fails the test on an answer
+// to another id, a second answer, or a batch response with nothing but
+// responses. It returns the answers by id, the number of batch responses
+// and the other messages in order.
+func (rw *rawWorker) answers(ids ...uint64) (map[uint64]codec.Message, int, []codec.Message) {
+	rw.t.Helper()
+	return rw.answersShared(nil, ids...)
+}
+
+// answersShared is answers for a worker with the shared memory region shm
+// (nil for none): it frees each answered request's block, and reads the
+// results in the region, in the order of the stream, into Payload.
+func (rw *rawWorker) answersShared(shm *sharedmem.Host, ids ...uint64) (map[uint64]codec.Message, int, []codec.Message) {
+	rw.t.Helper()
+	got := map[uint64]codec.Message{}
+	batches := 0
+	var other []codec.Message
+	take := func(m codec.Message) {
+		rw.t.Helper()
+		if m.Kind != codec.KindResponse {
+			rw.t.Fatalf("a %s inside a batch response", m.Kind)
+		}
+		if !slices.Contains(ids, m.ID) {
+			rw.t.Fatalf("an answer to id %d, which is not among %v", m.ID, ids)
+		}
+		if _, dup := got[m.ID]; dup {
+			rw.t.Fatalf("two answers to id %d", m.ID)
+		}
+		if shm != nil {
+			shm.Release(m.ID)
+			if m.Shared {
+				b, err := shm.Response(m.Span.Offset, m.Span.Length)
+				if err != nil {
+					rw.t.Fatalf("the result of %d in the shared region: %v", m.ID, err)
+				}
+				m.Payload = bytes.Clone(b)
+				shm.Consumed()
+			}
+		} else if m.Shared {
+			rw.t.Fatalf("the result of %d in a shared region the worker does not have", m.ID)
+		}
+		got[m.ID] = m
+	}
+	for len(got) < len(ids) {
+		m := rw.next(fmt.Sprintf("the answers to %v", ids))
+		switch m.Kind {
+		case codec.KindResponse:
+			take(m)
+		case codec.KindBatchResponse:
+			batches++
+			for _, it := range m.Items {
+				take(it)
+			}
+		default:
+			other = append(other, m)
+		}
+	}
+	return got, batches, other
+}
+
+// chunks reads the next n messages, which must be chunks of id, and
+// returns their bytes (read from the region shm when they lie there).
+func (rw *rawWorker) chunks(id uint64, n int, shm *sharedmem.Host) [][]byte {
+	rw.t.Helper()
+	var out [][]byte
+	for len(out) < n {
+		m := rw.next(fmt.Sprintf("chunk %d of %d of job %d", len(out)+1, n, id))
+		if m.Kind != codec.KindChunk || m.ID != id {
+			rw.t.Fatalf("want chunk %d of job %d, got %s %d (%s %s)", len(out)+1, id, m.Kind, m.ID, m.ErrCode, m.ErrMessage)
+		}
+		if m.Shared {
+			if shm == nil {
+				rw.t.Fatalf("a chunk in a shared region the worker does not have")
+			}
+			b, err := shm.Response(m.Span.Offset, m.Span.Length)
+			if err != nil {
+				rw.t.Fatalf("a chunk in the shared region: %v", err)
+			}
+			m.Payload = bytes.Clone(b)
+			shm.Consumed()
+		}
+		out = append(out, m.Payload)
+	}
+	return out
+}
+
+// quiet fails the test if the worker sends anything for d; what names
+// what that would be.
+func (rw *rawWorker) quiet(d time.Duration, what string) {
+	rw.t.Helper()
+	select {
+	case m, ok := <-rw.msgs:
+		if ok {
+			rw.t.Fatalf("%s: the worker sent %s %d", what, m.Kind, m.ID)
+		}
+	case <-time.After(d):
+	}
 }
 
 func (rw *rawWorker) closeInput() {

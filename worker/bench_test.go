@@ -24,6 +24,12 @@ type benchHost struct {
 
 func startBenchHost(b *testing.B, s *Server) *benchHost {
 	b.Helper()
+	return startBenchHostFeatures(b, s, 0)
+}
+
+// startBenchHostFeatures is startBenchHost announcing features in hello.
+func startBenchHostFeatures(b *testing.B, s *Server, features codec.Features) *benchHost {
+	b.Helper()
 	wr, hw, err := os.Pipe()
 	if err != nil {
 		b.Fatal(err)
@@ -39,7 +45,7 @@ func startBenchHost(b *testing.B, s *Server) *benchHost {
 		ww.Close()
 	}()
 	var m codec.Message
-	if err := h.w.Write(&codec.Message{Kind: codec.KindHello, Version: codec.Version}); err != nil {
+	if err := h.w.Write(&codec.Message{Kind: codec.KindHello, Version: codec.Version, Features: features}); err != nil {
 		b.Fatal(err)
 	}
 	if err := h.r.Read(&m); err != nil || m.Kind != codec.KindReady {
@@ -149,6 +155,92 @@ func BenchmarkPipelined(b *testing.B) {
 	if err := <-errc; err != nil && err != io.EOF {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkSmallJobs runs SHA-512 of 64 bytes, the job of issue 13's Map,
+// 256 jobs in flight: as single requests (each its own frame and answer)
+// and as batches of 128 (two in flight). ns/op is per job.
+func BenchmarkSmallJobs(b *testing.B) {
+	payload := make([]byte, 64)
+	const inFlight = 256
+	b.Run("single", func(b *testing.B) {
+		h := startBenchHost(b, benchServer())
+		credits := make(chan struct{}, inFlight)
+		for range inFlight {
+			credits <- struct{}{}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		errc := make(chan error, 1)
+		go func() {
+			var m codec.Message
+			for i := 0; i < b.N; i++ {
+				if err := h.r.Read(&m); err != nil {
+					errc <- err
+					return
+				}
+				credits <- struct{}{}
+			}
+			errc <- nil
+		}()
+		req := codec.Message{Kind: codec.KindRequest, JobType: "sha512", Payload: payload}
+		for i := 0; i < b.N; i++ {
+			<-credits
+			req.ID = uint64(i)
+			if err := h.w.Write(&req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("batch128", func(b *testing.B) {
+		const size = 128
+		h := startBenchHostFeatures(b, benchServer(), codec.FeatureBatch)
+		batch := codec.NewBatch(h.w, codec.KindBatchRequest)
+		credits := make(chan struct{}, inFlight)
+		for range inFlight {
+			credits <- struct{}{}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		errc := make(chan error, 1)
+		go func() {
+			var m codec.Message
+			for n := 0; n < b.N; {
+				if err := h.r.Read(&m); err != nil {
+					errc <- err
+					return
+				}
+				k := 1
+				if m.Kind == codec.KindBatchResponse {
+					k = len(m.Items)
+				}
+				for range k {
+					credits <- struct{}{}
+				}
+				n += k
+			}
+			errc <- nil
+		}()
+		req := codec.Message{Kind: codec.KindRequest, JobType: "sha512", Payload: payload}
+		for i := 0; i < b.N; i++ {
+			<-credits
+			req.ID = uint64(i)
+			if err := batch.Add(&req); err != nil {
+				b.Fatal(err)
+			}
+			if batch.Len() == size || i == b.N-1 {
+				if err := batch.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	})
 }
 
 func mustMarshal(v any) []byte {

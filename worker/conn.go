@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +42,10 @@ type job struct {
 	jobType string
 	timeout time.Duration
 	h       *handler
-	payload []byte  // the request's payload, valid until the response is written
-	in      *[]byte // pooled buffer holding payload, if any
-	ctx     context.Context
+	payload []byte          // the request's payload, valid until the response is written
+	in      *[]byte         // pooled buffer holding payload, if any
+	ctx     context.Context // jc, for the handler
+	jc      *jobContext
 	cancel  context.CancelCauseFunc
 	stop    context.CancelFunc // releases the timeout's timer, if any
 
@@ -88,18 +90,22 @@ type conn struct {
 	ctx    context.Context // parent of every job's context
 	cancel context.CancelCauseFunc
 
+	features     codec.Features // negotiated in the handshake
+	batchWorkers int            // items of one batch run at once
+
 	mu       sync.Mutex
 	jobs     map[uint64]*job // running jobs, by id
 	running  int             // jobs whose response is not yet queued
 	refusing bool            // new requests are answered shutting_down
 	idle     chan struct{}   // closed when running drops to 0
 	panicErr *PanicError     // the first panic
+	panicky  atomic.Bool     // a handler panicked: start no more jobs
 
 	stopOnce    sync.Once
 	stopping    atomic.Bool // the reader ignores what it reads from now on
 	interrupted bool        // stopReading managed to interrupt src
 
-	work chan *job     // idle runners receive jobs from it
+	work chan task     // idle runners receive jobs from it
 	quit chan struct{} // closed at the end: idle runners exit
 
 	readDone  chan error         // the reader's end: io.EOF, an error, or nil when stopped
@@ -110,17 +116,18 @@ type conn struct {
 
 func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*region, error)) *conn {
 	c := &conn{
-		mapShared: mapShared,
-		logger:    s.logger(),
-		drain:     s.drainTimeout(),
-		src:       r,
-		rd:        codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
-		jobs:      make(map[uint64]*job),
-		work:      make(chan *job),
-		quit:      make(chan struct{}),
-		readDone:  make(chan error, 1),
-		shutdownC: make(chan time.Duration, 1),
-		panicked:  make(chan struct{}),
+		mapShared:    mapShared,
+		logger:       s.logger(),
+		drain:        s.drainTimeout(),
+		batchWorkers: s.batchConcurrency(),
+		src:          r,
+		rd:           codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
+		jobs:         make(map[uint64]*job),
+		work:         make(chan task),
+		quit:         make(chan struct{}),
+		readDone:     make(chan error, 1),
+		shutdownC:    make(chan time.Duration, 1),
+		panicked:     make(chan struct{}),
 	}
 	s.mu.Lock()
 	c.handlers = make(map[string]*handler, len(s.handlers))
@@ -170,7 +177,12 @@ func (c *conn) handshake() error {
 		ready.JobTypes = append(ready.JobTypes, name)
 	}
 	slices.Sort(ready.JobTypes)
+	c.features = m.Features & codec.AllFeatures // every feature this SDK knows
+	ready.Features = c.features
 	c.out.cw.SetMaxFrame(int(m.MaxFrame))
+	if c.features.Has(codec.FeatureBatch) {
+		c.out.rb = codec.NewBatch(c.out.cw, codec.KindBatchResponse)
+	}
 	if err := c.out.writeNow(&ready); err != nil {
 		if isHostGone(err) {
 			return io.EOF
@@ -368,6 +380,24 @@ func (c *conn) dispatch(m *codec.Message) error {
 	switch m.Kind {
 	case codec.KindRequest:
 		return c.startJob(m)
+	case codec.KindBatchRequest:
+		if !c.features.Has(codec.FeatureBatch) {
+			return errors.New("worker: the host sent a batch request, but the handshake did not negotiate batches")
+		}
+		return c.startBatch(m)
+	case codec.KindCredit:
+		if !c.features.Has(codec.FeatureStream) {
+			return errors.New("worker: the host sent a credit, but the handshake did not negotiate streams")
+		}
+		var jc *jobContext // never reused, unlike the job: safe after the job ends
+		c.mu.Lock()
+		if j := c.jobs[m.ID]; j != nil { // unknown or answered: ignore
+			jc = j.jc
+		}
+		c.mu.Unlock()
+		if jc != nil {
+			jc.grant(m.Credit)
+		}
 	case codec.KindCancel:
 		c.mu.Lock()
 		if j := c.jobs[m.ID]; j != nil {
@@ -399,14 +429,27 @@ func (c *conn) reply(kind codec.Kind, id uint64, code, msg string) {
 
 // startJob starts the job m requests, or answers it at once.
 func (c *conn) startJob(m *codec.Message) error {
+	j, err := c.accept(m, false)
+	if j != nil {
+		c.launch(task{j: j})
+	}
+	return err
+}
+
+// accept registers the job m requests and returns it, with its payload
+// its own, ready to run; or answers it at once (unknown job type, shutting
+// down) and returns nil; or returns a protocol error. inBatch says that m
+// is an item of the frame just read, whose buffer, even if Owned, holds
+// other items too: the payload is then copied.
+func (c *conn) accept(m *codec.Message, inBatch bool) (*job, error) {
 	var shared []byte
 	if m.Shared {
 		if c.shm == nil {
-			return fmt.Errorf("worker: request %d has its payload in shared memory, which the handshake did not set up", m.ID)
+			return nil, fmt.Errorf("worker: request %d has its payload in shared memory, which the handshake did not set up", m.ID)
 		}
 		var err error
 		if shared, err = c.shm.Request(m.Span.Offset, m.Span.Length); err != nil {
-			return fmt.Errorf("worker: request %d: %w", m.ID, err)
+			return nil, fmt.Errorf("worker: request %d: %w", m.ID, err)
 		}
 	}
 	h := c.handlers[m.JobType]
@@ -414,23 +457,26 @@ func (c *conn) startJob(m *codec.Message) error {
 	if c.refusing {
 		c.mu.Unlock()
 		c.reply(codec.KindResponse, m.ID, codec.CodeShuttingDown, "the worker is shutting down")
-		return nil
+		return nil, nil
 	}
 	if h == nil {
 		c.mu.Unlock()
 		c.reply(codec.KindResponse, m.ID, codec.CodeUnknownJobType, fmt.Sprintf("no handler for job type %q", m.JobType))
-		return nil
+		return nil, nil
 	}
 	if _, dup := c.jobs[m.ID]; dup {
 		c.mu.Unlock()
-		return fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
+		return nil, fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
 	}
 	j := jobPool.Get().(*job)
 	j.id, j.jobType, j.timeout, j.h = m.ID, m.JobType, m.Timeout, h
-	j.ctx, j.cancel = context.WithCancelCause(c.ctx)
+	ctx, cancel := context.WithCancelCause(c.ctx)
 	if m.Timeout > 0 {
-		j.ctx, j.stop = context.WithTimeout(j.ctx, m.Timeout)
+		ctx, j.stop = context.WithTimeout(ctx, m.Timeout)
 	}
+	j.cancel = cancel
+	j.jc = newJobContext(c, ctx, m, h.kind)
+	j.ctx = j.jc
 	c.jobs[m.ID] = j
 	c.running++
 	c.mu.Unlock()
@@ -438,7 +484,7 @@ func (c *conn) startJob(m *codec.Message) error {
 	if m.Shared {
 		j.payload = shared // the host's until it reads the answer
 	} else if n := len(m.Payload); n > 0 {
-		if c.rd.Owned() {
+		if c.rd.Owned() && !inBatch {
 			j.in, c.big = c.big, nil // the frame's pooled buffer, if any
 			j.payload = m.Payload
 		} else {
@@ -447,32 +493,36 @@ func (c *conn) startJob(m *codec.Message) error {
 			j.payload = *j.in
 		}
 	}
+	return j, nil
+}
+
+// launch hands t to an idle runner, or to a new one.
+func (c *conn) launch(t task) {
 	select {
-	case c.work <- j:
+	case c.work <- t:
 	default:
-		go c.runner(j)
+		go c.runner(t)
 	}
-	return nil
 }
 
 // runnerIdle is how long a runner goroutine waits for a job before exiting.
 const runnerIdle = 10 * time.Second
 
-// runner runs j, then the jobs it receives from c.work until it has been
+// runner runs t, then the tasks it receives from c.work until it has been
 // idle for runnerIdle or the conversation ends. Reusing goroutines spares
 // every job the growth of a fresh goroutine's stack, which profiles showed
 // to be a quarter of the SDK's CPU time.
-func (c *conn) runner(j *job) {
+func (c *conn) runner(tk task) {
 	var t *time.Timer
 	for {
-		c.run(j)
+		c.runTask(tk)
 		if t == nil {
 			t = time.NewTimer(runnerIdle)
 		} else {
 			t.Reset(runnerIdle)
 		}
 		select {
-		case j = <-c.work:
+		case tk = <-c.work:
 		case <-t.C:
 			return
 		case <-c.quit:
@@ -510,7 +560,9 @@ func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
 	switch {
 	case p != nil:
 		j.code = codec.CodePanic
-		j.msg = panicMessage(p)
+		j.msg = panicSummary(p)
+		j.pk, j.result = codec.Blob, panicDetail(p)
+		// One Write: the host logs a burst of stderr as one record.
 		c.logger.Printf("worker: panic in job %d of type %q: %v\n%s", j.id, j.jobType, p.Value, p.Stack)
 	case err != nil:
 		j.code, j.msg = classify(j, err)
@@ -528,8 +580,10 @@ func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
 	first := p != nil && c.panicErr == nil
 	if first {
 		c.panicErr = p
+		c.panicky.Store(true)
 	}
 	c.mu.Unlock()
+	j.jc.end() // no chunk after the response
 	if first {
 		c.stopReading()
 		close(c.panicked)
@@ -581,13 +635,23 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// panicFrames is how many stack lines (two per frame) a panic response
-// carries; the worker's log has the whole stack.
+// panicFrames is how many stack lines (two per frame) a panic response's
+// detail carries; the worker's log has the whole stack.
 const panicFrames = 10
 
-// panicMessage returns the panic value and the first frames below the
-// panic, for the response's error message.
-func panicMessage(p *PanicError) string {
+// panicSummary returns the first line of "panic: <value>": a panic
+// response's error message.
+func panicSummary(p *PanicError) string {
+	s := fmt.Sprintf("panic: %v", p.Value)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = strings.TrimRight(s[:i], "\r") + " [...]"
+	}
+	return s
+}
+
+// panicDetail returns the panic value in full and the first frames below
+// the panic: a panic response's payload, its detail.
+func panicDetail(p *PanicError) []byte {
 	lines := bytes.Split(bytes.TrimSpace(p.Stack), []byte("\n"))
 	start := 1 // after "goroutine N [running]:"
 	for i, l := range lines {
@@ -597,12 +661,15 @@ func panicMessage(p *PanicError) string {
 		}
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "panic: %v", p.Value)
+	fmt.Fprintf(&b, "panic: %v\n", p.Value)
 	for i := start; i < len(lines) && i < start+panicFrames; i++ {
 		b.WriteByte('\n')
 		b.Write(lines[i])
 	}
-	return b.String()
+	if b.Len() > maxErrMessage {
+		return []byte(truncate(b.String(), maxErrMessage))
+	}
+	return b.Bytes()
 }
 
 // isHostGone reports whether a write error means that the host closed its

@@ -68,11 +68,52 @@
 // results larger than the host accepts, codec.CodeTooLarge. Every request is
 // answered exactly once, as long as the worker lives.
 //
+// # Job metadata and tracing
+//
+// [Info] returns what the request says about the job a handler runs: its
+// id, job type, deadline, attempt number (1 for the first run, more when
+// the host runs it again after a failure) and the W3C trace context of the
+// caller's span. A handler's own spans join the caller's trace through
+// [JobInfo.Carrier], which has the methods of OpenTelemetry's
+// propagation.TextMapCarrier (this package does not import OpenTelemetry):
+//
+//	info, _ := worker.Info(ctx)
+//	ctx = propagation.TraceContext{}.Extract(ctx, info.Carrier())
+//	ctx, span := otel.Tracer("resizer").Start(ctx, "resize")
+//	defer span.End()
+//
+// The attempt and the trace context come with the protocol's "meta"
+// feature, which the SDK always accepts (see codec.Features); from a host
+// that does not send them, Attempt is 1 and the trace context empty.
+//
+// # Batches
+//
+// A host that negotiated the "batch" feature may send many requests in one
+// frame. Their jobs are the same as requests sent alone, cancelled and
+// timed out one by one, but they run in the batch's order with at most
+// [Server.BatchConcurrency] of them at once (GOMAXPROCS by default), so that
+// a batch of a thousand small jobs does not start a thousand goroutines. A
+// job whose context ends while it waits for its turn is answered without
+// running. Answers that are ready while another is being written leave
+// together in batch responses, so an answer never waits for the others.
+//
+// # Streamed results
+//
+// With the "stream" feature, a host may ask for a job's partial results: the
+// handler then calls [Send] (or [SendValue]) with each chunk before it
+// returns its final result, which ends the stream. The host grants a window
+// of chunks and more as its caller consumes them; Send blocks while the
+// window is used up, until the host grants more or the job's context ends.
+// [JobInfo.Streaming] tells whether the host asked; Send returns
+// [ErrNotStreaming] when it did not.
+//
 // # Panics
 //
-// A handler that panics is answered codec.CodePanic, with the panic value
-// and the first frames of its stack in the error message; the whole stack
-// goes to the log. The worker then stops serving, since a panic may have
+// A handler that panics is answered codec.CodePanic. The response's error
+// message is the first line of "panic: <value>"; its payload, the error's
+// detail, holds the value in full and the first frames of the stack below
+// the panic. The whole stack goes to the log in one write, which the host
+// keeps as one record. The worker then stops serving, since a panic may have
 // left its state corrupt: it reads no more requests, lets the other running
 // jobs finish and answer normally for up to [Server.DrainTimeout], then
 // cancels those still running and waits for them as long again. Serve

@@ -40,13 +40,15 @@ type hostOptions struct {
 	// mapShared how the worker maps it (as Serve maps fd 5).
 	shared    uint64
 	mapShared func(size uint64) (*region, error)
+	// features are the optional features announced in hello.
+	features codec.Features
 }
 
 // startHost serves s over pipes and performs the handshake.
 func startHost(t testing.TB, s *Server, opts hostOptions) *testHost {
 	t.Helper()
 	h := startRaw(t, s, opts)
-	h.send(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: opts.maxFrame, SharedSize: opts.shared})
+	h.send(&codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: opts.maxFrame, SharedSize: opts.shared, Features: opts.features})
 	h.ready = h.next()
 	require.Equal(t, codec.KindReady, h.ready.Kind)
 	return h
@@ -86,6 +88,9 @@ func startRaw(t testing.TB, s *Server, opts hostOptions) *testHost {
 				return
 			}
 			m.Payload = bytes.Clone(m.Payload)
+			for i := range m.Items {
+				m.Items[i].Payload = bytes.Clone(m.Items[i].Payload)
+			}
 			h.msgs <- m
 		}
 	}()
@@ -130,6 +135,43 @@ func (h *testHost) next() codec.Message {
 		h.t.Fatal("no message from the worker")
 	}
 	panic("unreachable")
+}
+
+// answers collects the worker's answers until every id in ids has one,
+// taking the responses out of batch responses, and fails on an answer to
+// another id or a second answer. It returns the answers by id, the number of
+// batch responses among the frames and the other messages in order.
+func (h *testHost) answers(ids ...uint64) (map[uint64]codec.Message, int, []codec.Message) {
+	h.t.Helper()
+	want := map[uint64]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	got := map[uint64]codec.Message{}
+	batches := 0
+	var other []codec.Message
+	take := func(m codec.Message) {
+		h.t.Helper()
+		require.True(h.t, want[m.ID], "an answer to id %d, not among %v", m.ID, ids)
+		_, dup := got[m.ID]
+		require.False(h.t, dup, "a second answer to id %d", m.ID)
+		got[m.ID] = m
+	}
+	for len(got) < len(ids) {
+		m := h.next()
+		switch m.Kind {
+		case codec.KindResponse:
+			take(m)
+		case codec.KindBatchResponse:
+			batches++
+			for _, it := range m.Items {
+				take(it)
+			}
+		default:
+			other = append(other, m)
+		}
+	}
+	return got, batches, other
 }
 
 // quiet checks that the worker sends nothing for d.

@@ -59,6 +59,15 @@ type Server struct {
 	// for once more). 0 means 500 ms.
 	DrainTimeout time.Duration
 
+	// BatchConcurrency bounds how many jobs of one batch request run at
+	// once, in the batch's order (a host sends batches only to a worker that
+	// negotiated them; see codec.FeatureBatch). 0 means runtime.GOMAXPROCS:
+	// right for CPU-bound handlers. Handlers that mostly wait (on I/O, on
+	// other processes) want more, or a host that sends them smaller
+	// batches: a job of a batch waits for a runner, and its timeout runs
+	// meanwhile. Requests sent alone are not bounded: each runs at once.
+	BatchConcurrency int
+
 	mu       sync.Mutex
 	handlers map[string]*handler
 }

@@ -28,10 +28,17 @@ type sharedHost struct {
 // the worker maps as Serve maps fd 5 (mapErr, if not nil, makes it fail).
 func startShared(t *testing.T, s *Server, size int, maxFrame uint32, mapErr error) *sharedHost {
 	t.Helper()
+	return startSharedFeatures(t, s, size, maxFrame, mapErr, 0)
+}
+
+// startSharedFeatures is startShared with features announced in hello.
+func startSharedFeatures(t *testing.T, s *Server, size int, maxFrame uint32, mapErr error, features codec.Features) *sharedHost {
+	t.Helper()
 	f, shm, err := sharedmem.Create("worker-test", size)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close(); shm.Close() })
 	h := startHost(t, s, hostOptions{
+		features: features,
 		maxFrame: maxFrame,
 		shared:   uint64(shm.Size()),
 		mapShared: func(size uint64) (*region, error) {
@@ -172,4 +179,67 @@ func TestSharedPayloadOutOfBounds(t *testing.T) {
 	h.send(&codec.Message{Kind: codec.KindRequest, ID: 1, JobType: "echo", Shared: true, Span: codec.Span{Offset: 1 << 40, Length: 10}})
 	err := h.result(5 * time.Second)
 	assert.ErrorIs(t, err, sharedmem.ErrBounds)
+}
+
+// TestSharedBatchAndChunks: a batch's items may each have their payload in
+// the region, and their results, inside batch responses, and large chunks
+// leave through it too; blocks are numbered in the order they appear on the
+// stream, items in order, so the host frees them as it reads.
+func TestSharedBatchAndChunks(t *testing.T) {
+	s := &Server{}
+	s.Handle("echo", echo)
+	s.Handle("stream", func(ctx context.Context, p []byte) ([]byte, error) {
+		for i := range 4 {
+			if err := Send(ctx, bytes.Repeat([]byte{byte(i)}, 300<<10)); err != nil {
+				return nil, err
+			}
+		}
+		return []byte("done"), nil
+	})
+	h := startSharedFeatures(t, s, 4<<20, 0, nil, codec.FeatureBatch|codec.FeatureStream)
+	require.Equal(t, codec.FeatureBatch|codec.FeatureStream, h.ready.Features)
+	for round := range 4 { // 4 rounds of 1.5 MiB each way through 2 MiB halves
+		want := map[uint64][]byte{}
+		var items []codec.Message
+		for i := range 3 {
+			id := uint64(round*10 + i + 1)
+			p := bytes.Repeat([]byte{byte(id)}, 500<<10)
+			want[id] = p
+			off, dst, ok := h.shm.Reserve(id, len(p))
+			require.True(t, ok)
+			copy(dst, p)
+			h.shm.Copied()
+			items = append(items, codec.Message{Kind: codec.KindRequest, ID: id, JobType: "echo", Shared: true,
+				Span: codec.Span{Offset: off, Length: uint64(len(p))}})
+		}
+		small := uint64(round*10 + 9)
+		want[small] = []byte("small")
+		items = append(items, codec.Message{Kind: codec.KindRequest, ID: small, JobType: "echo", Payload: []byte("small")})
+		h.send(&codec.Message{Kind: codec.KindBatchRequest, Items: items})
+		for len(want) > 0 {
+			m := h.next()
+			answers := []codec.Message{m}
+			if m.Kind == codec.KindBatchResponse {
+				answers = m.Items
+			}
+			for _, a := range answers {
+				require.Empty(t, a.ErrCode, a.ErrMessage)
+				assert.Equal(t, a.ID != small, a.Shared, "job %d", a.ID)
+				assert.Equal(t, want[a.ID], h.payload(a), "job %d", a.ID)
+				delete(want, a.ID)
+			}
+		}
+	}
+	h.send(&codec.Message{Kind: codec.KindRequest, ID: 100, JobType: "stream", Credit: 4})
+	for i := range 4 {
+		m := h.next()
+		require.Equal(t, codec.KindChunk, m.Kind)
+		require.True(t, m.Shared, "a 300 KiB chunk goes through the region")
+		b, err := h.shm.Response(m.Span.Offset, m.Span.Length)
+		require.NoError(t, err)
+		assert.Equal(t, bytes.Repeat([]byte{byte(i)}, 300<<10), b)
+		h.shm.Consumed()
+	}
+	m := h.next()
+	assert.Equal(t, "done", string(m.Payload))
 }

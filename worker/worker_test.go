@@ -460,9 +460,12 @@ func TestPanic(t *testing.T) {
 	m := h.next()
 	assert.Equal(t, uint64(2), m.ID)
 	assert.Equal(t, codec.CodePanic, m.ErrCode)
-	assert.True(t, strings.HasPrefix(m.ErrMessage, "panic: kaboom\n"), m.ErrMessage)
-	assert.Contains(t, m.ErrMessage, "worker.explode")
-	assert.NotContains(t, m.ErrMessage, "runtime/debug.Stack")
+	assert.Equal(t, "panic: kaboom", m.ErrMessage, "the first line only")
+	assert.Equal(t, codec.Blob, m.PayloadKind)
+	detail := string(m.Payload) // the stack, as the error's detail
+	assert.True(t, strings.HasPrefix(detail, "panic: kaboom\n\n"), detail)
+	assert.Contains(t, detail, "worker.explode")
+	assert.NotContains(t, detail, "runtime/debug.Stack")
 
 	// The other job may still finish within the drain time, and is answered.
 	time.Sleep(20 * time.Millisecond)
@@ -728,7 +731,11 @@ func TestHandlePanics(t *testing.T) {
 
 func TestPanicMessageTrimmed(t *testing.T) {
 	p := &PanicError{Value: "v", Stack: []byte("goroutine 1 [running]:\nruntime/debug.Stack()\n\t/x.go:1\npanic({0x1, 0x2})\n\t/panic.go:1\nmain.f()\n\t/f.go:3 +0x1\n")}
-	assert.Equal(t, "panic: v\nmain.f()\n\t/f.go:3 +0x1", panicMessage(p))
+	assert.Equal(t, "panic: v\n\nmain.f()\n\t/f.go:3 +0x1", string(panicDetail(p)))
+	assert.Equal(t, "panic: v", panicSummary(p))
+	p.Value = "two\r\nlines"
+	assert.Equal(t, "panic: two [...]", panicSummary(p))
+	assert.True(t, strings.HasPrefix(string(panicDetail(p)), "panic: two\r\nlines\n\nmain.f()"))
 }
 
 func TestHandlerCountIsSnapshot(t *testing.T) {

@@ -38,7 +38,9 @@ type outbox struct {
 	// Owned by the writer of the moment.
 	bw     *bufio.Writer
 	cw     *codec.Writer
-	shm    *region // the shared memory region, if the host passed one
+	rb     *codec.Batch // batch responses, once FeatureBatch is negotiated
+	resps  []*job       // the responses of the writeQueued of the moment
+	shm    *region      // the shared memory region, if the host passed one
 	msg    codec.Message
 	logger *log.Logger
 }
@@ -62,23 +64,37 @@ func (o *outbox) writeNow(m *codec.Message) error {
 // send queues j's message, and writes it and whatever else is queued if no
 // one else is writing. j belongs to the outbox from the call on.
 func (o *outbox) send(j *job) {
+	if o.enqueue(j) {
+		o.drain()
+	}
+}
+
+// enqueue queues j's message and reports whether the caller has become the
+// writer, who must then call drain. j belongs to the outbox from the call on.
+func (o *outbox) enqueue(j *job) bool {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.closed || o.err != nil {
-		o.mu.Unlock()
 		releaseJob(j)
-		return
+		return false
 	}
 	o.queue = append(o.queue, j)
 	if o.writing {
-		o.mu.Unlock()
-		return
+		return false
 	}
 	o.writing = true
+	return true
+}
+
+// drain writes the queue until it stays empty after a flush; only the
+// writer calls it.
+func (o *outbox) drain() {
+	o.mu.Lock()
 	for {
 		batch := o.queue
 		o.queue = o.spare[:0]
 		o.mu.Unlock()
-		err := o.writeBatch(batch)
+		err := o.writeQueued(batch)
 		clear(batch)
 		o.mu.Lock()
 		o.spare = batch[:0]
@@ -109,23 +125,85 @@ func (o *outbox) send(j *job) {
 	}
 }
 
-// writeBatch writes every job's message into the buffer, releasing the
-// jobs, and returns the first write error.
-func (o *outbox) writeBatch(batch []*job) error {
+// writeQueued writes every job's message into the buffer, releasing the
+// jobs, and returns the first write error. With FeatureBatch, the
+// responses among them go out together in batch responses, after the other
+// messages (pongs, chunks; a job's chunks are all queued before its
+// response, so they still precede it); a lone response goes out as a plain
+// one.
+func (o *outbox) writeQueued(batch []*job) error {
 	var err error
+	if o.rb == nil {
+		for _, j := range batch {
+			if err == nil {
+				err = o.write(j)
+			}
+			releaseJob(j)
+		}
+		return err
+	}
+	resps := o.resps[:0]
 	for _, j := range batch {
+		if j.kind == codec.KindResponse {
+			resps = append(resps, j)
+			continue
+		}
 		if err == nil {
 			err = o.write(j)
 		}
 		releaseJob(j)
 	}
+	if err == nil {
+		if len(resps) == 1 {
+			err = o.write(resps[0])
+		} else if len(resps) > 1 {
+			err = o.writeResponses(resps)
+		}
+	}
+	for i, j := range resps {
+		releaseJob(j)
+		resps[i] = nil
+	}
+	o.resps = resps[:0]
 	return err
 }
 
-// write writes one job's message. A response too large for the host's
-// limit is replaced by a too_large error: codec.Writer checks the size
-// before writing anything.
-func (o *outbox) write(j *job) error {
+// writeResponses writes the responses of jobs as batch responses: as few
+// frames as the host's frame limit and codec.MaxBatch allow.
+func (o *outbox) writeResponses(jobs []*job) error {
+	for _, j := range jobs {
+		o.message(j)
+		err := o.rb.Add(&o.msg)
+		if errors.Is(err, codec.ErrBatchFull) {
+			if err = o.rb.Flush(); err != nil {
+				return err
+			}
+			err = o.rb.Add(&o.msg)
+		}
+		if errors.Is(err, codec.ErrFrameTooLarge) {
+			o.shrink(j, &o.msg)
+			if err = o.rb.Add(&o.msg); errors.Is(err, codec.ErrBatchFull) {
+				if err = o.rb.Flush(); err != nil {
+					return err
+				}
+				err = o.rb.Add(&o.msg)
+			}
+			if errors.Is(err, codec.ErrFrameTooLarge) {
+				o.logger.Printf("worker: dropping the response to job %d: %v", j.id, err)
+				err = nil
+			}
+		}
+		o.msg = codec.Message{}
+		if err != nil {
+			return err
+		}
+	}
+	return o.rb.Flush()
+}
+
+// message sets o.msg to j's message, its result moved into the shared
+// region when it is large and the region has room.
+func (o *outbox) message(j *job) {
 	m := &o.msg
 	*m = codec.Message{
 		Kind:        j.kind,
@@ -135,19 +213,38 @@ func (o *outbox) write(j *job) error {
 		PayloadKind: j.pk,
 		Payload:     j.result,
 	}
-	if o.shm != nil && j.kind == codec.KindResponse && j.code == "" {
+	if o.shm != nil && j.code == "" && (j.kind == codec.KindResponse || j.kind == codec.KindChunk) {
 		o.share(m)
 	}
+}
+
+// shrink replaces m, a response too large for the host's frame limit, by
+// what fits: an error without its detail payload, or a too_large error for
+// a result.
+func (o *outbox) shrink(j *job, m *codec.Message) {
+	if m.ErrCode != "" {
+		m.PayloadKind, m.Payload = codec.Blob, nil // the error without its detail
+		return
+	}
+	m.ErrCode = codec.CodeTooLarge
+	m.ErrMessage = fmt.Sprintf("the response (%d bytes of payload) exceeds the host's frame limit of %d bytes", len(j.result), o.cw.MaxFrame())
+	m.PayloadKind, m.Payload = codec.Blob, nil
+}
+
+// write writes one job's message. A response too large for the host's
+// limit is replaced by a too_large error, or an error by itself without its
+// detail: codec.Writer checks the size before writing anything.
+func (o *outbox) write(j *job) error {
+	o.message(j)
+	m := &o.msg
 	err := o.cw.Write(m)
-	if errors.Is(err, codec.ErrFrameTooLarge) {
-		m.ErrCode = codec.CodeTooLarge
-		m.ErrMessage = fmt.Sprintf("the response (%d bytes of payload) exceeds the host's frame limit of %d bytes", len(m.Payload), o.cw.MaxFrame())
-		m.PayloadKind, m.Payload = codec.Blob, nil
+	if errors.Is(err, codec.ErrFrameTooLarge) && m.Kind == codec.KindResponse {
+		o.shrink(j, m)
 		err = o.cw.Write(m)
-		if errors.Is(err, codec.ErrFrameTooLarge) {
-			o.logger.Printf("worker: dropping the response to job %d: %v", j.id, err)
-			err = nil
-		}
+	}
+	if errors.Is(err, codec.ErrFrameTooLarge) {
+		o.logger.Printf("worker: dropping the %s to job %d: %v", m.Kind, j.id, err)
+		err = nil
 	}
 	*m = codec.Message{}
 	return err

@@ -36,6 +36,16 @@ type Record struct {
 	Attrs map[string]int64
 }
 
+// Info is the result of info: what the request said about the job.
+type Info struct {
+	ID          uint64
+	JobType     string
+	Attempt     int
+	TraceParent string
+	TraceState  string
+	Streaming   bool
+}
+
 // grown returns n bytes, byte i being i mod 251.
 func grown(n int) []byte {
 	b := make([]byte, n)
@@ -119,6 +129,32 @@ func main() {
 			return nil, err
 		}
 		return grown(n), nil
+	})
+	worker.HandleValue(s, "info", func(ctx context.Context, _ any) (Info, error) {
+		info, _ := worker.Info(ctx)
+		return Info{ID: info.ID, JobType: info.JobType, Attempt: info.Attempt, TraceParent: info.TraceParent,
+			TraceState: info.TraceState, Streaming: info.Streaming}, nil
+	})
+	s.Handle("stream", func(ctx context.Context, p []byte) ([]byte, error) {
+		a, b, _ := strings.Cut(string(p), ":")
+		n, err := strconv.Atoi(a)
+		if err != nil {
+			return nil, err
+		}
+		size, err := strconv.Atoi(b)
+		if err != nil {
+			return nil, err
+		}
+		chunk := make([]byte, size)
+		for i := range n {
+			for k := range chunk {
+				chunk[k] = byte(i)
+			}
+			if err := worker.Send(ctx, chunk); err != nil { // waits while out of credit
+				return nil, err
+			}
+		}
+		return []byte("done:" + a), nil
 	})
 	worker.Main(s)
 }

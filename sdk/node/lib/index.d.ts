@@ -12,7 +12,18 @@ export class Job {
   /** Aborted on cancel, deadline, shutdown grace expiry and host exit; its reason is a ProcpoolError. */
   readonly signal: AbortSignal;
   readonly aborted: boolean;
+  /** 1 for the first run, more when the host runs the job again after a failure. */
+  readonly attempt: number;
+  /** The caller's W3C trace context ('' when the host sent none). */
+  readonly traceparent: string;
+  readonly tracestate: string;
+  /** The host asked for partial results: send() may be called. */
+  readonly streaming: boolean;
   throwIfAborted(): void;
+  /** The trace context as headers, a carrier for a propagator's extract(). */
+  traceHeaders(): { traceparent?: string; tracestate?: string };
+  /** Sends a partial result (bytes, or a value in a VALUE handler); waits while the host's window is used up. */
+  send(chunk: any): Promise<void>;
 }
 
 /** An error whose code reaches the caller's *RemoteError. */

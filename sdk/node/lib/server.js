@@ -35,20 +35,80 @@ class ProcpoolError extends Error {
 
 /**
  * A job as its handler sees it: id (a BigInt: ids are 64-bit), jobType,
- * deadline (a Date.now() timestamp, or undefined without a timeout) and
- * signal, an AbortSignal aborted when the host cancels the job, its timeout
- * elapses, the shutdown grace runs out or the host goes away; its reason
- * is a ProcpoolError with code "cancelled" or "deadline".
+ * deadline (a Date.now() timestamp, or undefined without a timeout),
+ * attempt (1 for the first run, more when the host runs it again after a
+ * failure), traceparent and tracestate (the caller's W3C trace context, ''
+ * when the host sent none), streaming (the host asked for partial results:
+ * send() may be called) and signal, an AbortSignal aborted when the host
+ * cancels the job, its timeout elapses, the shutdown grace runs out or the
+ * host goes away; its reason is a ProcpoolError with code "cancelled" or
+ * "deadline".
  */
 class Job {
-  constructor(id, jobType, timeoutMs) {
+  constructor(id, jobType, timeoutMs, meta = {}, sink = undefined, kind = Payload.BLOB) {
     this.id = id;
     this.jobType = jobType;
     this.timeoutMs = timeoutMs;
     this.deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
+    this.attempt = Math.max(1, meta.attempt || 1);
+    this.traceparent = meta.traceparent || '';
+    this.tracestate = meta.tracestate || '';
+    this.streaming = sink !== undefined && (meta.credit || 0) > 0;
+    this._credit = this.streaming ? meta.credit : 0;
+    this._sink = sink; // writes a chunk's bytes; throws if they are too large
+    this._kind = kind;
+    this._done = false;
+    this._waiters = []; // resolvers of send() calls waiting for credit
     this._reason = undefined;
     this._controller = undefined; // made when signal is first asked for
     this._timer = undefined;
+  }
+  /** The trace context as header names and values, a carrier for a propagator's extract(). */
+  traceHeaders() {
+    const h = {};
+    if (this.traceparent) h.traceparent = this.traceparent;
+    if (this.tracestate) h.tracestate = this.tracestate;
+    return h;
+  }
+  /**
+   * Sends a partial result before the handler returns: bytes (a Uint8Array
+   * or a string) in a BLOB handler, any value in a VALUE handler. Resolves
+   * once the chunk is queued; waits while the host's window of chunks is
+   * used up, until it grants more. Rejects with the abort reason when the job
+   * must stop, and with a ProcpoolError when the host did not ask for partial
+   * results or the handler has returned.
+   */
+  async send(chunk) {
+    if (!this.streaming) throw new ProcpoolError(Code.HANDLER, "the host did not ask for this job's partial results");
+    let data;
+    if (this._kind === Payload.VALUE) data = wire.encodeValue(chunk);
+    else if (typeof chunk === 'string') data = Buffer.from(chunk, 'utf8');
+    else if (chunk instanceof Uint8Array) data = chunk;
+    else throw new ProcpoolError(Code.HANDLER, `a blob chunk must be bytes, not ${typeof chunk}`);
+    for (;;) {
+      if (this._done) throw new ProcpoolError(Code.HANDLER, "the job's stream ended with its response");
+      this.throwIfAborted();
+      if (this._credit > 0) {
+        this._sink(this, data);
+        this._credit--;
+        return;
+      }
+      await new Promise((resolve) => this._waiters.push(resolve));
+    }
+  }
+  _grant(n) {
+    if (this._done || !this.streaming) return;
+    this._credit += n;
+    this._wake();
+  }
+  _end() {
+    this._done = true;
+    this._wake();
+  }
+  _wake() {
+    const w = this._waiters;
+    this._waiters = [];
+    for (const resolve of w) resolve();
   }
   /** The job's AbortSignal. */
   get signal() {
@@ -70,6 +130,7 @@ class Job {
     if (this._reason !== undefined) return;
     this._reason = reason;
     if (this._controller !== undefined) this._controller.abort(reason);
+    this._wake();
   }
 }
 
@@ -161,15 +222,17 @@ class Conn {
     this.chunks = [];
     this.have = 0;
     this.need = 4;
-    this.pending = []; // frames to write at the next flush
-    this.pendingBytes = 0;
+    this.features = []; // the optional features negotiated in the handshake
+    this.batching = false;
+    this.pending = []; // frames to write at the next flush: {parts, size, response}
     this.graceTimer = undefined;
     this.flush = () => {
-      const bufs = this.pending;
-      if (bufs.length === 0 || this.out.destroyed) return;
+      const entries = this.pending;
+      if (entries.length === 0 || this.out.destroyed) return;
       this.pending = [];
-      const n = this.pendingBytes;
-      this.pendingBytes = 0;
+      const bufs = this.batching ? this.coalesce(entries) : entries.flatMap((e) => e.parts);
+      let n = 0;
+      for (const b of bufs) n += b.length;
       if (bufs.length === 1) this.out.write(bufs[0]);
       else if (n <= 256 << 10) this.out.write(Buffer.concat(bufs, n)); // one write, one copy of small frames
       else {
@@ -252,11 +315,15 @@ class Conn {
     const r = new wire.Reader(body);
     const n = r.arrayLen();
     const kind = r.small();
-    if (kind !== Kind.HELLO || (n !== 3 && n !== 4)) throw new ProtocolError(`the host's first message is not hello (kind ${kind})`);
+    if (kind !== Kind.HELLO || n < 3 || n > 5) throw new ProtocolError(`the host's first message is not hello (kind ${kind})`);
     const version = r.small();
     const hostMax = r.small();
-    const sharedSize = n === 4 ? r.small() : 0;
+    const sharedSize = n >= 4 ? r.small() : 0;
+    const offered = [];
+    if (n === 5) for (let i = r.arrayLenOrNil(); i > 0; i--) offered.push(r.str());
     r.end();
+    this.features = wire.FEATURES.filter((f) => offered.includes(f));
+    this.batching = this.features.includes('batch');
     if (version !== wire.VERSION) {
       this.write([wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), 0)]);
       throw new ProtocolError(`the host speaks protocol version ${version}, this worker ${wire.VERSION}`);
@@ -265,7 +332,7 @@ class Conn {
     this.hostMax = hostMax;
     if (sharedSize > 0) this.region = openRegion(sharedSize, log);
     this.handshook = true;
-    this.write([wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), this.region ? sharedSize : 0)]);
+    this.write([wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), this.region ? sharedSize : 0, this.features)]);
   }
 
   jobTypes() {
@@ -285,32 +352,30 @@ class Conn {
         return;
       }
       case Kind.REQUEST: {
-        if (n !== 6) throw new ProtocolError('malformed request');
-        const id = r.uint();
-        const jobType = r.str();
-        const timeoutMs = r.small();
-        const pk = r.small();
-        let payload;
-        if (pk === Payload.BLOB) {
-          payload = r.bin();
-          r.end();
-        } else if (pk === Payload.VALUE) {
-          payload = r.rest(); // the value's encoding, decoded by the job
-        } else if (pk === Payload.SHARED_BLOB || pk === Payload.SHARED_VALUE) {
-          if (r.arrayLen() !== 2) throw new ProtocolError(`request ${id}: malformed shared memory span`);
-          const off = r.small();
-          const len = r.small();
-          r.end();
-          if (this.region === null) throw new ProtocolError(`request ${id} has its payload in shared memory, which the handshake did not set up`);
-          try {
-            payload = this.region.request(off, len);
-          } catch (e) {
-            throw new ProtocolError(`request ${id}: ${e.message}`);
-          }
-        } else {
-          throw new ProtocolError(`request ${id}: payload kind ${pk}`);
+        this.request(r, n);
+        r.end();
+        return;
+      }
+      case Kind.BATCH_REQUEST: {
+        if (!this.batching) throw new ProtocolError('the host sent a batch request, but the handshake did not negotiate batches');
+        if (n !== 2) throw new ProtocolError('malformed batch request');
+        const count = r.arrayLen();
+        if (count === 0 || count > wire.MAX_BATCH) throw new ProtocolError(`a batch request of ${count} items`);
+        for (let i = 0; i < count; i++) {
+          const m = r.arrayLen();
+          if (r.small() !== Kind.REQUEST) throw new ProtocolError('a batch request holds something else than a request');
+          this.request(r, m);
         }
-        this.start(id, jobType, timeoutMs, pk, payload);
+        r.end();
+        return;
+      }
+      case Kind.CREDIT: {
+        if (!this.features.includes('stream')) throw new ProtocolError('the host sent a credit, but the handshake did not negotiate streams');
+        if (n !== 3) throw new ProtocolError('malformed credit');
+        const job = this.jobs.get(r.uint()); // unknown or answered: ignore
+        const credit = r.small();
+        r.end();
+        if (job !== undefined) job._grant(credit);
         return;
       }
       case Kind.CANCEL: {
@@ -335,15 +400,60 @@ class Conn {
     }
   }
 
+  /** Reads the request of n elements at r (after its kind) and starts it. */
+  request(r, n) {
+    if (n !== 6 && n !== 7) throw new ProtocolError('malformed request');
+    const id = r.uint();
+    const jobType = r.str();
+    const timeoutMs = r.small();
+    const meta = n === 7 ? this.meta(r, id) : {};
+    const pk = r.small();
+    let payload;
+    if (pk === Payload.BLOB) {
+      payload = r.bin();
+    } else if (pk === Payload.VALUE) {
+      const start = r.pos;
+      r.skip();
+      payload = r.buf.subarray(start, r.pos); // the value's encoding, decoded by the job
+    } else if (pk === Payload.SHARED_BLOB || pk === Payload.SHARED_VALUE) {
+      if (r.arrayLen() !== 2) throw new ProtocolError(`request ${id}: malformed shared memory span`);
+      const off = r.small();
+      const len = r.small();
+      if (this.region === null) throw new ProtocolError(`request ${id} has its payload in shared memory, which the handshake did not set up`);
+      try {
+        payload = this.region.request(off, len);
+      } catch (e) {
+        throw new ProtocolError(`request ${id}: ${e.message}`);
+      }
+    } else {
+      throw new ProtocolError(`request ${id}: payload kind ${pk}`);
+    }
+    this.start(id, jobType, timeoutMs, pk, payload, meta);
+  }
+
+  /** Reads a request's meta map: attempt, traceparent, tracestate, credit; other keys skipped. */
+  meta(r, id) {
+    const meta = {};
+    for (let i = r.mapLen(); i > 0; i--) {
+      const key = r.str();
+      if (key === 'attempt' || key === 'credit') meta[key] = r.small();
+      else if (key === 'traceparent' || key === 'tracestate') meta[key] = r.str();
+      else r.skip();
+    }
+    if (meta.credit > 0xffffffff || meta.attempt > 0xffffffff) throw new ProtocolError(`request ${id}: meta out of range`);
+    return meta;
+  }
+
   // --- running ---
 
-  start(id, jobType, timeoutMs, pk, payload) {
+  start(id, jobType, timeoutMs, pk, payload, meta = {}) {
     if (this.panicked) return; // lost with the worker, as on any crash
-    if (this.refusing) return this.write([wire.errorFrame(id, Code.SHUTTING_DOWN, 'the worker is shutting down')]);
+    if (this.refusing) return this.writeError(id, Code.SHUTTING_DOWN, 'the worker is shutting down');
     const h = this.handlers.get(jobType);
-    if (h === undefined) return this.write([wire.errorFrame(id, Code.UNKNOWN_JOB_TYPE, `no handler for job type ${JSON.stringify(jobType)}`)]);
+    if (h === undefined) return this.writeError(id, Code.UNKNOWN_JOB_TYPE, `no handler for job type ${JSON.stringify(jobType)}`);
     if (this.jobs.has(id)) throw new ProtocolError(`the host reused the id ${id} of a running job`);
-    const job = new Job(id, jobType, timeoutMs);
+    const sink = this.features.includes('stream') ? (j, data) => this.writeChunk(j, data) : undefined;
+    const job = new Job(id, jobType, timeoutMs, meta, sink, h.kind);
     if (timeoutMs > 0) {
       job._timer = setTimeout(() => job._abort(new ProcpoolError(Code.DEADLINE, `the job's timeout of ${timeoutMs} ms elapsed`)), timeoutMs);
     }
@@ -377,6 +487,23 @@ class Conn {
     }
   }
 
+  /** Writes a chunk of job's, through the shared region when it is large; throws when it is too large for the host. */
+  writeChunk(job, data) {
+    const n = data.length;
+    if (this.region !== null && n >= MIN_PAYLOAD && n <= this.hostMax - SHARED_ENVELOPE) {
+      const off = this.region.put(data);
+      if (off >= 0) {
+        this.write([wire.frame([wire.chunkPrefix(job.id, job._kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)])]);
+        return;
+      }
+    }
+    const prefix = wire.chunkPrefix(job.id, job._kind);
+    const bin = job._kind === Payload.BLOB ? wire.binHeader(n) : Buffer.alloc(0);
+    const size = prefix.length + bin.length + n;
+    if (size > this.hostMax) throw new ProcpoolError(Code.HANDLER, `a chunk of ${n} bytes exceeds the host's frame limit of ${this.hostMax} bytes`);
+    this.write([wire.header(size), prefix, bin, Buffer.from(data)]); // copied: the caller may reuse its buffer
+  }
+
   answer(job, h, result) {
     let data;
     if (h.kind === Payload.VALUE) {
@@ -396,13 +523,14 @@ class Conn {
     } else {
       throw new ProcpoolError(Code.HANDLER, `a blob handler returned ${typeof result}, not bytes`);
     }
+    job._end();
     const n = data.length;
     if (this.region !== null && n >= MIN_PAYLOAD && n <= this.hostMax - SHARED_ENVELOPE) {
       // Allocated and written in one go on the one thread: blocks are
       // numbered in the order their frames are written.
       const off = this.region.put(data);
       if (off >= 0) {
-        this.write([wire.frame([wire.responsePrefix(job.id, h.kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)])]);
+        this.write([wire.frame([wire.responsePrefix(job.id, h.kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)])], true);
         return;
       }
     }
@@ -410,7 +538,7 @@ class Conn {
     const bin = h.kind === Payload.BLOB ? wire.binHeader(n) : null;
     const size = prefix.length + (bin ? bin.length : 0) + n;
     if (size > this.hostMax) {
-      this.write([wire.errorFrame(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`)]);
+      this.writeError(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`);
       return;
     }
     if (n <= 4096) {
@@ -420,27 +548,42 @@ class Conn {
       let at = 4 + prefix.copy(f, 4);
       if (bin) at += bin.copy(f, at);
       f.set(data, at);
-      this.write([f]);
+      this.write([f], true);
       return;
     }
-    this.write(bin ? [wire.header(size), prefix, bin, data] : [wire.header(size), prefix, data]);
+    this.write(bin ? [wire.header(size), prefix, bin, data] : [wire.header(size), prefix, data], true);
+  }
+
+  /** Writes an error response; its detail is dropped, then its message cut, when the frame would exceed the host's limit. */
+  writeError(id, code, message, detail) {
+    let f = wire.errorFrame(id, code, message, detail);
+    if (f.length - 4 > this.hostMax && detail) f = wire.errorFrame(id, code, message);
+    if (f.length - 4 > this.hostMax) f = wire.errorFrame(id, code, String(message).slice(0, Math.max(0, this.hostMax - 64)));
+    this.write([f], true);
   }
 
   answerError(job, e) {
+    job._end();
     if (e instanceof ProcpoolError || (e instanceof Error && typeof e.code === 'string' && e.name === 'ProcpoolError')) {
-      this.write([wire.errorFrame(job.id, e.code, e.message)]);
+      this.writeError(job.id, e.code, e.message);
       return;
     }
     if (job._reason !== undefined) {
       // Stopped, and the handler threw on its way out: the stop's code.
       const msg = e instanceof Error ? e.message : String(e);
-      this.write([wire.errorFrame(job.id, job._reason.code, msg === job._reason.message ? msg : `${msg} (${job._reason.message})`)]);
+      this.writeError(job.id, job._reason.code, msg === job._reason.message ? msg : `${msg} (${job._reason.message})`);
       return;
     }
     const stack = e instanceof Error && e.stack ? e.stack : `${e}`;
     log(`procpool-worker: panic in job ${job.id} of type ${JSON.stringify(job.jobType)}:\n${stack}`);
-    const lines = stack.split('\n');
-    this.write([wire.errorFrame(job.id, Code.PANIC, `panic: ${lines.slice(0, PANIC_FRAMES + 1).join('\n')}`)]);
+    // The message is the first line; the detail, the payload, has the error
+    // in full and the first frames of its stack.
+    const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    const nl = what.indexOf('\n');
+    const summary = `panic: ${nl < 0 ? what : `${what.slice(0, nl)} [...]`}`;
+    const frames = e instanceof Error && e.stack ? e.stack.split('\n').filter((l) => /^\s+at /.test(l)).slice(0, PANIC_FRAMES) : [];
+    const detail = Buffer.from(`panic: ${what}\n${frames.length ? `\n${frames.join('\n')}` : ''}`).subarray(0, wire.MAX_ERR_MESSAGE);
+    this.writeError(job.id, Code.PANIC, summary, detail);
     this.onPanic();
   }
 
@@ -453,13 +596,61 @@ class Conn {
 
   // --- writing ---
 
-  write(bufs) {
+  /** Queues a frame (its parts, the first starting with the header) for the next flush; response marks a response. */
+  write(bufs, response = false) {
     if (this.closedOut || this.out.writableEnded || this.out.destroyed) return;
     if (this.pending.length === 0) setImmediate(this.flush);
-    for (const b of bufs) {
-      this.pending.push(b);
-      this.pendingBytes += b.length;
+    let size = 0;
+    for (const b of bufs) size += b.length;
+    this.pending.push({ parts: bufs, size, response });
+  }
+
+  /**
+   * The buffers to write for entries, with each run of consecutive
+   * responses in as few batch responses as the host's frame limit and
+   * MAX_BATCH allow (a lone one as it is). The order is kept: the shared
+   * region's result blocks are numbered in the order they were placed.
+   */
+  coalesce(entries) {
+    const out = [];
+    let run = [];
+    const flushRun = () => {
+      let i = 0;
+      while (i < run.length) {
+        let j = i;
+        let body = 0;
+        while (j < run.length && j - i < wire.MAX_BATCH && 5 + body + run[j].size - 4 <= this.hostMax) {
+          body += run[j].size - 4;
+          j++;
+        }
+        if (j - i <= 1) {
+          out.push(...run[i].parts);
+          i++;
+          continue;
+        }
+        out.push(wire.batchPrefix(j - i, body));
+        for (const e of run.slice(i, j)) {
+          let skip = 4; // each frame's header
+          for (const p of e.parts) {
+            if (skip >= p.length) { skip -= p.length; continue; }
+            out.push(skip > 0 ? p.subarray(skip) : p);
+            skip = 0;
+          }
+        }
+        i = j;
+      }
+      run = [];
+    };
+    for (const e of entries) {
+      if (e.response) {
+        run.push(e);
+        continue;
+      }
+      flushRun();
+      out.push(...e.parts);
     }
+    flushRun();
+    return out;
   }
 
   // --- ending ---

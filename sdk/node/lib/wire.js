@@ -9,7 +9,13 @@ const { Decoder, Encoder } = require('@msgpack/msgpack');
 
 const VERSION = 1;
 const DEFAULT_MAX_FRAME = 64 * 1024 * 1024;
-const Kind = Object.freeze({ HELLO: 1, READY: 2, REQUEST: 3, RESPONSE: 4, CANCEL: 5, PING: 6, PONG: 7, SHUTDOWN: 8 });
+const Kind = Object.freeze({
+  HELLO: 1, READY: 2, REQUEST: 3, RESPONSE: 4, CANCEL: 5, PING: 6, PONG: 7, SHUTDOWN: 8,
+  BATCH_REQUEST: 9, BATCH_RESPONSE: 10, CHUNK: 11, CREDIT: 12,
+});
+/** The optional features (docs/protocol.md, section 14) this SDK supports, by their wire names. */
+const FEATURES = Object.freeze(['meta', 'batch', 'stream']);
+const MAX_BATCH = 1024; // items in one batch frame
 const Payload = Object.freeze({ BLOB: 0, VALUE: 1, SHARED_BLOB: 2, SHARED_VALUE: 3 });
 const Code = Object.freeze({
   HANDLER: 'handler',
@@ -154,6 +160,61 @@ class Reader {
     this.pos += n;
     return out;
   }
+  /** A map header's count (nil: 0). */
+  mapLen() {
+    const b = this.byte();
+    if ((b & 0xf0) === 0x80) return b & 0x0f;
+    if (b === 0xde) { this.need(2); const n = this.buf.readUInt16BE(this.pos); this.pos += 2; return n; }
+    if (b === 0xdf) { this.need(4); const n = this.buf.readUInt32BE(this.pos); this.pos += 4; return n; }
+    if (b === 0xc0) return 0;
+    throw new ProtocolError(`expected a map, got type 0x${b.toString(16)}`);
+  }
+  /** An array header's count, nil read as 0. */
+  arrayLenOrNil() {
+    if (this.buf[this.pos] === 0xc0) { this.pos++; return 0; }
+    return this.arrayLen();
+  }
+  /** Skips one msgpack value of any type, nested at most 256 deep. */
+  skip() {
+    let left = 1;
+    const stack = [];
+    while (left > 0 || stack.length > 0) {
+      if (left === 0) { left = stack.pop(); continue; }
+      left--;
+      const b = this.byte();
+      let skip = 0;
+      let children = 0;
+      const len = (n) => { this.need(n); const v = n === 1 ? this.buf[this.pos] : n === 2 ? this.buf.readUInt16BE(this.pos) : this.buf.readUInt32BE(this.pos); this.pos += n; return v; };
+      if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) skip = 0;
+      else if (b <= 0x8f) children = 2 * (b & 0x0f);
+      else if (b <= 0x9f) children = b & 0x0f;
+      else if (b <= 0xbf) skip = b & 0x1f;
+      else if (b === 0xc4 || b === 0xd9) skip = len(1);
+      else if (b === 0xc5 || b === 0xda) skip = len(2);
+      else if (b === 0xc6 || b === 0xdb) skip = len(4);
+      else if (b === 0xc7) skip = len(1) + 1;
+      else if (b === 0xc8) skip = len(2) + 1;
+      else if (b === 0xc9) skip = len(4) + 1;
+      else if (b === 0xca) skip = 4;
+      else if (b === 0xcb) skip = 8;
+      else if (b >= 0xcc && b <= 0xcf) skip = 1 << (b - 0xcc);
+      else if (b >= 0xd0 && b <= 0xd3) skip = 1 << (b - 0xd0);
+      else if (b >= 0xd4 && b <= 0xd8) skip = 1 + (1 << (b - 0xd4));
+      else if (b === 0xdc) children = len(2);
+      else if (b === 0xdd) children = len(4);
+      else if (b === 0xde) children = 2 * len(2);
+      else if (b === 0xdf) children = 2 * len(4);
+      else throw new ProtocolError(`invalid msgpack code 0x${b.toString(16)}`);
+      this.need(skip);
+      this.pos += skip;
+      if (children > 0) {
+        if (children > this.buf.length - this.pos) throw new ProtocolError('a container larger than the message');
+        if (stack.length >= 256) throw new ProtocolError('a value nested deeper than 256');
+        stack.push(left);
+        left = children;
+      }
+    }
+  }
   /** The rest of the body, which must be exactly one value: its bytes. */
   rest() {
     if (this.pos >= this.buf.length) throw new ProtocolError('missing payload');
@@ -233,26 +294,41 @@ function responsePrefix(id, kind) {
   return b;
 }
 
-/** A response frame with an error and an empty blob (the payload to send with an error). */
-function errorFrame(id, code, message) {
+/** The body of a chunk up to its payload: [11, id, kind, */
+function chunkPrefix(id, kind) {
+  return Buffer.concat([Buffer.from([0x94, 0x0b]), uintBytes(id), Buffer.from([kind])]);
+}
+
+/** A response frame with an error; its payload, a blob, is the error's detail: empty, or text (a panic's stack). */
+function errorFrame(id, code, message, detail = EMPTY) {
   let msg = String(message);
   if (Buffer.byteLength(msg) > MAX_ERR_MESSAGE) msg = Buffer.from(msg).subarray(0, MAX_ERR_MESSAGE).toString('utf8').replace(/\uFFFD+$/, '') + '...';
-  return frame([Buffer.from([0x96, 0x04]), uintBytes(id), strBytes(String(code)), strBytes(msg), Buffer.from([0x00, 0xc4, 0x00])]);
+  return frame([Buffer.from([0x96, 0x04]), uintBytes(id), strBytes(String(code)), strBytes(msg), Buffer.from([0x00]), binHeader(detail.length), detail]);
+}
+const EMPTY = Buffer.alloc(0);
+
+/** The header and body start of a batch response of n items whose encodings take bodyLen bytes: the items follow. */
+function batchPrefix(n, bodyLen) {
+  const head = n < 16 ? Buffer.from([0x92, 0x0a, 0x90 | n]) : Buffer.from([0x92, 0x0a, 0xdc, n >> 8, n & 0xff]);
+  return Buffer.concat([header(head.length + bodyLen), head]);
 }
 
 function pongFrame(seq) {
   return frame([Buffer.from([0x92, 0x07]), uintBytes(seq)]);
 }
 
-function readyFrame(maxFrame, pid, jobTypes, sharedSize) {
-  const parts = [Buffer.from([sharedSize ? 0x96 : 0x95, 0x02, VERSION]), uintBytes(maxFrame), uintBytes(pid)];
+function readyFrame(maxFrame, pid, jobTypes, sharedSize, features = []) {
+  const elems = features.length > 0 ? 0x97 : sharedSize ? 0x96 : 0x95;
+  const parts = [Buffer.from([elems, 0x02, VERSION]), uintBytes(maxFrame), uintBytes(pid)];
   const n = jobTypes.length;
   parts.push(n < 16 ? Buffer.from([0x90 | n]) : Buffer.from([0xdc, n >> 8, n & 0xff]), ...jobTypes.map(strBytes));
-  if (sharedSize) parts.push(uintBytes(sharedSize));
+  if (sharedSize || features.length > 0) parts.push(uintBytes(sharedSize || 0));
+  if (features.length > 0) parts.push(Buffer.from([0x90 | features.length]), ...features.map(strBytes));
   return frame(parts);
 }
 
 module.exports = {
-  VERSION, DEFAULT_MAX_FRAME, Kind, Payload, Code, ProtocolError, Reader,
-  decodeValue, encodeValue, uintBytes, binHeader, header, frame, responsePrefix, errorFrame, pongFrame, readyFrame,
+  VERSION, DEFAULT_MAX_FRAME, MAX_ERR_MESSAGE, Kind, FEATURES, MAX_BATCH, Payload, Code, ProtocolError, Reader,
+  decodeValue, encodeValue, uintBytes, binHeader, header, frame, responsePrefix, chunkPrefix, errorFrame, batchPrefix,
+  pongFrame, readyFrame,
 };

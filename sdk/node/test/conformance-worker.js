@@ -70,4 +70,14 @@ w.handle('grow', (payload) => {
   return b;
 });
 
+w.handleValue('info', (_, job) => ({
+  ID: job.id, JobType: job.jobType, Attempt: job.attempt, TraceParent: job.traceparent, TraceState: job.tracestate, Streaming: job.streaming,
+}));
+
+w.handle('stream', async (payload, job) => {
+  const [n, size] = payload.toString().split(':').map(Number);
+  for (let i = 0; i < n; i++) await job.send(Buffer.alloc(size, i % 256)); // waits while out of credit
+  return `done:${n}`;
+});
+
 w.run();

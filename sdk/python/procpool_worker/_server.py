@@ -201,6 +201,7 @@ class _Conn:
         self.pool = _Pool()
         self.loop = None
         self.shm = None
+        self.features = ()  # the optional features negotiated in the handshake
 
     # --- control ---
 
@@ -307,10 +308,14 @@ class _Conn:
         if len(body) < n:
             raise ProtocolError("the host's stream ended inside hello")
         msg = _unpack(body)
-        if not isinstance(msg, list) or len(msg) not in (3, 4) or msg[0] != _wire.HELLO:
+        if not isinstance(msg, list) or len(msg) not in (3, 4, 5) or msg[0] != _wire.HELLO:
             raise ProtocolError(f"the host's first message is not hello: {msg!r:.80}")
         version, host_max = msg[1], msg[2]
-        shared_size = msg[3] if len(msg) == 4 else 0
+        shared_size = msg[3] if len(msg) >= 4 else 0
+        offered = msg[4] if len(msg) == 5 else None
+        if offered is not None and not isinstance(offered, list):
+            raise ProtocolError(f"hello's features are not a list: {offered!r:.80}")
+        offered = [f.decode("utf-8", "replace") if isinstance(f, bytes) else f for f in offered or ()]
         ready = [_wire.READY, _wire.VERSION, self.w.max_frame, os.getpid(), self.job_types()]
         if version != _wire.VERSION:
             self.out.write_now(_wire.frame(ready))  # tells the host which version we speak
@@ -323,6 +328,13 @@ class _Conn:
             if self.shm is not None:
                 ready.append(shared_size)
                 self.out.shm = self.shm
+        # Answer the features offered that we support; none: ready as before.
+        self.features = tuple(f for f in _wire.FEATURES if f in offered)
+        if self.features:
+            if len(ready) == 5:
+                ready.append(0)  # no region, but features follow
+            ready.append(list(self.features))
+        self.out.batching = _wire.FEATURE_BATCH in self.features
         self.out.write_now(_wire.frame(ready))
         return True
 
@@ -375,9 +387,25 @@ class _Conn:
                 raise ProtocolError("malformed ping")
             self.out.send(_wire.pong_frame(msg[1]))
         elif kind == _wire.REQUEST:
-            if len(msg) != 6:
-                raise ProtocolError("malformed request")
             self.start(msg)
+        elif kind == _wire.BATCH_REQUEST:
+            if _wire.FEATURE_BATCH not in self.features:
+                raise ProtocolError("the host sent a batch request, but the handshake did not negotiate batches")
+            if len(msg) != 2 or not isinstance(msg[1], list) or not 0 < len(msg[1]) <= _wire.MAX_BATCH:
+                raise ProtocolError("malformed batch request")
+            for item in msg[1]:
+                if not isinstance(item, list) or not item or item[0] != _wire.REQUEST:
+                    raise ProtocolError(f"a batch request holds something else than a request: {item!r:.80}")
+                self.start(item)
+        elif kind == _wire.CREDIT:
+            if _wire.FEATURE_STREAM not in self.features:
+                raise ProtocolError("the host sent a credit, but the handshake did not negotiate streams")
+            if len(msg) != 3 or not isinstance(msg[2], int) or msg[2] < 0:
+                raise ProtocolError("malformed credit")
+            with self.lock:
+                job = self.jobs.get(msg[1])  # unknown or answered: ignore
+            if job is not None:
+                job._grant(msg[2])
         elif kind == _wire.CANCEL:
             if len(msg) != 2:
                 raise ProtocolError("malformed cancel")
@@ -397,7 +425,18 @@ class _Conn:
             raise ProtocolError(f"unexpected message of kind {kind!r} from the host")
 
     def start(self, msg):
-        _, job_id, job_type, timeout_ms, pkind, payload = msg
+        if len(msg) == 6:
+            _, job_id, job_type, timeout_ms, pkind, payload = msg
+            meta = None
+        elif len(msg) == 7:
+            _, job_id, job_type, timeout_ms, meta, pkind, payload = msg
+            if meta is not None and not isinstance(meta, dict):
+                raise ProtocolError("malformed request: its meta is not a map")
+            for key, typ in (("attempt", int), ("credit", int), ("traceparent", str), ("tracestate", str)):
+                if meta and key in meta and not isinstance(meta[key], typ):
+                    raise ProtocolError(f"malformed request: meta {key} {meta[key]!r:.40}")
+        else:
+            raise ProtocolError("malformed request")
         if not isinstance(job_id, int) or not isinstance(timeout_ms, int) or pkind not in (0, 1, 2, 3):
             raise ProtocolError("malformed request")
         if pkind >= 2:
@@ -428,11 +467,12 @@ class _Conn:
                 raise ProtocolError(f"the host reused the id {job_id} of a running job")
             else:
                 err = None
-                job = Job(job_id, job_type, timeout_ms)
+                sink = self.send_chunk if _wire.FEATURE_STREAM in self.features else None
+                job = Job(job_id, job_type, timeout_ms, meta, sink, h.kind)
                 self.jobs[job_id] = job
                 self.running += 1
         if err is not None:
-            self.out.send(_wire.error_frame(job_id, *err))
+            self.out.send_error(job_id, *err)
             return
         if h.is_async:
             asyncio.run_coroutine_threadsafe(self.run_async(job, h, pkind, payload), self.loop)
@@ -489,6 +529,14 @@ class _Conn:
                 timer.cancel()
             self.complete(job)
 
+    def send_chunk(self, job, data):
+        """Queue a chunk of job (called under the job's lock, so before its
+        response); return the outbox's drain when the caller must write."""
+        entry = self.out.chunk(job.id, job._kind, data)
+        if entry is None:
+            raise Error(_wire.CODE_HANDLER, f"a chunk of {len(data)} bytes exceeds the host's frame limit of {self.out.host_max_frame} bytes")
+        return self.out.drain if self.out.enqueue(entry) else None
+
     def answer(self, job, h, result):
         if h.kind == _wire.VALUE:
             try:
@@ -501,22 +549,30 @@ class _Conn:
             data = result
         else:
             raise Error(_wire.CODE_HANDLER, f"a blob handler returned {type(result).__name__}, not bytes")
+        job._end()
         self.out.send_result(job.id, h.kind, data)
 
     def answer_error(self, job, e):
-        self.out.send(_wire.error_frame(job.id, e.code, e.message))
+        job._end()
+        self.out.send_error(job.id, e.code, e.message)
 
     def answer_panic(self, job, e):
         tb = traceback.format_exception(type(e), e, e.__traceback__)
         _log(f"procpool_worker: panic in job {job.id} of type {job.job_type!r}:\n{''.join(tb).rstrip()}")
         frames = traceback.format_tb(e.__traceback__)[-_PANIC_FRAMES:]
-        text = "panic: " + "".join(traceback.format_exception_only(type(e), e)).strip()
+        what = "".join(traceback.format_exception_only(type(e), e)).strip()
+        # The message is the first line; the detail, the payload, has the
+        # exception in full and the last frames of its traceback.
+        summary = "panic: " + what.split("\n", 1)[0] + (" [...]" if "\n" in what else "")
+        detail = "panic: " + what + "\n"
         if frames:
-            text += "\n" + "".join(frames).rstrip()
+            detail += "\nTraceback (most recent call last):\n" + "".join(frames).rstrip()
+        detail = detail.encode("utf-8", "replace")[:_wire.MAX_ERR_MESSAGE]
         with self.lock:
             first = not self.panicked
             self.panicked = True
-        self.out.send(_wire.error_frame(job.id, _wire.CODE_PANIC, text))
+        job._end()
+        self.out.send_error(job.id, _wire.CODE_PANIC, summary, detail)
         if first:
             self.events.put(("panic", None))
 

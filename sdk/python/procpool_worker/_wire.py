@@ -9,7 +9,14 @@ DEFAULT_MAX_FRAME = 64 << 20  # the largest frame body we accept, announced in r
 HEADER = struct.Struct(">I")
 
 HELLO, READY, REQUEST, RESPONSE, CANCEL, PING, PONG, SHUTDOWN = range(1, 9)
+BATCH_REQUEST, BATCH_RESPONSE, CHUNK, CREDIT = range(9, 13)
 BLOB, VALUE, SHARED_BLOB, SHARED_VALUE = 0, 1, 2, 3
+
+# The optional features (docs/protocol.md section 14) this SDK supports, by
+# their wire names.
+FEATURE_META, FEATURE_BATCH, FEATURE_STREAM = "meta", "batch", "stream"
+FEATURES = (FEATURE_META, FEATURE_BATCH, FEATURE_STREAM)
+MAX_BATCH = 1024  # items in one batch frame
 
 # Error codes the protocol defines (section 9).
 CODE_HANDLER = "handler"
@@ -47,12 +54,33 @@ def response_prefix(job_id, payload_kind):
     return b"\x96\x04" + _pack_int(job_id) + b"\xa0\xa0" + bytes((payload_kind,))
 
 
-def error_frame(job_id, code, message):
-    """A response frame answering job_id with an error and an empty blob
-    (the payload kind to send with an error: 0, an empty bin)."""
+def error_frame(job_id, code, message, detail=b""):
+    """A response frame answering job_id with an error; its payload, kind 0,
+    is the error's detail: empty, or text (a panic's traceback)."""
     if len(message) > MAX_ERR_MESSAGE:
         message = message[:MAX_ERR_MESSAGE] + "..."
-    return frame([RESPONSE, job_id, code, message, BLOB, b""])
+    return frame([RESPONSE, job_id, code, message, BLOB, detail])
+
+
+def chunk_prefix(job_id, payload_kind):
+    """The body of a chunk up to its payload element: [11, id, payload_kind, ..."""
+    return b"\x94\x0b" + _pack_int(job_id) + bytes((payload_kind,))
+
+
+def array_header(n):
+    """The msgpack array header of n elements."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+def batch_prefix(n, body_len):
+    """The header and body start of a batch response of n items whose
+    encodings take body_len bytes together: the items follow."""
+    head = b"\x92\x0a" + array_header(n)
+    return HEADER.pack(len(head) + body_len) + head
 
 
 def pong_frame(seq):

@@ -91,5 +91,19 @@ def grow(payload):
     return (pattern * (n // 251 + 1))[:n]
 
 
+@worker.value("info")
+def info(_, job):
+    return {"ID": job.id, "JobType": job.job_type, "Attempt": job.attempt, "TraceParent": job.traceparent,
+            "TraceState": job.tracestate, "Streaming": job.streaming}
+
+
+@worker.blob("stream")
+def stream(payload, job):
+    n, size = (int(x) for x in bytes(payload).split(b":"))
+    for i in range(n):
+        job.send(bytes((i % 256,)) * size)  # blocks while out of credit
+    return b"done:%d" % n
+
+
 if __name__ == "__main__":
     worker.run()
