@@ -55,8 +55,9 @@ type snapshotResult struct {
 	err   error
 }
 
-// observe is the callback of the observed instruments. It observes the
-// job counts of every job type; then it asks every watched router for its
+// observe is the callback of the observed instruments. It records the
+// measurements waiting in every job type's batches and observes their job
+// counts; then it asks every watched router for its
 // Stats at once, each in a goroutine of its own, and observes the answers
 // that arrive within CollectTimeout (or ctx's deadline, if sooner). A
 // router that answers late is left out of this collection and named in the
@@ -64,7 +65,7 @@ type snapshotResult struct {
 // goroutine ends when its Snapshot returns.
 func (t *Telemetry) observe(ctx context.Context, o metric.Observer) error {
 	t.types.Range(func(_, v any) bool {
-		v.(*jobType).observeCounts(o)
+		v.(*jobType).flush(o)
 		return true
 	})
 	t.mu.Lock()

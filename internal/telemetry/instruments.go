@@ -53,10 +53,10 @@ var (
 		[]attribute.Key{JobTypeKey, OutcomeKey, ErrorTypeKey}}
 	waitSpec = Spec{"procpool.job.wait.duration", kindHistogram, "s",
 		"Time from a job's acceptance to its last dispatch to a worker (its whole life if it was never dispatched).",
-		[]attribute.Key{JobTypeKey, OutcomeKey}}
+		[]attribute.Key{JobTypeKey}}
 	runSpec = Spec{"procpool.job.run.duration", kindHistogram, "s",
 		"Time from a job's last dispatch to a worker to its resolution; not recorded for jobs never dispatched.",
-		[]attribute.Key{JobTypeKey, OutcomeKey}}
+		[]attribute.Key{JobTypeKey}}
 	queueSpec = Spec{"procpool.queue.length", kindUpDownCounter, "{job}",
 		"Jobs accepted and waiting for a worker.",
 		[]attribute.Key{JobTypeKey}}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,24 +88,28 @@ func TestWaitAndRunAreRecordedInSeconds(t *testing.T) {
 	obs.JobResolved("sleep", actors.Cancelled(nil), 2*time.Second, 0)
 	ms := h.collect(t)
 
-	ok := outcomeAttrs("sleep", "succeeded", "")
-	wait, found := histogramPoint(t, ms[waitSpec.Name], ok...)
-	if !found || wait.Count != 2 || math.Abs(wait.Sum-0.002) > 1e-9 {
-		t.Errorf("wait of succeeded jobs: count %d sum %v (found %v), want 2 and 0.002 s", wait.Count, wait.Sum, found)
+	typ := JobTypeKey.String("sleep")
+	wait, found := histogramPoint(t, ms[waitSpec.Name], typ)
+	if !found || wait.Count != 3 || math.Abs(wait.Sum-2.002) > 1e-9 {
+		t.Errorf("wait: count %d sum %v (found %v), want 3 and 2.002 s", wait.Count, wait.Sum, found)
 	}
-	run, found := histogramPoint(t, ms[runSpec.Name], ok...)
+	run, found := histogramPoint(t, ms[runSpec.Name], typ)
 	if !found || run.Count != 2 || math.Abs(run.Sum-1.0) > 1e-9 {
-		t.Errorf("run of succeeded jobs: count %d sum %v (found %v), want 2 and 1 s", run.Count, run.Sum, found)
+		t.Errorf("run: count %d sum %v (found %v), want 2 (the cancelled job never ran) and 1 s", run.Count, run.Sum, found)
 	}
-	if !equalFloats(run.Bounds, durationBuckets) {
-		t.Errorf("run buckets %v, want %v", run.Bounds, durationBuckets)
+	if !equalFloats(run.Bounds, durationBuckets) || !equalFloats(wait.Bounds, durationBuckets) {
+		t.Errorf("buckets %v and %v, want %v", wait.Bounds, run.Bounds, durationBuckets)
 	}
-	cancelledAttrs := outcomeAttrs("sleep", "cancelled", "")
-	if w, found := histogramPoint(t, ms[waitSpec.Name], cancelledAttrs...); !found || w.Count != 1 || w.Sum != 2 {
-		t.Errorf("wait of the cancelled job: count %d sum %v (found %v), want 1 and 2 s", w.Count, w.Sum, found)
-	}
-	if _, found := histogramPoint(t, ms[runSpec.Name], cancelledAttrs...); found {
-		t.Error("a job never dispatched has a run time")
+	// 1.5 ms, 0.5 ms and 2 s fall in the buckets ending at 2.5 ms, 0.5 ms
+	// and 2.5 s.
+	for i, b := range wait.Bounds {
+		want := uint64(0)
+		if b == 0.0025 || b == 0.0005 || b == 2.5 {
+			want = 1
+		}
+		if wait.BucketCounts[i] != want {
+			t.Errorf("wait bucket ≤ %v s: %d jobs, want %d", b, wait.BucketCounts[i], want)
+		}
 	}
 }
 
@@ -301,4 +306,73 @@ func containsKey(keys []attribute.Key, k attribute.Key) bool {
 		}
 	}
 	return false
+}
+
+// TestBatchesLoseNothing: jobs resolved from many goroutines while
+// collections run are all counted and all recorded, whatever batch they
+// waited in.
+func TestBatchesLoseNothing(t *testing.T) {
+	h := newHarness(t)
+	obs := h.tel.Observer("b")
+	const goroutines, perGoroutine = 8, 1000 // not a multiple of batchSize per shard
+	done := make(chan struct{})
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				if _, err := h.collectErr(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range perGoroutine {
+				var err error
+				if (g+i)%5 == 0 {
+					err = &actors.RemoteError{Code: "handler"}
+				}
+				obs.JobResolved("b", err, time.Millisecond, time.Duration(i%2)*time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	<-collected
+	ms := h.collect(t)
+	total := int64(goroutines * perGoroutine)
+	ok, _ := sumValue(t, ms[jobsSpec.Name], outcomeAttrs("b", "succeeded", "")...)
+	failed, _ := sumValue(t, ms[jobsSpec.Name], outcomeAttrs("b", "failed", "remote")...)
+	if ok != total*4/5 || failed != total/5 {
+		t.Errorf("counted %d succeeded and %d failed, want %d and %d", ok, failed, total*4/5, total/5)
+	}
+	wait, _ := histogramPoint(t, ms[waitSpec.Name], JobTypeKey.String("b"))
+	run, _ := histogramPoint(t, ms[runSpec.Name], JobTypeKey.String("b"))
+	if wait.Count != uint64(total) || run.Count != uint64(total/2) {
+		t.Errorf("recorded %d waits and %d runs, want %d and %d", wait.Count, run.Count, total, total/2)
+	}
+}
+
+func TestCloseRecordsWhatWaits(t *testing.T) {
+	h := newHarness(t)
+	jt := h.tel.jobType("c")
+	for range 3 {
+		jt.JobResolved("c", nil, time.Millisecond, time.Millisecond)
+	}
+	h.tel.Close()
+	for i := range jt.batches {
+		if n := jt.batches[i].n; n != 0 {
+			t.Errorf("shard %d still holds %d values after Close", i, n)
+		}
+	}
+	if wait, _ := histogramPoint(t, h.collect(t)[waitSpec.Name], JobTypeKey.String("c")); wait.Count != 3 {
+		t.Errorf("recorded %d waits, want 3", wait.Count)
+	}
 }

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -68,9 +67,8 @@ type jobType struct {
 	t    *Telemetry
 	name string
 
-	plain     measured                     // the job type alone
+	plain     measured                     // the job type alone (the histograms' too)
 	byClass   [numOutcomes]measured        // job type, outcome, error.type: the job counter's
-	byOutcome [numOutcomes]measured        // job type, outcome: the histograms'
 	byFailure [failureUnknown + 1]measured // job type, failure kind
 	byPhase   [len(phaseLabels)]measured   // job type, phase
 
@@ -78,9 +76,9 @@ type jobType struct {
 	spanStart   []trace.SpanStartOption
 	spanOutcome [numOutcomes][]attribute.KeyValue
 
-	// counts are the jobs resolved, by class: the job counter reports them
-	// at each collection, which makes counting a job an atomic add.
-	counts [numOutcomes]atomic.Int64
+	// batches hold the resolved jobs' measurements until they are
+	// recorded in bulk (see shards), and count the jobs by class.
+	batches shards
 
 	mu        sync.Mutex
 	crashed   map[int]int // failure index, by the pid of a failed worker not yet replaced
@@ -97,7 +95,6 @@ func newJobType(t *Telemetry, name string) *jobType {
 			span = append(span, ErrorTypeKey.String(l.errorType))
 		}
 		jt.byClass[o] = measure(append([]attribute.KeyValue{typ}, span...)...)
-		jt.byOutcome[o] = measure(typ, span[0])
 		jt.spanOutcome[o] = span
 	}
 	for i := range jt.byFailure {
@@ -147,21 +144,19 @@ func (jt *jobType) JobResolved(jobType string, err error, queueWait, run time.Du
 	if !jt.t.metrics.live() {
 		return
 	}
-	a, c := jt.of(jobType), classify(err)
-	a.counts[c].Add(1)
-	ctx := context.Background()
-	in := jt.t.in
-	in.wait.Record(ctx, queueWait.Seconds(), a.byOutcome[c].record...)
-	if run > 0 {
-		in.run.Record(ctx, run.Seconds(), a.byOutcome[c].record...)
-	}
+	a := jt.of(jobType)
+	a.batches.add(jt.t.in, a.plain.record, classify(err), queueWait, run)
 }
 
-// observeCounts observes the job counter of jt: the classes that have
-// counted a job.
-func (jt *jobType) observeCounts(o metric.Observer) {
-	for c := range jt.counts {
-		if n := jt.counts[c].Load(); n > 0 {
+// flush records jt's waiting measurements and observes its job counter
+// (o nil: no observation): the classes that have counted a job.
+func (jt *jobType) flush(o metric.Observer) {
+	counts := jt.batches.flushAll(jt.t.in, jt.plain.record)
+	if o == nil {
+		return
+	}
+	for c, n := range counts {
+		if n > 0 {
 			o.ObserveInt64(jt.t.in.jobs, n, jt.byClass[c].observe...)
 		}
 	}

@@ -102,7 +102,8 @@ func (t *Telemetry) jobType(name string) *jobType {
 	return v.(*jobType)
 }
 
-// Close forgets every watched router and refuses new ones, so that a
+// Close records the measurements still waiting in the batches, and
+// forgets every watched router and refuses new ones, so that a
 // MeterProvider that outlives the System stops asking for their Stats:
 // from then on the gauges report nothing. The job counts keep their final
 // values (as the SDK keeps the histograms'), and the Observers stay
@@ -111,6 +112,10 @@ func (t *Telemetry) Close() {
 	if t == nil {
 		return
 	}
+	t.types.Range(func(_, v any) bool {
+		v.(*jobType).flush(nil)
+		return true
+	})
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
