@@ -27,6 +27,7 @@ type metrics struct {
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider
 	server   *http.Server
+	addr     net.Addr // where server listens
 	served   chan error
 }
 
@@ -52,7 +53,7 @@ func newMetrics(addr string) (*metrics, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	m.served = make(chan error, 1)
+	m.served, m.addr = make(chan error, 1), ln.Addr()
 	go func() { m.served <- m.server.Serve(ln) }()
 	fmt.Printf("metrics: http://%s/metrics while the demo runs\n", ln.Addr())
 	return m, nil
