@@ -123,15 +123,9 @@ func observeStats(o metric.Observer, jt *jobType, s *actors.Stats) {
 	for i, n := range byPhase {
 		o.ObserveInt64(in.workers, int64(n), jt.byPhase[i].observe...)
 	}
-	for pid, rss := range workerMemory(s) {
-		o.ObserveInt64(in.memory, int64(rss), metric.WithAttributes(JobTypeKey.String(jt.name), PIDKey.Int(pid)))
+	for _, w := range s.PerWorker {
+		if w.PID != 0 && w.RSS != 0 { // 0: still starting, or not read
+			o.ObserveInt64(in.memory, int64(w.RSS), metric.WithAttributes(JobTypeKey.String(jt.name), PIDKey.Int(w.PID)))
+		}
 	}
-}
-
-// workerMemory returns the resident memory in bytes of each live worker
-// of s, by pid: the one place that reads per-worker memory from Stats.
-// actors.Stats carries no per-worker readings yet, so it returns none and
-// process.memory.usage reports nothing until it does.
-func workerMemory(*actors.Stats) map[int]uint64 {
-	return nil
 }

@@ -20,7 +20,11 @@ func fixedStats(s *actors.Stats) Snapshot {
 func TestGaugesReadEachWatchedRouter(t *testing.T) {
 	h := newHarness(t)
 	h.tel.Watch("a", fixedStats(&actors.Stats{JobType: "a", Queued: 7, Running: 3,
-		Starting: 1, Idle: 2, Busy: 3, Retiring: 4, Stopping: 5, Failing: 6}))
+		Starting: 1, Idle: 2, Busy: 3, Retiring: 4, Stopping: 5, Failing: 6,
+		PerWorker: []actors.WorkerStats{
+			{PID: 101, RSS: 5 << 20}, {PID: 102, RSS: 7 << 20},
+			{PID: 0, Phase: actors.PhaseStarting}, // not started yet: no pid, no reading
+		}}))
 	h.tel.Watch("b", fixedStats(&actors.Stats{JobType: "b", Idle: 1}))
 	ms := h.collect(t)
 
@@ -44,6 +48,14 @@ func TestGaugesReadEachWatchedRouter(t *testing.T) {
 	}
 	if n := points(ms[workersSpec.Name]); n != 2*len(phaseLabels) {
 		t.Errorf("%s has %d data points, want %d", workersSpec.Name, n, 2*len(phaseLabels))
+	}
+	for pid, want := range map[int]int64{101: 5 << 20, 102: 7 << 20} {
+		if v, ok := sumValue(t, ms[memorySpec.Name], typ, PIDKey.Int(pid)); !ok || v != want {
+			t.Errorf("%s{a, pid %d} = %d (found %v), want %d", memorySpec.Name, pid, v, ok, want)
+		}
+	}
+	if n := points(ms[memorySpec.Name]); n != 2 {
+		t.Errorf("%s has %d data points, want one per started worker, 2", memorySpec.Name, n)
 	}
 }
 
