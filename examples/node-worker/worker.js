@@ -7,6 +7,7 @@
 //              makes itself (byte i is Seed+i mod 256)
 //   wordcount  VALUE: a text -> how often each word occurs in it
 //   noop       BLOB:  anything -> nothing (the bench's no-load job)
+//   noopv      VALUE: anything -> nil (the bench's no-load VALUE job)
 //
 // A host starts it with its protocol pipes as fds 3 and 4:
 //
@@ -60,5 +61,6 @@ w.handleValue('wordcount', (text) => {
 });
 
 w.handle('noop', () => null);
+w.handleValue('noopv', () => null); // msgpack nil
 
 w.run(); // serve until the host stops us, then exit

@@ -7,6 +7,7 @@ It serves the job types of the Go example (examples/sha512worker):
                worker makes itself (byte i is s+i mod 256)
     wordcount  VALUE: a text -> how often each word occurs in it
     noop       BLOB:  anything -> nothing (the bench's no-load job)
+    noopv      VALUE: anything -> nil (the bench's no-load VALUE job)
 
 A host starts it with its protocol pipes as fds 3 and 4:
 
@@ -69,6 +70,11 @@ def wordcount(text):
 @worker.blob("noop")
 def noop(payload):
     return b""
+
+
+@worker.value("noopv")
+def noopv(arg):
+    return None  # msgpack nil
 
 
 if __name__ == "__main__":
