@@ -12,8 +12,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/evanphx/go-hclog-slog/hclogslog"
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/procpool/procpool/actors"
+	"github.com/procpool/procpool/internal/telemetry"
 )
 
 // JobType describes a job type and the pool of workers that runs it; see
@@ -52,6 +55,16 @@ type Config struct {
 	// Dispatcher goroutines running the actors (0: 2 x GOMAXPROCS, at
 	// least 4).
 	DispatcherGoroutines int
+	// MeterProvider receives the pool's metrics, listed in
+	// docs/metrics.md (nil: otel.GetMeterProvider(), the global one,
+	// which reports nothing until the application sets it; a
+	// metric/noop provider turns them off).
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives a span per job, a child of the span in the
+	// caller's context (nil: otel.GetTracerProvider(), the global one;
+	// until the application sets it, a job records nothing and only
+	// passes its caller's trace context on to the worker).
+	TracerProvider trace.TracerProvider
 }
 
 // System is a running procpool: an actor system with a root supervisor
@@ -61,6 +74,7 @@ type System struct {
 	actors     *actor.ActorSystem
 	dispatcher *actors.Dispatcher
 	root       *actor.PID
+	telemetry  *telemetry.Telemetry
 
 	mu      sync.RWMutex
 	routers map[string]*Router
@@ -82,6 +96,7 @@ func NewSystem(cfg Config) *System {
 		actors:     system,
 		dispatcher: actors.NewDispatcher(cfg.DispatcherGoroutines),
 		routers:    make(map[string]*Router),
+		telemetry:  newTelemetry(cfg.MeterProvider, cfg.TracerProvider, logger),
 	}
 	s.root = system.Root.Spawn(supervisorProps(s.dispatcher))
 	return s
@@ -109,7 +124,8 @@ func (s *System) Spawn(t JobType) (*Router, error) {
 	if r, ok := s.routers[t.Name]; ok && !stopped(r) {
 		return nil, fmt.Errorf("%w %q: already spawned", ErrInvalidJobType, t.Name)
 	}
-	props, r, err := actors.RouterProps(t, actors.RouterOptions{Logger: s.logger, Dispatcher: s.dispatcher})
+	props, r, err := actors.RouterProps(t, actors.RouterOptions{Logger: s.logger, Dispatcher: s.dispatcher,
+		Observer: s.telemetry.Observer(t.Name)})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +134,7 @@ func (s *System) Spawn(t JobType) (*Router, error) {
 		return nil, err
 	}
 	r.Bind(s.actors, pid)
+	s.telemetry.Watch(t.Name, r.Stats)
 	s.routers[t.Name] = r
 	return r, nil
 }
@@ -256,6 +273,7 @@ func (s *System) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	_ = s.actors.Root.StopFuture(s.root).Wait()
 	s.dispatcher.Close()
 	s.actors.Shutdown()
+	s.telemetry.Close()
 	return errors.Join(uniq(errs)...)
 }
 

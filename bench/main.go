@@ -9,6 +9,7 @@
 //	go run ./bench          # full run, about 5 minutes on 2 cores
 //	go run ./bench -quick   # every experiment briefly; checks results, not speed
 //	go run ./bench -distributed [-quick]  # the distributed experiment only
+//	go run ./bench -otel    # only what OpenTelemetry metrics cost (telemetry.go)
 //
 // The experiments, one file each:
 //
@@ -70,6 +71,9 @@ type config struct {
 	Out io.Writer
 	// Logger receives the pools' log lines (nil: none).
 	Logger hclog.Logger
+	// OTel runs only the OpenTelemetry experiment (telemetry.go): the
+	// 1 KiB pool of 2 with metrics off and on, Runs times.
+	OTel bool
 }
 
 // fullConfig is `go run ./bench`: the article's 10,000 jobs per run.
@@ -119,6 +123,7 @@ func main() {
 	noPeer := flag.Bool("no-peer", false, "skip the Python ProcessPoolExecutor peer")
 	python := flag.String("python", "python3", "Python interpreter for the peer")
 	verbose := flag.Bool("v", false, "log the pools' warnings to stderr")
+	otelOnly := flag.Bool("otel", false, "run only the OpenTelemetry experiment: the 1 KiB pool of 2 with metrics off, on, and with traces (docs/metrics.md)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the host side: callers, actors, links) to this file")
 	dist := flag.Bool("distributed", false, "run only the distributed experiment (local pool against JetStream with 1 and 3 nodes); writes docs/benchmarks-distributed.md")
 	flag.Parse()
@@ -140,6 +145,7 @@ func main() {
 	cfg.Docs = *docs
 	cfg.Peer = !*noPeer
 	cfg.Python = *python
+	cfg.OTel = *otelOnly
 	if *verbose {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr})
 	}
@@ -174,6 +180,7 @@ type env struct {
 	cores     int
 	root      string       // the module's root directory, "" if unknown
 	sdks      []*sdkWorker // the other languages' SDK workers found
+	otelProviders
 }
 
 // progress prints a progress line.
@@ -197,6 +204,11 @@ func run(cfg config) error {
 	}
 	defer testbin.Cleanup()
 	e := &env{cfg: cfg, bin: bin, workloads: workloads(), cores: runtime.NumCPU()}
+	if cfg.OTel {
+		e.progress("procpool bench: OpenTelemetry experiment, %d run(s) of %d jobs, %d cores\n", cfg.Runs, cfg.Jobs, e.cores)
+		_, err := runTelemetry(context.Background(), e)
+		return err
+	}
 	var sdkNotes []string
 	if docs, err := docsDir(); err == nil {
 		e.root = filepath.Dir(docs)

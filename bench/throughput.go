@@ -221,7 +221,8 @@ func poolError(ctx context.Context, r *procpool.Router, err error) error {
 // startPool starts a system with one job type and waits until its
 // MinWorkers workers are ready. On error the system is shut down.
 func startPool(ctx context.Context, e *env, t procpool.JobType) (*procpool.System, *procpool.Router, error) {
-	sys := procpool.NewSystem(procpool.Config{Logger: e.cfg.Logger})
+	sys := procpool.NewSystem(procpool.Config{Logger: e.cfg.Logger,
+		MeterProvider: e.meterProvider, TracerProvider: e.tracerProvider})
 	r, err := sys.Spawn(t)
 	if err != nil {
 		shutdown(sys)

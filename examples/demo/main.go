@@ -14,12 +14,16 @@
 // While it runs, one line shows each job type's progress, queue and workers
 // (from Router.Stats). When every job is done it waits for idle workers to
 // be passivated, prints a table of the final statistics, shows how a few
-// failures look to the caller (cancellation, timeout, a worker's error) and
-// shuts the system down. It exits 1 if any digest is wrong or any job of the
-// main run failed.
+// failures look to the caller (cancellation, timeout, a worker's error),
+// prints a snapshot of the pool's OpenTelemetry metrics (through otel's
+// Prometheus exporter, into a registry of the demo's own; see metrics.go
+// and docs/metrics.md) and shuts the system down. It exits 1 if any digest
+// is wrong or any job of the main run failed.
 //
 // Flags: -jobs and -vjobs set the number of jobs of each type, -clients the
-// number of submitting goroutines, -worker a prebuilt worker binary.
+// number of submitting goroutines, -worker a prebuilt worker binary,
+// -metrics-addr a loopback address (such as 127.0.0.1:9464) to serve the
+// metrics on while the demo runs (default: no server).
 package main
 
 import (
@@ -65,6 +69,7 @@ func run() int {
 	valueJobs := flag.Int("vjobs", 1000, "number of sha512v (VALUE) jobs")
 	clients := flag.Int("clients", 6, "goroutines submitting sha512 jobs (sha512v gets half as many)")
 	workerBin := flag.String("worker", "", "path of a prebuilt sha512worker (default: build it)")
+	metricsAddr := flag.String("metrics-addr", "", "serve the metrics at http://`host:port`/metrics while the demo runs; the host must be a loopback address (default: no server)")
 	flag.Parse()
 
 	// Ctrl-C cancels the jobs in flight; the system still shuts down
@@ -93,7 +98,13 @@ func run() int {
 	// The pool's own log lines, and the workers' stdout and stderr, go to
 	// this logger. Warn keeps a healthy run quiet.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "demo", Level: hclog.Warn, Output: os.Stderr})
-	sys := procpool.NewSystem(procpool.Config{Logger: logger})
+	m, err := newMetrics(*metricsAddr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: metrics:", err)
+		return 1
+	}
+	defer m.close()
+	sys := procpool.NewSystem(procpool.Config{Logger: logger, MeterProvider: m.provider})
 
 	blob, err := sys.Spawn(procpool.JobType{
 		Name:        "sha512",
@@ -124,6 +135,12 @@ func run() int {
 
 	ok := runJobs(ctx, blob, value, *blobJobs, *valueJobs, max(1, *clients))
 	ok = failures(ctx, value) && ok
+
+	fmt.Println("\nmetrics snapshot (OpenTelemetry, through its Prometheus exporter):")
+	if err := m.print(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo: metrics:", err)
+		ok = false
+	}
 
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
