@@ -233,7 +233,7 @@ func TestNameCanBeSpawnedAgainAfterShutdown(t *testing.T) {
 	require.NoError(t, r.Shutdown(ctx))
 	assert.Empty(t, sys.JobTypes())
 	_, err = sys.Router("echo")
-	assert.ErrorIs(t, err, procpool.ErrUnknownJobType)
+	assert.ErrorIs(t, err, procpool.ErrShuttingDown)
 	r2, err := sys.Spawn(jobType(t, "echo"))
 	require.NoError(t, err)
 	out, err := r2.Call(ctx, procpool.Blob, []byte("again"))

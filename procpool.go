@@ -165,18 +165,21 @@ func stopped(r *Router) bool {
 	}
 }
 
-// Router returns the router of a spawned job type that has not been shut
-// down.
+// Router returns the router of a spawned job type. It fails with
+// ErrUnknownJobType for a name never spawned, and with ErrShuttingDown for
+// one whose router was shut down (its name may be spawned again).
 func (s *System) Router(jobType string) (*Router, error) {
 	s.mu.RLock()
 	r, ok := s.routers[jobType]
 	closed := s.closed
 	s.mu.RUnlock()
-	if closed {
+	switch {
+	case closed:
 		return nil, ErrShuttingDown
-	}
-	if !ok || stopped(r) {
+	case !ok:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownJobType, jobType)
+	case stopped(r):
+		return nil, fmt.Errorf("%w: the router of %q was shut down", ErrShuttingDown, jobType)
 	}
 	return r, nil
 }
