@@ -2,7 +2,6 @@ package actors
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,14 @@ import (
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/sharedmem"
 )
+
+// maxDetail bounds the detail kept from an error response's payload.
+const maxDetail = 64 << 10
+
+// errCallerDecides is what the link answers a job with that its caller's
+// context resolves (it is about to end): the job's slot is freed, the job
+// left for the context's watcher.
+var errCallerDecides = errors.New("left to the caller's context")
 
 // answer settles the job a response is for. It returns an error only for a
 // protocol violation, which kills the link: a response for a job that is
@@ -50,10 +57,17 @@ func (l *link) answer(m *codec.Message) error {
 	case lost:
 		err = &CrashError{Cause: ErrWorkerCrashed, Reason: "its result was lost with its shared memory region", PID: l.pid, JobID: m.ID, Attempt: j.attempt}
 	case m.ErrCode == codec.CodeDeadline && j.byDeadline:
-		// The worker stopped at its caller's deadline, not JobTimeout's.
-		err = &cancelError{ctxErr: context.DeadlineExceeded}
+		// The worker stopped at its caller's deadline, not JobTimeout's:
+		// the job ends with its caller's context, cause and all.
+		if err = errCallerDecides; j.ctx.Err() != nil {
+			err = cancelledBy(j.ctx)
+		}
 	case m.ErrCode != "":
-		err = &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
+		re := &RemoteError{Code: m.ErrCode, Message: m.ErrMessage}
+		if !m.Shared && m.PayloadKind == Blob && len(m.Payload) > 0 {
+			re.Detail = string(m.Payload[:min(len(m.Payload), maxDetail)])
+		}
+		err = re
 	case m.PayloadKind != j.Kind:
 		err = fmt.Errorf("%w: a %s request answered with a %s result", ErrBadResult, j.Kind, m.PayloadKind)
 	case m.Shared && j.Kind == Value && codec.CheckValue(shared) != nil:

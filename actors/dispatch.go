@@ -34,14 +34,16 @@ func start(j *Job, w *workerState, mode sendMode) bool {
 	} else {
 		j.dispatched.Store(j.accepted.UnixNano()) // the fast path: no wait
 	}
+	if j.obs != nil {
+		// Before the request goes out: its answer may resolve the job at
+		// once. A dispatch that fails leaves one event too many.
+		j.obs.Dispatched(j.attempt, w.proc)
+	}
 	if !w.link.dispatch(j, mode) {
 		j.worker = nil
 		j.attempt--
 		j.dispatched.Store(prev)
 		return false
-	}
-	if j.obs != nil {
-		j.obs.Dispatched(j.attempt, w.proc)
 	}
 	return true
 }

@@ -50,7 +50,11 @@ var (
 // RemoteError is an error a worker returned for a job.
 type RemoteError struct {
 	Code    string // the error code, e.g. "handler", "panic", "cancelled"
-	Message string // the worker's description
+	Message string // the worker's description, one line for a panic
+	// Detail is what the worker sent beside the message, if anything: for
+	// a panic, the SDKs send the whole value and the first frames of the
+	// stack (at most 64 KiB are kept).
+	Detail string
 }
 
 // Error implements error.

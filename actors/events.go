@@ -46,7 +46,7 @@ type WorkerEvent struct {
 	Kind    EventKind
 	JobType string
 	PID     int                 // the worker's process id, 0 if none
-	Failure *supervisor.Failure // for EventCrashed and EventGaveUp
+	Failure *supervisor.Failure // for EventCrashed, EventRestarted and EventGaveUp
 	Detail  string              // a human-readable note
 	Time    time.Time
 }

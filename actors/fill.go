@@ -70,13 +70,13 @@ func (h *Router) startFilled(ctx context.Context, j *Job, w *workerState, n int,
 	j.attempt++
 	j.noRetry = true
 	j.dispatched.Store(j.accepted.UnixNano())
+	if j.obs != nil {
+		j.obs.Dispatched(j.attempt, w.proc)
+	}
 	if !l.dispatchFilled(j, n, fill) {
 		j.worker, j.noRetry = nil, false
 		j.attempt--
 		return false
-	}
-	if j.obs != nil {
-		j.obs.Dispatched(j.attempt, w.proc)
 	}
 	l.readFor(j)
 	return true
@@ -109,11 +109,12 @@ func (l *link) dispatchFilled(j *Job, n int, fill func([]byte)) bool {
 	if l.timeout > 0 {
 		j.timer.Store(timerFor(l, j, id, j.attempt))
 	}
-	span := codec.Span{Offset: off, Length: uint64(n)}
-	took, refused := l.w.tryRequest(id, budget, j.Kind, nil, span, true)
+	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind,
+		span: codec.Span{Offset: off, Length: uint64(n)}, shared: true, meta: l.meta(j)}
+	took, refused := l.w.tryRequest(&o)
 	switch {
 	case !took:
-		l.w.enqueue(outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind, span: span, shared: true})
+		l.w.enqueue(o)
 	case refused != nil:
 		l.refuse(id, j, refused)
 	}

@@ -166,7 +166,7 @@ func (h *Router) enter(ctx context.Context, j *Job, block bool) (*Job, error) {
 		return nil, errUnbound
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		j.deadline = dl
+		j.deadline, j.ctx = dl, ctx
 	}
 	spec := h.spec()
 	var err error

@@ -58,7 +58,9 @@ func (h *linkHooks) answered(j *Job, result []byte, err error) {
 	if !h.board.finish(h.ws) {
 		h.system.Root.Send(h.router, (*slotFreed)(h.ws))
 	}
-	j.resolve(result, err)
+	if err != errCallerDecides {
+		j.resolve(result, err)
+	}
 }
 
 // checkMemory reads the worker's memory, at most every memoryEvery unless

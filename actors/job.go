@@ -36,7 +36,8 @@ type Job struct {
 	replyTo  *actor.PID
 	system   *actor.ActorSystem
 	accepted time.Time
-	deadline time.Time   // the caller's context's deadline, if any
+	deadline time.Time       // the caller's context's deadline, if any
+	ctx      context.Context // that context, when it has a deadline
 	obs      JobObserver // follows the job for the router's Observer, or nil
 
 	// Where the job runs. A job has one owner at a time (see inflight): the

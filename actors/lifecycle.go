@@ -165,10 +165,10 @@ func (r *routerActor) ensureWorkers() {
 	for range spawn {
 		r.spawn()
 		if len(r.owed) > 0 {
-			replaced := r.owed[0]
+			o := r.owed[0]
 			r.owed = r.owed[1:]
 			r.stats.Restarts++
-			r.event(EventRestarted, replaced, nil, fmt.Sprintf("replacing failed worker %d", replaced))
+			r.event(EventRestarted, o.pid, o.failure, fmt.Sprintf("replacing failed worker %d", o.pid))
 		}
 	}
 }

@@ -21,8 +21,9 @@ type linkOwner interface {
 	// request frame it takes.
 	ready(limit int64)
 	// answered: j left the in-flight table (its answer was read, or its
-	// request was refused or never sent); resolve it with result or err (a
-	// no-op if it resolved already) and free its slot.
+	// request was refused or never sent); free its slot and resolve it with
+	// result or err (a no-op if it resolved already; nothing for
+	// errCallerDecides, which leaves it to its caller's context).
 	answered(j *Job, result []byte, err error)
 	// leaving: the worker announced that it exits (it answered a job with
 	// code "panic"): it gets no more jobs.
@@ -53,7 +54,8 @@ type linkConfig struct {
 	timeout  time.Duration // JobTimeout, sent with every request; 0: none
 	stall    time.Duration // how long the worker may take no input
 	shm      *sharedmem.Host
-	counters *counters // counts the payloads that take the shared region
+	counters *counters      // counts the payloads that take the shared region
+	offer    codec.Features // the optional features offered in the hello
 }
 
 // link is the host's end of the protocol with one worker process. It is
@@ -72,8 +74,9 @@ type link struct {
 	w     writer
 	r     reader
 
-	shared     atomic.Bool  // the worker mapped the shared memory region
-	peerLimit  atomic.Int64 // the largest request frame the worker takes
+	shared     atomic.Bool    // the worker mapped the shared memory region
+	peerLimit  atomic.Int64   // the largest request frame the worker takes
+	features   codec.Features // negotiated: written once, before handshaken is set
 	handshaken atomic.Bool
 	ending     atomic.Bool // the process has exited: read what it left, to the end
 
@@ -121,7 +124,7 @@ func (l *link) start(in, out *os.File, wg *sync.WaitGroup) {
 	l.r.init(out, l.maxFrame)
 	l.r.role.Store(int32(roleBackground)) // for the handshake
 	l.r.kick <- struct{}{}
-	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(l.maxFrame)}
+	hello := codec.Message{Kind: codec.KindHello, Version: codec.Version, MaxFrame: uint32(l.maxFrame), Features: l.offer}
 	if l.shm != nil {
 		hello.SharedSize = uint64(l.shm.Size())
 	}
@@ -151,13 +154,13 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 	if mode != directSelfRead {
 		l.r.wake()
 	}
-	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind, payload: j.Payload}
+	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind, payload: j.Payload, meta: l.meta(j)}
 	if mode == viaWriter {
 		l.w.enqueue(o)
 		return true
 	}
 	o.span, o.shared = l.share(id, o.payload)
-	took, refused := l.w.tryRequest(id, budget, o.pkind, o.payload, o.span, o.shared)
+	took, refused := l.w.tryRequest(&o)
 	switch {
 	case !took:
 		l.w.enqueue(o) // someone else writes: the goroutine sends it next
@@ -165,6 +168,19 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 		l.refuse(id, j, refused)
 	}
 	return true
+}
+
+// meta returns what a request carries besides its payload, when the worker
+// takes request metadata: the attempt, and the job's trace context.
+func (l *link) meta(j *Job) requestMeta {
+	if !l.features.Has(codec.FeatureMeta) {
+		return requestMeta{}
+	}
+	m := requestMeta{attempt: uint32(j.attempt)}
+	if j.obs != nil {
+		m.traceParent, m.traceState = j.obs.TraceContext()
+	}
+	return m
 }
 
 // timerFor arms job id's JobTimeout.
@@ -398,6 +414,10 @@ func (l *link) handshake(m *codec.Message) error {
 	if !serves {
 		return fmt.Errorf("%w: the worker serves %q, not %q", errHandshake, m.JobTypes, l.jobType)
 	}
+	if extra := m.Features &^ l.offer; extra != 0 {
+		return fmt.Errorf("%w: the worker claims features the host did not offer: %s", errHandshake, extra)
+	}
+	l.features = m.Features
 	limit := int64(l.maxFrame)
 	if n := int64(m.MaxFrame); n > 0 && n < limit {
 		limit = n // the worker's own limit: for this worker only

@@ -364,6 +364,8 @@ func TestLinkRefusesABadHandshake(t *testing.T) {
 	for name, ready := range map[string]codec.Message{
 		"version":  {Kind: codec.KindReady, Version: 99, MaxFrame: 1, JobTypes: []string{"echo"}},
 		"job type": {Kind: codec.KindReady, Version: codec.Version, JobTypes: []string{"other"}},
+		"features not offered": {Kind: codec.KindReady, Version: codec.Version, JobTypes: []string{"echo"},
+			Features: codec.FeatureBatch},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -417,7 +419,7 @@ func TestLinkReadsWhatTheWorkerLeftAtItsEnd(t *testing.T) {
 func TestLinkBoundsWritesToAStalledWorker(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	p := newPipes(t)
-	l, o, wg := startLink(t, p, linkConfig{stall: 300 * time.Millisecond})
+	l, o, wg := startLink(t, p, linkConfig{stall: 3 * time.Second})
 	newRawPeer(t, p, codec.Message{}) // then reads nothing
 	waitReady(t, o)
 	j := NewJob(Blob, make([]byte, 8<<20))
@@ -427,7 +429,7 @@ func TestLinkBoundsWritesToAStalledWorker(t *testing.T) {
 	start := time.Now()
 	require.True(t, l.dispatch(j, direct))
 	stop()
-	assert.Less(t, time.Since(start), 250*time.Millisecond, "the caller's write ended at its interruption, not at the stall")
+	assert.Less(t, time.Since(start), 2*time.Second, "the caller's write ended at its interruption, not at the stall (3 s)")
 	err := o.waitClosed(t)
 	assert.ErrorIs(t, err, errStalled)
 	assert.Equal(t, 1, l.table.len())

@@ -38,7 +38,7 @@ type routerActor struct {
 	dying   map[string]struct{}     // worker actors told to stop, not yet terminated
 
 	spawnAfter time.Time   // no spawn before (restart backoff)
-	owed       []int       // replacements owed, by the pid of the failed worker each replaces
+	owed       []owed      // replacements owed to failed workers
 	wake       *time.Timer // fires at spawnAfter or at the end of a cool-down
 	tick       *time.Timer
 	gaveUp     bool // unavailable until restarts.Available
@@ -54,6 +54,12 @@ type routerActor struct {
 	lastCrash    *CrashError  // the last worker failure, for ErrUnavailable
 
 	stats Stats // the router-owned counters of Stats
+}
+
+// owed is a replacement owed to a failed worker.
+type owed struct {
+	pid     int
+	failure *supervisor.Failure
 }
 
 // generation is one version of a job type's spec: Update starts a new one.

@@ -103,6 +103,13 @@ type JobType struct {
 	// and the worker (they count in the worker's RSS as RssShmem).
 	SharedMemory int
 
+	// NoFeatures makes the host offer none of the protocol's optional
+	// features in its hello (request metadata, batches, streamed results):
+	// for workers built with an SDK older than them, which refuse a hello
+	// that offers any. Map and streamed results then run one request per
+	// job.
+	NoFeatures bool
+
 	// Policy is the supervision policy; zero fields take
 	// supervisor.DefaultPolicy's values.
 	Policy supervisor.Policy

@@ -54,12 +54,12 @@ func (r *routerActor) onExited(ctx actor.Context, ex *workerExited) {
 	}
 	r.spawnAfter = now.Add(d.Delay)
 	if d.Directive == supervisor.Restart {
-		r.owed = append(r.owed, ex.info.PID)
+		r.owed = append(r.owed, owed{pid: ex.info.PID, failure: ex.failure})
 	}
 	if r.spec.Policy.Strategy == supervisor.AllForOne {
 		for _, other := range r.workers {
 			if other.active() {
-				r.owed = append(r.owed, other.proc)
+				r.owed = append(r.owed, owed{pid: other.proc, failure: ex.failure})
 				r.retire(other)
 			}
 		}

@@ -291,7 +291,7 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 	stall := w.spec.HeartbeatTimeout
 	w.link = newLink(linkConfig{
 		jobType: w.spec.Name, pid: w.proc.PID(), maxFrame: w.spec.MaxFrame, timeout: w.spec.JobTimeout,
-		stall: stall, shm: msg.shm, counters: w.counters,
+		stall: stall, shm: msg.shm, counters: w.counters, offer: offeredFeatures(w.spec),
 	}, w.hooks)
 	w.link.start(w.proc.Input(), w.proc.Output(), &w.env.wg)
 	w.after(w.spec.HandshakeTimeout, &handshakeTimeout{})
@@ -473,6 +473,14 @@ func (w *workerActor) report(ctx actor.Context) {
 		w.log.Debug("worker exited", "exit", info.String(), "unclean", ex.unclean)
 	}
 	ctx.Send(w.router, ex)
+}
+
+// offeredFeatures is what the host offers a worker of spec in its hello.
+func offeredFeatures(spec *JobType) codec.Features {
+	if spec.NoFeatures {
+		return 0
+	}
+	return codec.AllFeatures
 }
 
 // classifyExit turns an exit nobody asked for into a failure.

@@ -35,6 +35,26 @@ type outgoing struct {
 	payload []byte
 	span    codec.Span
 	shared  bool // the payload is in the shared memory region already
+	meta    requestMeta
+}
+
+// requestMeta is what a request carries besides its payload, with
+// codec.FeatureMeta: all zero for a worker without it.
+type requestMeta struct {
+	attempt                 uint32
+	traceParent, traceState string
+}
+
+// fill sets m's fields from o.
+func (o *outgoing) fill(m *codec.Message, jobType string) {
+	*m = codec.Message{Kind: o.kind, ID: o.id, JobType: jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload,
+		Attempt: o.meta.attempt, TraceParent: o.meta.traceParent, TraceState: o.meta.traceState}
+	switch {
+	case o.kind == codec.KindShutdown:
+		m.Grace = o.timeout
+	case o.shared:
+		m.Shared, m.Span, m.Payload = true, o.span, nil
+	}
 }
 
 // writer sends frames down the worker's input pipe (fd 3). A caller on the
@@ -132,7 +152,7 @@ func (w *writer) close() { w.once.Do(func() { close(w.quit) }) }
 // writing; it reports whether it took the pipe. The frame is then written,
 // handed to the writer goroutine (the caller was interrupted), dropped (the
 // pipe is broken), or refused with the codec's error.
-func (w *writer) tryRequest(id uint64, timeout time.Duration, kind codec.PayloadKind, payload []byte, span codec.Span, shared bool) (took bool, refused error) {
+func (w *writer) tryRequest(o *outgoing) (took bool, refused error) {
 	if !w.mu.TryLock() {
 		return false, nil
 	}
@@ -141,10 +161,7 @@ func (w *writer) tryRequest(id uint64, timeout time.Duration, kind codec.Payload
 		return true, nil
 	}
 	w.setCaller(true)
-	w.msg = codec.Message{Kind: codec.KindRequest, ID: id, JobType: w.jobType, Timeout: timeout, PayloadKind: kind, Payload: payload}
-	if shared {
-		w.msg.Shared, w.msg.Span, w.msg.Payload = true, span, nil
-	}
+	o.fill(&w.msg, w.jobType)
 	refused = w.enc.Write(&w.msg)
 	w.msg.Payload = nil
 	if refused == nil {
@@ -187,13 +204,7 @@ func (w *writer) encode(o *outgoing) {
 	if o.kind == codec.KindRequest && w.prepare != nil && !w.prepare(o) {
 		return
 	}
-	w.msg = codec.Message{Kind: o.kind, ID: o.id, JobType: w.jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload}
-	switch {
-	case o.kind == codec.KindShutdown:
-		w.msg.Grace = o.timeout
-	case o.shared:
-		w.msg.Shared, w.msg.Span, w.msg.Payload = true, o.span, nil
-	}
+	o.fill(&w.msg, w.jobType)
 	err := w.enc.Write(&w.msg)
 	w.msg.Payload = nil
 	if err != nil && w.refused != nil {

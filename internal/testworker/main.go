@@ -27,6 +27,8 @@
 //	                     its pid; payload "stdio" lets it inherit stdout and
 //	                     stderr (otherwise /dev/null)
 //	pid                  returns its pid
+//	info                 returns "id=<id> attempt=<n> traceparent=<tp>" from
+//	                     worker.Info
 //	budget               returns the milliseconds left before its context's
 //	                     deadline, or "none"
 //	env                  returns its environment, one variable per line
@@ -218,6 +220,13 @@ func register(s *worker.Server) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil
 	})
 	handle("selfinfo", selfinfo)
+	handle("info", func(ctx context.Context, p []byte) ([]byte, error) {
+		info, ok := worker.Info(ctx)
+		if !ok {
+			return nil, worker.Errorf("no_info", "no job info in the handler's context")
+		}
+		return []byte(fmt.Sprintf("id=%d attempt=%d traceparent=%s", info.ID, info.Attempt, info.TraceParent)), nil
+	})
 	handle("budget", func(ctx context.Context, p []byte) ([]byte, error) {
 		dl, ok := ctx.Deadline()
 		if !ok {
