@@ -77,3 +77,10 @@ const (
 	MemoryFailure     = supervisor.MemoryFailure
 	StartupFailure    = supervisor.StartupFailure
 )
+
+// StreamJob is an accepted job whose handler sends partial results
+// (Router.Stream): Chunks yields them, Wait gives the final answer.
+type StreamJob = actors.StreamJob
+
+// MapResult is one item's outcome in Router.MapUnordered.
+type MapResult = actors.MapResult

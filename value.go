@@ -3,6 +3,8 @@ package procpool
 import (
 	"context"
 	"fmt"
+	"iter"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -66,4 +68,40 @@ func decodeValue[Out any](res []byte) (Out, error) {
 		return out, fmt.Errorf("%w into %T: %w", ErrBadResult, out, err)
 	}
 	return out, nil
+}
+
+// MapValue runs a VALUE job for each value of inputs, as Router.Map does,
+// and yields each result decoded into an Out, or its error, in input order.
+// A value that cannot be encoded gets its encoding error.
+func MapValue[Out, In any](ctx context.Context, r *Router, inputs iter.Seq[In]) iter.Seq2[Out, error] {
+	return func(yield func(Out, error) bool) {
+		var encErrs sync.Map // index → encoding error
+		encoded := func(yield func([]byte) bool) {
+			i := 0
+			for in := range inputs {
+				p, err := msgpack.Marshal(in)
+				if err != nil {
+					encErrs.Store(i, fmt.Errorf("procpool: encode %T: %w", in, err))
+					p = nil // refused as ErrBadPayload; its error is replaced below
+				}
+				i++
+				if !yield(p) {
+					return
+				}
+			}
+		}
+		i := 0
+		for res, err := range r.Map(ctx, Value, encoded) {
+			var out Out
+			if e, ok := encErrs.LoadAndDelete(i); ok {
+				err = e.(error)
+			} else if err == nil {
+				out, err = decodeValue[Out](res)
+			}
+			i++
+			if !yield(out, err) {
+				return
+			}
+		}
+	}
 }

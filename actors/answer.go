@@ -38,7 +38,8 @@ func (l *link) answer(m *codec.Message) error {
 		}
 		shared = b
 	}
-	j, ok := l.table.take(m.ID)
+	e, ok := l.table.take(m.ID)
+	j := e.j
 	if !ok {
 		if m.Shared && !lost {
 			l.shm.Consumed() // ends the copy Response began
@@ -76,8 +77,10 @@ func (l *link) answer(m *codec.Message) error {
 	case m.Shared:
 		result = bytes.Clone(shared)
 	default:
-		if result = m.Payload; !l.r.rd.Owned() && len(result) > 0 {
-			result = bytes.Clone(result) // the reader's buffer is reused
+		// The reader's buffer is reused; a batch's frame, even one of its
+		// own, is not to be kept alive by one item's result.
+		if result = m.Payload; (!l.r.rd.Owned() || e.item >= 0) && len(result) > 0 {
+			result = bytes.Clone(result)
 		}
 	}
 	if m.Shared && !lost {
@@ -89,7 +92,20 @@ func (l *link) answer(m *codec.Message) error {
 		l.table.close()
 		l.owner.leaving(err)
 	}
-	l.owner.answered(j, result, err)
+	l.answeredEntry(e, result, err)
+	return nil
+}
+
+// answerBatch settles every response of a batch response.
+func (l *link) answerBatch(m *codec.Message) error {
+	if !l.features.Has(codec.FeatureBatch) {
+		return fmt.Errorf("%w: a batch response from a worker that did not negotiate batches", errProtocol)
+	}
+	for i := range m.Items {
+		if err := l.answer(&m.Items[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -97,7 +97,7 @@ func (r *routerActor) dispatch() {
 			r.queue.popFront()
 			continue
 		}
-		w, due := r.board.takeFor(requestSize(r.spec.Name, len(j.Payload)))
+		w, due := r.board.takeFor(requestSize(r.spec.Name, j.payloadLen()))
 		if w == nil {
 			if err := r.unfit(j); err != nil {
 				r.queue.popFront()
@@ -114,7 +114,7 @@ func (r *routerActor) dispatch() {
 // unfit returns ErrPayloadTooLarge when j's request fits no worker: every
 // live worker is ready and announced a smaller frame limit.
 func (r *routerActor) unfit(j *Job) error {
-	need := requestSize(r.spec.Name, len(j.Payload))
+	need := requestSize(r.spec.Name, j.payloadLen())
 	largest, ready := int64(0), 0
 	for _, w := range r.workers {
 		switch w.phase {
@@ -129,7 +129,7 @@ func (r *routerActor) unfit(j *Job) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %d bytes, and the largest frame a worker of %q takes is %d bytes",
-		ErrPayloadTooLarge, len(j.Payload), r.spec.Name, largest)
+		ErrPayloadTooLarge, j.payloadLen(), r.spec.Name, largest)
 }
 
 // run starts j on a slot of w taken for it; due says the slot was w's
@@ -148,7 +148,7 @@ func (r *routerActor) run(j *Job, w *workerState, due bool) {
 func (r *routerActor) fill(w *workerState) {
 	for r.board.handed(w) > 0 {
 		j := r.queue.removeFirst(func(j *Job) bool {
-			return !j.resolved() && r.board.fits(w, requestSize(r.spec.Name, len(j.Payload)))
+			return !j.resolved() && r.board.fits(w, requestSize(r.spec.Name, j.payloadLen()))
 		})
 		if j == nil {
 			r.board.publish(w)

@@ -86,21 +86,21 @@ func (h *Router) startFilled(ctx context.Context, j *Job, w *workerState, n int,
 // builds in the shared memory region; false, undoing the registration,
 // when the region has no room or the link takes no jobs.
 func (l *link) dispatchFilled(j *Job, n int, fill func([]byte)) bool {
-	budget := l.budget(j)
+	budget, meta := l.budget(j), l.meta(j) // before the table: see dispatch
 	id, ok := l.table.add(j, l)
 	if !ok {
 		return false
 	}
 	off, dst, ok := l.shm.Reserve(id, n)
 	if !ok {
-		l.table.drop(id, j)
+		_, _ = l.table.drop(id, j)
 		return false
 	}
 	fill(dst)
 	bad := checkValue(j.Kind, dst)
 	l.shm.Copied()
 	if bad != nil {
-		l.table.drop(id, j)
+		_, _ = l.table.drop(id, j)
 		l.releaseShared(id)
 		l.owner.answered(j, nil, bad)
 		return true
@@ -110,7 +110,7 @@ func (l *link) dispatchFilled(j *Job, n int, fill func([]byte)) bool {
 		j.timer.Store(timerFor(l, j, id, j.attempt))
 	}
 	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind,
-		span: codec.Span{Offset: off, Length: uint64(n)}, shared: true, meta: l.meta(j)}
+		span: codec.Span{Offset: off, Length: uint64(n)}, shared: true, meta: meta}
 	took, refused := l.w.tryRequest(&o)
 	switch {
 	case !took:

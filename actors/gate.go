@@ -93,7 +93,11 @@ func (g *gate) admit(ctx context.Context, j *Job, block bool) error {
 	}
 	g.jobs[j] = struct{}{}
 	g.mu.Unlock()
-	g.counters.accepted.Add(1)
+	n := 1
+	if j.batch != nil {
+		n = len(j.batch.payloads) // a Map job counts as its items
+	}
+	g.counters.accepted.Add(uint64(n))
 	return nil
 }
 
@@ -148,6 +152,16 @@ func (g *gate) release(j *Job, err error) {
 		return
 	}
 	g.sem.Release(1)
+	if j.batch == nil { // a Map job's items are counted one by one (count)
+		g.count(j, err)
+	}
+	if j.obs != nil {
+		j.obs.Resolved(err)
+	}
+}
+
+// count records the outcome of a job, or of one of a Map job's items.
+func (g *gate) count(j *Job, err error) {
 	total := time.Since(j.accepted)
 	wait, run := total, time.Duration(0)
 	if d := j.dispatched.Load(); d != 0 {
@@ -157,9 +171,6 @@ func (g *gate) release(j *Job, err error) {
 	g.counters.record(err, total, wait, run)
 	if g.obs != nil {
 		g.obs.JobResolved(g.jobType, err, wait, run)
-	}
-	if j.obs != nil {
-		j.obs.Resolved(err)
 	}
 }
 

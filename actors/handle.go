@@ -192,7 +192,7 @@ func (h *Router) enter(ctx context.Context, j *Job, block bool) (*Job, error) {
 // takeSlot takes a free slot for j when nothing is queued; otherwise it
 // sends j to the router's queue and returns nil.
 func (h *Router) takeSlot(j *Job) *workerState {
-	w, due := h.board.take(requestSize(h.gate.jobType, len(j.Payload)))
+	w, due := h.board.take(requestSize(h.gate.jobType, j.payloadLen()))
 	if w == nil {
 		h.gate.send(j)
 		return nil

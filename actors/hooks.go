@@ -25,6 +25,7 @@ type linkHooks struct {
 	system       *actor.ActorSystem
 	self, router *actor.PID // the worker actor, its router
 	board        *slotBoard
+	counters     *counters
 	ws           *workerState
 	spec         *JobType
 	proc         *childproc.Process
@@ -60,6 +61,36 @@ func (h *linkHooks) answered(j *Job, result []byte, err error) {
 	}
 	if err != errCallerDecides {
 		j.resolve(result, err)
+	}
+}
+
+// itemAnswered delivers a Map item's outcome; the job's slot is freed, as
+// answered frees a job's, once the dispatch's last item is answered, and
+// the job resolves once every item is delivered.
+func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
+	b := j.batch
+	if err != errCallerDecides {
+		b.give(item, result, err)
+	}
+	now := time.Now()
+	h.ws.served.Add(1)
+	h.ws.lastDone.Store(now.UnixNano())
+	if b.running.Add(-1) != 0 {
+		return
+	}
+	if d := j.dispatched.Load(); d != 0 && len(b.sent) > 0 {
+		h.counters.itemRun.Record(now.Sub(time.Unix(0, d)) / time.Duration(len(b.sent)))
+	}
+	j.stopTimer()
+	h.checkMemory(now, false)
+	if !h.board.finish(h.ws) {
+		h.system.Root.Send(h.router, (*slotFreed)(h.ws))
+	}
+	switch {
+	case b.allDone():
+		j.resolve(nil, nil)
+	case !j.resolved() && b.oneByOne.Load():
+		h.system.Root.Send(h.router, (*batchMore)(j)) // its next item
 	}
 }
 
@@ -112,4 +143,7 @@ type (
 	}
 	// cancelJob: the job's caller cancelled it.
 	cancelJob Job
+	// batchMore: a Map job that sends its items one at a time is ready
+	// for the next.
+	batchMore Job
 )

@@ -10,7 +10,8 @@ import (
 // answered. It is the one place where a running job changes owner:
 //
 //	add      dispatcher → table. The job gets its id on this worker (ids
-//	         count up from 1 and are never reused), and its link.
+//	         count up from 1 and are never reused), and its link. A Map
+//	         job's items (see batch) get an id each, all naming the job.
 //	take     table → the reader of its answer, which settles it.
 //	drop     table → the writer that did not send its request (too large
 //	         for the worker, or the job resolved before it was written).
@@ -25,13 +26,20 @@ import (
 // asked for, or one it already gave: a protocol violation.
 type inflight struct {
 	mu     sync.Mutex
-	jobs   map[uint64]*Job
+	jobs   map[uint64]entry
 	next   uint64
 	closed bool
 	n      atomic.Int32 // len(jobs), read without the lock by the read role
 }
 
-func newInflight() inflight { return inflight{jobs: make(map[uint64]*Job)} }
+// entry is what an id in the table names: a job, or one item of a Map
+// job's batch (item >= 0).
+type entry struct {
+	j    *Job
+	item int
+}
+
+func newInflight() inflight { return inflight{jobs: make(map[uint64]entry)} }
 
 // add registers j as running on l and returns its id; false when the table
 // is closed (the worker takes no more jobs).
@@ -45,40 +53,75 @@ func (t *inflight) add(j *Job, l *link) (uint64, bool) {
 	id := t.next
 	j.id.Store(id)
 	j.link.Store(l)
-	t.jobs[id] = j
+	t.jobs[id] = entry{j: j, item: -1}
 	t.n.Add(1)
 	return id, true
 }
 
-// take removes and returns the job with id; false if there is none.
-func (t *inflight) take(id uint64) (*Job, bool) {
+// addItems registers the given items of Map job j, records them as the
+// batch's current dispatch (sent, ids: written under the lock, before
+// whoever takes them out may read them) and returns their ids; false when
+// the table is closed.
+func (t *inflight) addItems(j *Job, l *link, items []int) ([]uint64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	j, ok := t.jobs[id]
+	if t.closed {
+		return nil, false
+	}
+	ids := make([]uint64, len(items))
+	for k, item := range items {
+		t.next++
+		ids[k] = t.next
+		t.jobs[t.next] = entry{j: j, item: item}
+	}
+	j.batch.sent, j.batch.ids = items, ids
+	for _, item := range items {
+		j.batch.attempts[item]++
+	}
+	j.id.Store(ids[0])
+	j.link.Store(l)
+	t.n.Add(int32(len(items)))
+	return ids, true
+}
+
+// take removes and returns what id names; false if there is nothing.
+func (t *inflight) take(id uint64) (entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.jobs[id]
 	if ok {
 		delete(t.jobs, id)
 		t.n.Add(-1)
 	}
-	return j, ok
+	return e, ok
 }
 
-// drop removes job id if it is still j; it reports whether it did.
-func (t *inflight) drop(id uint64, j *Job) bool {
+// lookup returns what id names, leaving it in the table.
+func (t *inflight) lookup(id uint64) (entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.jobs[id] != j {
-		return false
+	e, ok := t.jobs[id]
+	return e, ok
+}
+
+// drop removes id if it still names j, and returns what it named.
+func (t *inflight) drop(id uint64, j *Job) (entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.jobs[id]
+	if e.j != j {
+		return entry{}, false
 	}
 	delete(t.jobs, id)
 	t.n.Add(-1)
-	return true
+	return e, true
 }
 
 // holds reports whether job id is still j and unanswered.
 func (t *inflight) holds(id uint64, j *Job) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.jobs[id] == j
+	return t.jobs[id].j == j
 }
 
 // close makes later adds fail and returns how many jobs are in the table.
@@ -89,7 +132,8 @@ func (t *inflight) close() int {
 	return len(t.jobs)
 }
 
-// takeAll closes the table and returns every job in it, in dispatch order.
+// takeAll closes the table and returns every job in it, in dispatch order,
+// each once (a Map job once for all its items).
 func (t *inflight) takeAll() []*Job {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -99,10 +143,15 @@ func (t *inflight) takeAll() []*Job {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	jobs := make([]*Job, len(ids))
-	for i, id := range ids {
-		jobs[i] = t.jobs[id]
+	jobs := make([]*Job, 0, len(ids))
+	seen := map[*Job]bool{}
+	for _, id := range ids {
+		e := t.jobs[id]
 		delete(t.jobs, id)
+		if !seen[e.j] {
+			seen[e.j] = true
+			jobs = append(jobs, e.j)
+		}
 	}
 	t.n.Store(0)
 	return jobs

@@ -38,7 +38,7 @@ type Job struct {
 	accepted time.Time
 	deadline time.Time       // the caller's context's deadline, if any
 	ctx      context.Context // that context, when it has a deadline
-	obs      JobObserver // follows the job for the router's Observer, or nil
+	obs      JobObserver     // follows the job for the router's Observer, or nil
 
 	// Where the job runs. A job has one owner at a time (see inflight): the
 	// caller that admitted it, the router while it is queued, or the
@@ -50,6 +50,8 @@ type Job struct {
 	crashes    int          // workers that died running it
 	byDeadline bool         // the time budget sent with it is the caller's deadline's
 	noRetry    bool         // its payload lived in a dead worker's region only (CallFill)
+	batch      *batch       // the items of a Map job, nil for a job of one payload
+	stream     *stream      // a streamed job's partial results, or nil
 
 	// Read by other goroutines while it runs (to cancel it or time it out).
 	link  atomic.Pointer[link]       // the link it last ran on
@@ -145,6 +147,12 @@ func (j *Job) resolve(result []byte, err error) bool {
 	}
 	if j.gate != nil {
 		j.gate.release(j, err) // first: a woken caller sees the counts
+	}
+	if j.batch != nil && err != nil {
+		j.batch.failRest(err)
+	}
+	if j.stream != nil {
+		j.stream.close()
 	}
 	close(j.done)
 	if j.replyTo != nil && j.system != nil {

@@ -25,6 +25,9 @@ type linkOwner interface {
 	// result or err (a no-op if it resolved already; nothing for
 	// errCallerDecides, which leaves it to its caller's context).
 	answered(j *Job, result []byte, err error)
+	// itemAnswered: item of Map job j left the table, as answered does for
+	// a job; the job's slot is freed once its last item of the dispatch is.
+	itemAnswered(j *Job, item int, result []byte, err error)
 	// leaving: the worker announced that it exits (it answered a job with
 	// code "panic"): it gets no more jobs.
 	leaving(reason error)
@@ -120,7 +123,7 @@ func (l *link) start(in, out *os.File, wg *sync.WaitGroup) {
 	l.w.init(in, l.jobType, l.maxFrame, l.stall)
 	l.w.stalled = func(err error) { l.die(err) }
 	l.w.prepare = l.prepare
-	l.w.refused = func(o *outgoing, err error) { l.refuse(o.id, o.job, err) }
+	l.w.refused = func(o *outgoing, id uint64, err error) { l.refuse(id, o.job, err) }
 	l.r.init(out, l.maxFrame)
 	l.r.role.Store(int32(roleBackground)) // for the handshake
 	l.r.kick <- struct{}{}
@@ -143,7 +146,15 @@ func (l *link) start(in, out *os.File, wg *sync.WaitGroup) {
 // dispatch registers j as running on this worker and sends its request as
 // mode says. It reports false when the worker takes no more jobs.
 func (l *link) dispatch(j *Job, mode sendMode) bool {
-	budget := l.budget(j)
+	if j.batch != nil {
+		return l.dispatchBatch(j)
+	}
+	// Read from j before it enters the table: from then on the router may
+	// take it back (its worker died) and dispatch it again.
+	budget, meta := l.budget(j), l.meta(j)
+	if j.stream != nil {
+		j.stream.dispatched()
+	}
 	id, ok := l.table.add(j, l)
 	if !ok {
 		return false
@@ -154,7 +165,7 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 	if mode != directSelfRead {
 		l.r.wake()
 	}
-	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind, payload: j.Payload, meta: l.meta(j)}
+	o := outgoing{kind: codec.KindRequest, id: id, job: j, timeout: budget, pkind: j.Kind, payload: j.Payload, meta: meta}
 	if mode == viaWriter {
 		l.w.enqueue(o)
 		return true
@@ -179,6 +190,9 @@ func (l *link) meta(j *Job) requestMeta {
 	m := requestMeta{attempt: uint32(j.attempt)}
 	if j.obs != nil {
 		m.traceParent, m.traceState = j.obs.TraceContext()
+	}
+	if j.stream != nil && l.features.Has(codec.FeatureStream) {
+		m.credit = streamWindow
 	}
 	return m
 }
@@ -210,11 +224,20 @@ func (l *link) budget(j *Job) time.Duration {
 // payload moves into the shared memory region.
 func (l *link) prepare(o *outgoing) bool {
 	if o.job.resolved() {
-		if l.table.drop(o.id, o.job) {
-			l.releaseShared(o.id)
-			l.owner.answered(o.job, nil, nil)
+		ids := o.ids
+		if o.kind != codec.KindBatchRequest {
+			ids = []uint64{o.id}
+		}
+		for _, id := range ids {
+			if e, ok := l.table.drop(id, o.job); ok {
+				l.releaseShared(id)
+				l.answeredEntry(e, nil, errCallerDecides) // resolved already
+			}
 		}
 		return false
+	}
+	if o.kind == codec.KindBatchRequest {
+		return true
 	}
 	if !o.shared {
 		o.span, o.shared = l.share(o.id, o.payload)
@@ -225,14 +248,24 @@ func (l *link) prepare(o *outgoing) bool {
 // refuse fails job id, whose request the codec would not write, without
 // sending it.
 func (l *link) refuse(id uint64, j *Job, cause error) {
-	if !l.table.drop(id, j) {
+	e, ok := l.table.drop(id, j)
+	if !ok {
 		return
 	}
 	l.releaseShared(id)
 	if errors.Is(cause, codec.ErrFrameTooLarge) {
 		cause = fmt.Errorf("%w: %w", ErrPayloadTooLarge, cause)
 	}
-	l.owner.answered(j, nil, cause)
+	l.answeredEntry(e, nil, cause)
+}
+
+// answeredEntry tells the owner that what the entry names left the table.
+func (l *link) answeredEntry(e entry, result []byte, err error) {
+	if e.item >= 0 {
+		l.owner.itemAnswered(e.j, e.item, result, err)
+		return
+	}
+	l.owner.answered(e.j, result, err)
 }
 
 // expire fails job id with ErrJobTimeout if it still runs, and asks the
@@ -248,8 +281,17 @@ func (l *link) expire(j *Job, id uint64, attempt int) {
 	l.owner.overran(id)
 }
 
-// cancel asks the worker to stop j, if j still runs here.
+// cancel asks the worker to stop j (each of a Map job's items), if it
+// still runs here. For a Map job, only the router calls it.
 func (l *link) cancel(j *Job) {
+	if j.batch != nil {
+		for _, id := range j.batch.ids {
+			if l.table.holds(id, j) {
+				l.w.enqueue(outgoing{kind: codec.KindCancel, id: id})
+			}
+		}
+		return
+	}
 	if id := j.id.Load(); l.table.holds(id, j) {
 		l.w.enqueue(outgoing{kind: codec.KindCancel, id: id})
 	}
@@ -390,6 +432,10 @@ func (l *link) handle(m *codec.Message) error {
 	switch m.Kind {
 	case codec.KindResponse:
 		return l.answer(m)
+	case codec.KindBatchResponse:
+		return l.answerBatch(m)
+	case codec.KindChunk:
+		return l.chunk(m)
 	case codec.KindPong:
 		if m.ID == 0 || !l.pingSeq.CompareAndSwap(m.ID, 0) {
 			return fmt.Errorf("%w: a pong for ping %d, which is not awaited", errProtocol, m.ID)

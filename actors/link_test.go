@@ -49,6 +49,15 @@ func (o *fakeOwner) answered(j *Job, result []byte, err error) {
 	o.note("answered")
 	j.resolve(result, err)
 }
+func (o *fakeOwner) itemAnswered(j *Job, item int, result []byte, err error) {
+	o.note("item")
+	if err != errCallerDecides {
+		j.batch.give(item, result, err)
+	}
+	if j.batch.running.Add(-1) == 0 && j.batch.allDone() {
+		j.resolve(nil, nil)
+	}
+}
 func (o *fakeOwner) leaving(error) {
 	o.mu.Lock()
 	o.leaves++

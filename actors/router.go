@@ -145,6 +145,11 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.recycle(msg.w, msg.why)
 	case *cancelJob:
 		r.onCancel((*Job)(msg))
+	case *batchMore:
+		if j := (*Job)(msg); !j.resolved() {
+			r.queue.pushFront(j)
+			r.dispatch()
+		}
 	case *workerReady:
 		r.onReady(msg)
 	case *workerFailing:

@@ -23,6 +23,7 @@ type counters struct {
 	latency        latency.Histogram // acceptance to result, of the jobs that succeeded
 	queueWait      latency.Histogram // acceptance to the last dispatch, of every job
 	runTime        latency.Histogram // the last dispatch to the resolution, of the jobs dispatched
+	itemRun        latency.Histogram // a Map batch's run time on its worker, per item: sizes batches
 }
 
 // record counts a resolved job: total is its life from acceptance, wait

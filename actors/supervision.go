@@ -102,6 +102,10 @@ func (r *routerActor) settle(j *Job, ex *workerExited) {
 		j.resolve(nil, fmt.Errorf("%w: worker pid %d stopped (%s) while running the job", ErrShuttingDown, ex.info.PID, ex.info.String()))
 		return
 	}
+	if j.batch != nil {
+		r.settleItems(j, ex)
+		return
+	}
 	j.crashes++
 	crash := crashOf(ex)
 	crash.JobID, crash.Attempt = j.id.Load(), j.attempt
@@ -119,6 +123,48 @@ func (r *routerActor) settle(j *Job, ex *workerExited) {
 	default:
 		j.resolve(nil, crash)
 	}
+}
+
+// settleItems decides, item by item, the fate of a Map job's items that
+// were running on a worker that died: each is retried, quarantined or
+// failed as Policy.Jobs says; the job goes back to the queue while items
+// are left, and resolves once none is.
+func (r *routerActor) settleItems(j *Job, ex *workerExited) {
+	b := j.batch
+	retry := false
+	for k, item := range b.sent {
+		if !r.itemUnanswered(j, item) {
+			continue
+		}
+		b.crashes[item]++
+		crash := crashOf(ex)
+		crash.JobID, crash.Attempt = b.ids[k], int(b.attempts[item])
+		switch r.spec.Policy.Jobs.Retry(int(b.attempts[item]), int(b.crashes[item])) {
+		case supervisor.RetryJob:
+			retry = true
+		case supervisor.Quarantine:
+			crash.Cause = ErrPoisonJob
+			b.give(item, nil, crash)
+		default:
+			b.give(item, nil, crash)
+		}
+	}
+	if b.allDone() {
+		j.resolve(nil, nil)
+		return
+	}
+	if retry {
+		r.stats.Retried++
+	}
+	b.oneByOne.Store(true)
+	r.queue.pushFront(j) // the items retried, and those not sent yet
+}
+
+// itemUnanswered reports whether item of Map job j has no outcome yet.
+func (r *routerActor) itemUnanswered(j *Job, item int) bool {
+	j.batch.mu.Lock()
+	defer j.batch.mu.Unlock()
+	return !j.batch.done[item]
 }
 
 // giveUp applies the policy's give-up action once the restart intensity

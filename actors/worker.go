@@ -287,7 +287,7 @@ func (w *workerActor) onStarted(ctx actor.Context, msg *procStarted) {
 		_ = w.proc.Kill()
 	}
 	w.log = w.log.With("pid", w.proc.PID())
-	w.hooks = &linkHooks{system: w.system, self: w.self, router: w.router, board: w.board, ws: w.ws, spec: w.spec, proc: w.proc}
+	w.hooks = &linkHooks{system: w.system, self: w.self, router: w.router, board: w.board, counters: w.counters, ws: w.ws, spec: w.spec, proc: w.proc}
 	stall := w.spec.HeartbeatTimeout
 	w.link = newLink(linkConfig{
 		jobType: w.spec.Name, pid: w.proc.PID(), maxFrame: w.spec.MaxFrame, timeout: w.spec.JobTimeout,

@@ -36,6 +36,10 @@ type outgoing struct {
 	span    codec.Span
 	shared  bool // the payload is in the shared memory region already
 	meta    requestMeta
+	// A batch request's items (KindBatchRequest): the indexes into the
+	// job's payloads, and their ids.
+	items []int
+	ids   []uint64
 }
 
 // requestMeta is what a request carries besides its payload, with
@@ -43,12 +47,13 @@ type outgoing struct {
 type requestMeta struct {
 	attempt                 uint32
 	traceParent, traceState string
+	credit                  uint32 // a streamed request's first window; a credit frame's grant
 }
 
 // fill sets m's fields from o.
 func (o *outgoing) fill(m *codec.Message, jobType string) {
 	*m = codec.Message{Kind: o.kind, ID: o.id, JobType: jobType, Timeout: o.timeout, PayloadKind: o.pkind, Payload: o.payload,
-		Attempt: o.meta.attempt, TraceParent: o.meta.traceParent, TraceState: o.meta.traceState}
+		Attempt: o.meta.attempt, TraceParent: o.meta.traceParent, TraceState: o.meta.traceState, Credit: o.meta.credit}
 	switch {
 	case o.kind == codec.KindShutdown:
 		m.Grace = o.timeout
@@ -85,15 +90,16 @@ type writer struct {
 	// (its job resolved while it waited); it may move the payload into the
 	// shared memory region.
 	prepare func(o *outgoing) bool
-	// refused is told of a frame the codec would not write (too large for
-	// the worker, or a malformed value).
-	refused func(o *outgoing, err error)
+	// refused is told of a frame (or batch item) the codec would not write
+	// (too large for the worker, or a malformed value).
+	refused func(o *outgoing, id uint64, err error)
 
 	mu  sync.Mutex    // held while encoding into buf or writing to the pipe
 	enc *codec.Writer // encodes into buf, through writerSink
 	buf []byte        // encoded bytes not yet written
 	err error         // the first write error: later frames are dropped
 	msg codec.Message // the message being encoded
+	bat *codec.Batch  // encodes batch requests, made on first use
 
 	imu         sync.Mutex
 	deadline    time.Time // the pipe's write deadline, as last set
@@ -201,15 +207,51 @@ func (w *writer) loop() {
 
 // encode encodes one queued frame into the buffer; mu is held.
 func (w *writer) encode(o *outgoing) {
-	if o.kind == codec.KindRequest && w.prepare != nil && !w.prepare(o) {
+	switch o.kind {
+	case codec.KindRequest, codec.KindBatchRequest:
+		if w.prepare != nil && !w.prepare(o) {
+			return
+		}
+	}
+	if o.kind == codec.KindBatchRequest {
+		w.encodeBatch(o)
 		return
 	}
 	o.fill(&w.msg, w.jobType)
 	err := w.enc.Write(&w.msg)
 	w.msg.Payload = nil
 	if err != nil && w.refused != nil {
-		w.refused(o, err)
+		w.refused(o, o.id, err)
 	}
+}
+
+// encodeBatch encodes a Map job's items as batch request frames (as many
+// as the frame limit and codec.MaxBatch need); mu is held.
+func (w *writer) encodeBatch(o *outgoing) {
+	if w.bat == nil {
+		w.bat = codec.NewBatch(w.enc, codec.KindBatchRequest)
+	}
+	b := w.bat
+	b.Reset()
+	payloads := o.job.batch.payloads
+	for k, item := range o.items {
+		w.msg = codec.Message{Kind: codec.KindRequest, ID: o.ids[k], JobType: w.jobType, Timeout: o.timeout,
+			PayloadKind: o.pkind, Payload: payloads[item], Attempt: o.meta.attempt,
+			TraceParent: o.meta.traceParent, TraceState: o.meta.traceState}
+		err := b.Add(&w.msg)
+		if errors.Is(err, codec.ErrBatchFull) {
+			if err = b.Flush(); err == nil {
+				err = b.Add(&w.msg)
+			}
+		}
+		if err != nil && w.refused != nil {
+			w.refused(o, o.ids[k], err)
+		}
+	}
+	if b.Len() > 0 {
+		_ = b.Flush() // its errors are the sink's, which reports none
+	}
+	w.msg.Payload = nil
 }
 
 func (w *writer) take() []outgoing {

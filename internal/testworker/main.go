@@ -29,6 +29,8 @@
 //	pid                  returns its pid
 //	info                 returns "id=<id> attempt=<n> traceparent=<tp>" from
 //	                     worker.Info
+//	stream               sends <n> chunks "chunk <i>" (worker.Send), then
+//	                     returns "done"
 //	budget               returns the milliseconds left before its context's
 //	                     deadline, or "none"
 //	env                  returns its environment, one variable per line
@@ -58,6 +60,7 @@ package main
 import (
 	"context"
 	"crypto/sha512"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -226,6 +229,22 @@ func register(s *worker.Server) {
 			return nil, worker.Errorf("no_info", "no job info in the handler's context")
 		}
 		return []byte(fmt.Sprintf("id=%d attempt=%d traceparent=%s", info.ID, info.Attempt, info.TraceParent)), nil
+	})
+	handle("stream", func(ctx context.Context, p []byte) ([]byte, error) {
+		n, err := number(p)
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			err := worker.Send(ctx, []byte(fmt.Sprintf("chunk %d", i)))
+			if errors.Is(err, worker.ErrNotStreaming) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return []byte("done"), nil
 	})
 	handle("budget", func(ctx context.Context, p []byte) ([]byte, error) {
 		dl, ok := ctx.Deadline()

@@ -1,0 +1,118 @@
+package actors
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// batch is the items of a Map job: many payloads run as one job, which
+// goes to one worker in one frame (a batch request, when the worker
+// negotiated codec.FeatureBatch; else a request each) and holds one of its
+// slots. Each item keeps the rules of a job of its own:
+//
+//   - its own id on the worker, its own answer, error and crash count;
+//   - its outcome is delivered exactly once (give), to the Map that made it;
+//   - the job resolves once every item is delivered; a job that resolves
+//     otherwise (cancelled, timed out, its router stopped) delivers its
+//     error to every item left (failRest);
+//   - after its worker dies, each item still unanswered is retried,
+//     quarantined or failed on its own (the router's settle); from then on
+//     the job sends its items one at a time (one per dispatch, going back
+//     to the queue for the next), so that an item that kills its worker
+//     takes no innocent item with it again.
+type batch struct {
+	job      *Job
+	payloads [][]byte
+	deliver  func(item int, result []byte, err error) // the Map's sink
+
+	mu       sync.Mutex
+	done     []bool
+	left     int      // items not delivered
+	crashes  []uint8  // workers that died running each item
+	attempts []uint16 // dispatches of each item; router-owned, like sent
+
+	// ids[k] is the id of item sent[k] on the worker of the current
+	// dispatch; written by the dispatcher before the frame goes out, read
+	// by the router (cancels); the dispatch's timer keeps copies.
+	sent []int
+	ids  []uint64
+	// running counts the items of the current dispatch not yet answered:
+	// the job's slot is freed when it reaches 0.
+	running atomic.Int32
+	// oneByOne: a worker died under the job; the router's goroutine sets
+	// it, the dispatcher reads it.
+	oneByOne atomic.Bool
+}
+
+// newBatch makes j a Map job of payloads.
+func newBatch(j *Job, payloads [][]byte, deliver func(int, []byte, error)) *batch {
+	return &batch{
+		job: j, payloads: payloads, deliver: deliver,
+		done: make([]bool, len(payloads)), left: len(payloads),
+		crashes: make([]uint8, len(payloads)), attempts: make([]uint16, len(payloads)),
+	}
+}
+
+// pending returns the items not delivered yet.
+func (b *batch) pending() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]int, 0, b.left)
+	for i, d := range b.done {
+		if !d {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// give delivers item's outcome unless it was delivered already, and
+// reports whether no item is left.
+func (b *batch) give(item int, result []byte, err error) (allDone bool) {
+	b.mu.Lock()
+	first := !b.done[item]
+	if first {
+		b.done[item] = true
+		b.left--
+	}
+	allDone = b.left == 0
+	b.mu.Unlock()
+	if first {
+		if g := b.job.gate; g != nil {
+			g.count(b.job, err)
+		}
+		b.deliver(item, result, err)
+	}
+	return allDone
+}
+
+// failRest delivers err to every item not delivered yet.
+func (b *batch) failRest(err error) {
+	for _, item := range b.pending() {
+		b.give(item, nil, err)
+	}
+}
+
+// allDone reports whether every item was delivered.
+func (b *batch) allDone() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.left == 0
+}
+
+// largest returns the length of the largest payload not delivered yet.
+func (b *batch) largest() int {
+	n := 0
+	for _, item := range b.pending() {
+		n = max(n, len(b.payloads[item]))
+	}
+	return n
+}
+
+// payloadLen is the length of the largest payload a job sends.
+func (j *Job) payloadLen() int {
+	if j.batch != nil {
+		return j.batch.largest()
+	}
+	return len(j.Payload)
+}

@@ -1,0 +1,295 @@
+package actors
+
+import (
+	"context"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/procpool/procpool/internal/sharedmem"
+)
+
+// MapResult is one item's outcome in MapUnordered.
+type MapResult struct {
+	Index   int    // the item's place among the inputs, from 0
+	Payload []byte // its result, the caller's to keep
+	Err     error  // or its error
+}
+
+// Batch sizes: a Map sends at most maxBatchItems items, and about
+// batchBytes of payload, per batch; an item of sharedmem.MinPayload bytes
+// or more travels alone (through the shared memory region).
+const (
+	maxBatchItems = 256
+	batchBytes    = 256 << 10
+)
+
+// Map runs a job for each payload of inputs and yields their results, or
+// their errors, in input order. Items travel to the workers in batches
+// (one frame carries many requests, one frame many answers, with workers
+// that negotiated batches), sized by the payloads: small items in large
+// batches, large items one per frame; a batch takes only the items
+// already at hand, so slow inputs are never held back to fill one, and
+// batches spread over the workers.
+//
+// Every item keeps a job's guarantees: it resolves exactly once, with a
+// result or a typed error of its own; its worker's death retries,
+// quarantines or fails it on its own under the job type's policy. Memory
+// stays bounded however many inputs there are: at most a few batches per
+// worker are in flight, and no input is read ahead of them. When ctx ends,
+// no more inputs are read; the items in flight end as cancelled, and so
+// does the sequence. Ending the loop early cancels the items in flight.
+// JobTimeout applies to each batch as a whole (batches are kept short
+// when it is set) and, in the worker, to each item.
+//
+// The payloads are not copied: do not modify one until its result is
+// yielded. An iterator that blocks (one over a channel, say) is left
+// blocked if the loop ends early; the goroutine reading it ends once it
+// yields again.
+func (h *Router) Map(ctx context.Context, kind PayloadKind, inputs iter.Seq[[]byte]) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		m := h.startMap(ctx, kind, inputs, true)
+		defer m.stop()
+		for {
+			r, ok := m.next()
+			if !ok || !yield(r.Payload, r.Err) {
+				return
+			}
+		}
+	}
+}
+
+// MapUnordered is Map that yields each result as soon as it arrives, with
+// the index of its input.
+func (h *Router) MapUnordered(ctx context.Context, kind PayloadKind, inputs iter.Seq[[]byte]) iter.Seq[MapResult] {
+	return func(yield func(MapResult) bool) {
+		m := h.startMap(ctx, kind, inputs, false)
+		defer m.stop()
+		for {
+			r, ok := m.next()
+			if !ok || !yield(r) {
+				return
+			}
+		}
+	}
+}
+
+// mapRun is one Map: a producer goroutine reads the inputs and submits
+// them in batches; results come back through the batches' deliver, and
+// the consumer (the caller's loop) takes them in order.
+type mapRun struct {
+	h       *Router
+	kind    PayloadKind
+	ctx     context.Context
+	cancel  context.CancelFunc
+	ordered bool
+	window  int // items pulled and not yet taken, at most
+
+	mu       sync.Mutex
+	ready    map[int]MapResult // delivered and not yet taken (ordered)
+	arrived  []MapResult       // delivered and not yet taken (unordered)
+	taken    int               // items taken by the consumer (ordered: the next index)
+	pulled   int               // items read from the inputs
+	finished bool              // the producer has read its last input
+	wake     chan struct{}     // a result arrived, or the producer finished
+	room     chan struct{}     // the consumer took a result
+	done     chan struct{}     // the producer goroutine ended
+}
+
+func (h *Router) startMap(ctx context.Context, kind PayloadKind, inputs iter.Seq[[]byte], ordered bool) *mapRun {
+	spec := h.spec()
+	m := &mapRun{
+		h: h, kind: kind, ordered: ordered,
+		window: max(2, 2*spec.MaxWorkers*spec.InFlight) * maxBatchItems,
+		ready:  make(map[int]MapResult),
+		wake:   make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	m.ctx, m.cancel = context.WithCancel(ctx)
+	go m.produce(inputs)
+	return m
+}
+
+// stop ends the Map: nothing more is read or submitted, and what is in
+// flight is cancelled.
+func (m *mapRun) stop() {
+	m.cancel()
+	<-m.done
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// put records item index's outcome.
+func (m *mapRun) put(index int, result []byte, err error) {
+	m.mu.Lock()
+	r := MapResult{Index: index, Payload: result, Err: err}
+	if m.ordered {
+		m.ready[index] = r
+	} else {
+		m.arrived = append(m.arrived, r)
+	}
+	m.mu.Unlock()
+	notify(m.wake)
+}
+
+// next waits for the next result to take; false once every item read has
+// been taken and nothing more will be read.
+func (m *mapRun) next() (MapResult, bool) {
+	for {
+		m.mu.Lock()
+		var r MapResult
+		ok := false
+		if m.ordered {
+			if r, ok = m.ready[m.taken]; ok {
+				delete(m.ready, m.taken)
+			}
+		} else if n := len(m.arrived); n > 0 {
+			r, ok = m.arrived[0], true
+			m.arrived[0] = MapResult{}
+			m.arrived = m.arrived[1:]
+		}
+		if ok {
+			m.taken++
+			m.mu.Unlock()
+			notify(m.room)
+			return r, true
+		}
+		end := m.finished && m.taken == m.pulled
+		m.mu.Unlock()
+		if end {
+			return MapResult{}, false
+		}
+		<-m.wake
+	}
+}
+
+// produce reads the inputs and submits them in batches, keeping at most
+// window items unconsumed.
+func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
+	defer close(m.done)
+	defer func() {
+		m.mu.Lock()
+		m.finished = true
+		m.mu.Unlock()
+		notify(m.wake)
+	}()
+	feed := make(chan []byte, 2*maxBatchItems)
+	go func() {
+		defer close(feed)
+		for p := range inputs {
+			select {
+			case feed <- p:
+			case <-m.ctx.Done():
+				return
+			}
+		}
+	}()
+	spec := m.h.spec()
+	spread := max(1, spec.MaxWorkers*spec.InFlight)
+	var batch [][]byte
+	for {
+		if !m.waitRoom() {
+			return
+		}
+		var first []byte
+		select {
+		case p, ok := <-feed:
+			if !ok {
+				return
+			}
+			first = p
+		case <-m.ctx.Done():
+			return
+		}
+		size := m.batchSize(len(first), len(feed), spread, spec.JobTimeout)
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < size {
+			select {
+			case p, ok := <-feed:
+				if !ok {
+					break more
+				}
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		m.submit(batch)
+	}
+}
+
+// waitRoom waits until fewer than window items are unconsumed.
+func (m *mapRun) waitRoom() bool {
+	for {
+		m.mu.Lock()
+		open := m.pulled - m.taken
+		m.mu.Unlock()
+		if open < m.window {
+			return true
+		}
+		select {
+		case <-m.room:
+		case <-m.ctx.Done():
+			return false
+		}
+	}
+}
+
+// batchSize chooses how many items the next batch takes, given the first
+// one's size, how many more are at hand, and how many slots the pool has.
+func (m *mapRun) batchSize(first, atHand, spread int, timeout time.Duration) int {
+	if first >= sharedmem.MinPayload {
+		return 1
+	}
+	n := min(maxBatchItems, max(1, batchBytes/max(first, 1)))
+	// Spread what is at hand over every slot, rather than fill one.
+	n = min(n, max(1, (atHand+1+spread-1)/spread))
+	if timeout > 0 {
+		// Keep a batch well within JobTimeout: its items share the budget.
+		if per := m.h.gate.counters.itemRun.Snapshot().Quantile(0.5); per > 0 {
+			n = min(n, max(1, int(timeout/4/per)))
+		}
+	}
+	return n
+}
+
+// submit sends payloads as one Map job, after checking each.
+func (m *mapRun) submit(payloads [][]byte) {
+	m.mu.Lock()
+	base := m.pulled
+	m.pulled += len(payloads)
+	m.mu.Unlock()
+	// Refuse, one by one, the items that cannot be sent at all.
+	valid := make([][]byte, 0, len(payloads))
+	index := make([]int, 0, len(payloads))
+	for i, p := range payloads {
+		err := m.h.checkSize(len(p))
+		if err == nil {
+			err = checkValue(m.kind, p)
+		}
+		if err != nil {
+			m.put(base+i, nil, err)
+			continue
+		}
+		valid = append(valid, p)
+		index = append(index, base+i)
+	}
+	if len(valid) == 0 {
+		return
+	}
+	j := &Job{Kind: m.kind, done: make(chan struct{})}
+	j.batch = newBatch(j, valid, func(item int, result []byte, err error) { m.put(index[item], result, err) })
+	if _, err := m.h.enter(m.ctx, j, true); err != nil {
+		j.batch.failRest(err)
+		return
+	}
+	if w := m.h.takeSlot(j); w != nil {
+		m.h.startOn(j, w, viaWriter)
+	}
+	j.cancelWith(m.ctx)
+}

@@ -1,0 +1,177 @@
+package procpool_test
+
+import (
+	"context"
+	"crypto/sha512"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/procpool/procpool"
+)
+
+func mapInputs(n, size int) [][]byte {
+	in := make([][]byte, n)
+	for i := range in {
+		in[i] = []byte(fmt.Sprintf("%0*d", size, i))
+	}
+	return in
+}
+
+// TestMapYieldsEveryResultInOrder: thousands of small items, batched,
+// every result correct and in input order, counted as jobs one by one.
+func TestMapYieldsEveryResultInOrder(t *testing.T) {
+	for _, noFeatures := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noFeatures=%v", noFeatures), func(t *testing.T) {
+			sys := newSystem(t)
+			jt := jobType(t, "sha512")
+			jt.MaxWorkers, jt.InFlight, jt.NoFeatures = 2, 2, noFeatures
+			r, err := sys.Spawn(jt)
+			require.NoError(t, err)
+			ctx := context.Background()
+			inputs := mapInputs(5000, 100)
+			i := 0
+			for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
+				require.NoError(t, err, "item %d", i)
+				want := sha512.Sum512(inputs[i])
+				require.Equal(t, want[:], sum, "item %d", i)
+				i++
+			}
+			assert.Equal(t, len(inputs), i)
+			st, err := r.Stats(ctx)
+			require.NoError(t, err)
+			assert.EqualValues(t, len(inputs), st.Accepted, "items count as jobs")
+			assert.EqualValues(t, len(inputs), st.Succeeded)
+		})
+	}
+}
+
+func TestMapUnorderedYieldsEachIndexOnce(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sha512")
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	inputs := mapInputs(3000, 64)
+	seen := make([]bool, len(inputs))
+	for res := range r.MapUnordered(context.Background(), procpool.Blob, slices.Values(inputs)) {
+		require.NoError(t, res.Err)
+		require.False(t, seen[res.Index], "index %d twice", res.Index)
+		seen[res.Index] = true
+		want := sha512.Sum512(inputs[res.Index])
+		require.Equal(t, want[:], res.Payload)
+	}
+	for i, s := range seen {
+		require.True(t, s, "index %d missing", i)
+	}
+}
+
+// TestMapItemsFailOneByOne: a bad item, a crashing item and a panicking
+// item fail on their own; with retries, the others of a crashed batch run
+// again and succeed.
+func TestMapItemsFailOneByOne(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "mixed")
+	jt.MaxWorkers, jt.InFlight = 2, 1
+	jt.Policy = procpool.Policy{
+		Intensity: procpool.Intensity{MaxRestarts: 100, Window: time.Minute},
+		Jobs:      procpool.JobFailure{MaxAttempts: 3, PoisonAfter: 2},
+	}
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	var inputs [][]byte
+	for i := range 600 {
+		switch i {
+		case 100:
+			inputs = append(inputs, []byte("nope:x")) // an error of its own
+		case 300:
+			inputs = append(inputs, []byte("exit:3")) // kills every worker it runs on
+		default:
+			inputs = append(inputs, []byte(fmt.Sprintf("echo:%d", i)))
+		}
+	}
+	i := 0
+	for out, err := range r.Map(context.Background(), procpool.Blob, slices.Values(inputs)) {
+		switch i {
+		case 100:
+			assert.ErrorIs(t, err, procpool.ErrRemote)
+		case 300:
+			assert.ErrorIs(t, err, procpool.ErrPoisonJob, "quarantined after 2 crashes")
+		default:
+			if assert.NoError(t, err, "item %d", i) {
+				assert.Equal(t, fmt.Sprint(i), string(out))
+			}
+		}
+		i++
+	}
+	assert.Equal(t, len(inputs), i)
+}
+
+func TestMapStopsWithItsContextAndItsLoop(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sleep")
+	jt.MaxWorkers, jt.InFlight = 2, 2
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	inputs := func(yield func([]byte) bool) {
+		for {
+			if !yield([]byte("20")) {
+				return
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n, cancelled := 0, 0
+	for _, err := range r.Map(ctx, procpool.Blob, inputs) {
+		n++
+		if n == 20 {
+			cancel()
+		}
+		if err != nil {
+			require.ErrorIs(t, err, procpool.ErrCancelled)
+			cancelled++
+		}
+	}
+	assert.GreaterOrEqual(t, n, 20, "an endless input stops with its context")
+	n = 0
+	for _, err := range r.Map(context.Background(), procpool.Blob, inputs) {
+		require.NoError(t, err)
+		if n++; n == 10 {
+			break
+		}
+	}
+	require.Eventually(t, func() bool {
+		st, err := r.Stats(context.Background())
+		return err == nil && st.Running == 0 && st.Queued == 0
+	}, 10*time.Second, 10*time.Millisecond, "what was in flight after the loop ended was cancelled")
+}
+
+func TestMapValue(t *testing.T) {
+	sys := newSystem(t)
+	r, err := sys.Spawn(jobType(t, "echov"))
+	require.NoError(t, err)
+	in := func(yield func(any) bool) {
+		for i := range 500 {
+			var v any = echoValue{N: i}
+			if i == 7 {
+				v = make(chan int) // cannot be encoded
+			}
+			if !yield(v) {
+				return
+			}
+		}
+	}
+	i := 0
+	for out, err := range procpool.MapValue[echoValue](context.Background(), r, in) {
+		if i == 7 {
+			assert.ErrorContains(t, err, "encode chan int")
+		} else if assert.NoError(t, err) {
+			assert.Equal(t, i, out.N)
+		}
+		i++
+	}
+	assert.Equal(t, 500, i)
+}
