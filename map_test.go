@@ -124,6 +124,7 @@ func TestMapStopsWithItsContextAndItsLoop(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	n, cancelled := 0, 0
 	for _, err := range r.Map(ctx, procpool.Blob, inputs) {
 		n++
