@@ -181,15 +181,16 @@ func (l *link) dispatch(j *Job, mode sendMode) bool {
 	return true
 }
 
-// meta returns what a request carries besides its payload, when the worker
-// takes request metadata: the attempt, and the job's trace context.
+// meta returns what a request carries besides its payload: with request
+// metadata, the attempt and the job's trace context; with streams, a
+// streamed job's first credit.
 func (l *link) meta(j *Job) requestMeta {
-	if !l.features.Has(codec.FeatureMeta) {
-		return requestMeta{}
-	}
-	m := requestMeta{attempt: uint32(j.attempt)}
-	if j.obs != nil {
-		m.traceParent, m.traceState = j.obs.TraceContext()
+	var m requestMeta
+	if l.features.Has(codec.FeatureMeta) {
+		m.attempt = uint32(j.attempt)
+		if j.obs != nil {
+			m.traceParent, m.traceState = j.obs.TraceContext()
+		}
 	}
 	if j.stream != nil && l.features.Has(codec.FeatureStream) {
 		m.credit = streamWindow

@@ -466,3 +466,48 @@ func TestLinkFindsAnUnaskedFrameAfterTheLastAnswer(t *testing.T) {
 	assert.ErrorIs(t, o.waitClosed(t), errProtocol)
 	finish(t, p, l, o, wg, nil)
 }
+
+// TestLinkRefusesUnaskedChunksAndBatches: partial results and batch
+// responses are protocol errors unless negotiated, and a chunk beyond the
+// credit is one too.
+func TestLinkRefusesUnaskedChunksAndBatches(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		features codec.Features
+		stream   bool
+		send     func(t *testing.T, r *rawPeer, req codec.Message)
+	}{
+		{"chunk without the feature", 0, true, func(t *testing.T, r *rawPeer, req codec.Message) {
+			r.send(t, &codec.Message{Kind: codec.KindChunk, ID: req.ID, Payload: []byte("c")})
+		}},
+		{"chunk for a job not streamed", codec.FeatureStream, false, func(t *testing.T, r *rawPeer, req codec.Message) {
+			r.send(t, &codec.Message{Kind: codec.KindChunk, ID: req.ID, Payload: []byte("c")})
+		}},
+		{"chunk beyond the credit", codec.FeatureStream, true, func(t *testing.T, r *rawPeer, req codec.Message) {
+			require.Equal(t, uint32(streamWindow), req.Credit, "the request gives the window")
+			for range streamWindow + 1 {
+				r.send(t, &codec.Message{Kind: codec.KindChunk, ID: req.ID, Payload: []byte("c")})
+			}
+		}},
+		{"batch response without the feature", 0, false, func(t *testing.T, r *rawPeer, req codec.Message) {
+			r.send(t, &codec.Message{Kind: codec.KindBatchResponse, Items: []codec.Message{{Kind: codec.KindResponse, ID: req.ID}}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			p := newPipes(t)
+			l, o, wg := startLink(t, p, linkConfig{offer: codec.AllFeatures})
+			r := newRawPeer(t, p, codec.Message{Kind: codec.KindReady, Version: codec.Version, JobTypes: []string{"echo"}, Features: tc.features})
+			waitReady(t, o)
+			j := NewJob(Blob, []byte("x"))
+			if tc.stream {
+				j.stream = &stream{ch: make(chan []byte, streamWindow)}
+			}
+			require.True(t, l.dispatch(j, viaWriter))
+			req := r.next(t)
+			tc.send(t, r, req)
+			assert.ErrorIs(t, o.waitClosed(t), errProtocol)
+			finish(t, p, l, o, wg, nil)
+		})
+	}
+}
