@@ -101,10 +101,30 @@ type CrashError struct {
 func (e *CrashError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v: worker pid %d (%s) attempt %d", e.Cause, e.PID, e.Reason, e.Attempt)
-	if n := len(e.StderrTail); n > 0 {
-		fmt.Fprintf(&b, "; last stderr: %q", e.StderrTail[n-1])
+	if line := tellingLine(e.StderrTail); line != "" {
+		fmt.Fprintf(&b, "; last stderr: %q", line)
 	}
 	return b.String()
+}
+
+// tellingLine returns the last line of a stderr tail that says something:
+// not a line of a stack trace (a frame, its file line, a goroutine header),
+// which the tail keeps whole all the same.
+func tellingLine(tail []string) string {
+	for i := len(tail) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(tail[i])
+		switch {
+		case l == "", strings.HasPrefix(tail[i], "\t"), strings.HasPrefix(tail[i], " "),
+			strings.HasPrefix(l, "goroutine "), strings.HasPrefix(l, "created by "),
+			strings.HasSuffix(l, ")") && strings.Contains(l, "("):
+			continue
+		}
+		return tail[i]
+	}
+	if n := len(tail); n > 0 {
+		return tail[n-1]
+	}
+	return ""
 }
 
 // Unwrap returns the cause, so errors.Is(err, ErrWorkerCrashed) works, and

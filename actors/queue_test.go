@@ -28,3 +28,19 @@ func TestJobQueueOrderGrowthAndRemoval(t *testing.T) {
 	}
 	assert.Zero(t, q.len())
 }
+
+func TestCrashErrorShowsTheTellingStderrLine(t *testing.T) {
+	tail := []string{
+		"worker: panic in job 1 of type \"x\": boom",
+		"goroutine 5 [running]:",
+		"main.handler({0x1, 0x2})",
+		"\t/src/main.go:12 +0x45",
+		"created by worker.(*conn).startJob in goroutine 19",
+		"\t/src/conn.go:435 +0x82c",
+	}
+	e := &CrashError{Cause: ErrWorkerCrashed, StderrTail: tail}
+	assert.Contains(t, e.Error(), `last stderr: "worker: panic in job 1 of type \"x\": boom"`)
+	assert.Equal(t, "only", tellingLine([]string{"only"}))
+	assert.Equal(t, "\tframe", tellingLine([]string{"\tframe"}), "nothing telling: the last line")
+	assert.Empty(t, tellingLine(nil))
+}
