@@ -108,11 +108,19 @@ type localNode struct {
 // test worker), shut down at the end of the test if the test did not.
 func startLocalNode(t testing.TB, url, name string, cfg distributed.Config, jt procpool.JobType, opts ...nats.Option) *localNode {
 	t.Helper()
+	return startLocalNodeWith(t, url, name, cfg, jt, procpool.Config{}, opts...)
+}
+
+// startLocalNodeWith is startLocalNode with its System configured by sc
+// (its logger is the test's).
+func startLocalNodeWith(t testing.TB, url, name string, cfg distributed.Config, jt procpool.JobType, sc procpool.Config, opts ...nats.Option) *localNode {
+	t.Helper()
 	if jt.Command == "" {
 		jt.Command = testbin.Path(t)
 	}
 	nc := connect(t, url, opts...)
-	sys := procpool.NewSystem(procpool.Config{Logger: testLogger(t)})
+	sc.Logger = testLogger(t)
+	sys := procpool.NewSystem(sc)
 	r, err := sys.Spawn(jt)
 	if err != nil {
 		t.Fatal(err)

@@ -28,10 +28,10 @@ type NodeOptions struct {
 	// node's request for jobs waits at the server, and so how long a
 	// graceful Shutdown may wait for the last request to end.
 	PollWait time.Duration
-	// ExtractHeaders, if set, is called with each job's message headers
-	// and returns the context the job runs with, derived from ctx: the
-	// hook for reading trace context that ProducerOptions.InjectHeaders
-	// wrote.
+	// ExtractHeaders is called with each job's message headers and
+	// returns the context the job runs with, derived from ctx: it reads
+	// the trace context ProducerOptions.InjectHeaders wrote. Nil: W3C
+	// trace context.
 	ExtractHeaders func(ctx context.Context, h nats.Header) context.Context
 }
 

@@ -21,10 +21,11 @@ type ProducerOptions struct {
 	// through a durable consumer of that name (default: a random id). At
 	// most one live Producer may use an ID. Letters, digits, '-' and '_'.
 	ID string
-	// InjectHeaders, if set, is called with each job's context and message
-	// headers before the job is published: the hook for carrying trace
-	// context (an OpenTelemetry propagator's Inject over the headers) to
-	// the node, whose NodeOptions.ExtractHeaders reads it back.
+	// InjectHeaders is called with each job's context and message headers
+	// before the job is published, to carry its trace context to the node
+	// (whose NodeOptions.ExtractHeaders reads it back). Nil: W3C trace
+	// context (traceparent, tracestate headers), so that the job's span on
+	// its node joins the caller's trace.
 	InjectHeaders func(ctx context.Context, h nats.Header)
 }
 
@@ -150,6 +151,8 @@ func (p *Producer) submit(ctx context.Context, id, jobType string, kind procpool
 	}
 	if p.inject != nil {
 		p.inject(ctx, msg.Header)
+	} else {
+		injectTraceContext(ctx, msg.Header)
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Header.Set(jetstream.ExpectedStreamHeader, info.stream) // as publishStored will

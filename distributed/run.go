@@ -146,6 +146,8 @@ func (b *binding) call(d *delivery) ([]byte, error) {
 	ctx := b.n.ctx
 	if x := b.n.opts.ExtractHeaders; x != nil {
 		ctx = x(ctx, d.m.Headers())
+	} else {
+		ctx = extractTraceContext(ctx, d.m.Headers())
 	}
 	if !d.deadline.IsZero() {
 		if !time.Now().Before(d.deadline) {
