@@ -156,14 +156,14 @@ func TestAddressSpaceTooSmallFailsTheChildNotTheHost(t *testing.T) {
 func TestControlsWhenPtraceIsRefused(t *testing.T) {
 	clean(t)
 	log, logs := newCapture()
-	spec := selfSpec(t, "host-noptrace")
+	tag := newTag(t)
+	spec := selfSpec(t, "host-noptrace", tag)
 	spec.Logger = log
 	host := start(t, spec)
 	lines := newLineReader(t, host)
-	worker, err := strconv.Atoi(lines.next())
-	require.NoError(t, err, "host stderr: %q", host.StderrTail())
 	var rep threadReport
-	require.NoError(t, json.Unmarshal([]byte(lines.next()), &rep))
+	require.NoError(t, json.Unmarshal([]byte(lines.next()), &rep), "host stderr: %q", host.StderrTail())
+	worker := others(requireTagged(t, tag, 2), host.PID())[0]
 
 	require.GreaterOrEqual(t, len(rep.Threads), 5)
 	for _, th := range rep.Threads {
@@ -177,9 +177,10 @@ func TestControlsWhenPtraceIsRefused(t *testing.T) {
 
 	exit := host.Stop(context.Background(), waitLong)
 	require.True(t, exit.Success(), "host: %v; stderr %q", exit, exit.StderrTail)
+	waitLogged(t, host)
 	warned := false
 	for _, m := range streamRecords(t, logs.records(t), "stderr", host.PID(), "host-noptrace") {
-		if strings.Contains(m, "[WARN]") && strings.Contains(m, "ptrace unavailable") &&
+		if strings.Contains(m, "[WARN]") && strings.Contains(m, "ptrace is refused") &&
 			strings.Contains(m, "operation not permitted") {
 			warned = true
 		}

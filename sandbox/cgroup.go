@@ -1,0 +1,486 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	cgroups "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Cgroup is the cgroup of one worker: the limits of a Sandbox (memory, CPU
+// quota, tasks) and, where the kernel allows, a way to kill every process
+// in it at once. It lives under the host process's own cgroup, in each
+// hierarchy it uses, and is named procpool-<host pid>-<n>. It speaks
+// cgroup v2 where the unified hierarchy has the controllers it needs, and
+// v1 (separate memory, cpu, pids and freezer hierarchies) otherwise;
+// github.com/containerd/cgroups does the file system work.
+//
+// The processes a worker starts are in its cgroup too, wherever they go
+// (setsid, double fork): only a process allowed to write to the cgroup
+// file system (root, without a user namespace) can move itself out.
+type Cgroup struct {
+	name string
+	v1   cgroup1.Cgroup   // limits, OOM counter (and the freezer, to kill) on v1; nil if none
+	v2   *cgroup2.Manager // limits, OOM counter and kill on v2; nil if none
+	// kill says how Kill works: "cgroup.kill" (v2), "freezer" (v1), or
+	// "" (it cannot).
+	kill string
+}
+
+var cgroupSeq atomic.Uint64
+
+// NewCgroup creates the cgroup for one worker with the limits of s (its
+// Memory, CPU and Pids) and, with killable, a way to kill its members
+// (cgroup.kill on v2, the freezer on v1). An error matching
+// ErrUnsupported says what this machine lacks.
+func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
+	sup := probeCgroups()
+	name := fmt.Sprintf("procpool-%d-%d", os.Getpid(), cgroupSeq.Add(1))
+	c := &Cgroup{name: name}
+	limits := s.NeedsCgroup()
+	if limits {
+		if err := sup.limitsError(s); err != nil {
+			return nil, err
+		}
+	}
+	if killable && sup.kill == "" {
+		return nil, fmt.Errorf("%w: no cgroup can be killed here: %s", ErrUnsupported, sup.why)
+	}
+	useV2 := sup.v2Path != "" && (limits && sup.v2Limits || killable && sup.kill == "cgroup.kill")
+	if useV2 {
+		res := &cgroup2.Resources{}
+		if limits && sup.v2Limits {
+			res = v2Resources(s)
+		}
+		m, err := cgroup2.NewManager(sup.v2Mount, filepath.Join(sup.v2Path, name), res)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: creating cgroup %s (v2): %w", name, err)
+		}
+		c.v2 = m
+		if killable && sup.kill == "cgroup.kill" {
+			c.kill = "cgroup.kill"
+		}
+	}
+	var v1 []cgroup1.Name
+	if limits && !sup.v2Limits {
+		if s.Memory > 0 {
+			v1 = append(v1, cgroup1.Memory)
+		}
+		if s.CPU > 0 {
+			v1 = append(v1, cgroup1.Cpu)
+		}
+		if s.Pids > 0 {
+			v1 = append(v1, cgroup1.Pids)
+		}
+	}
+	if killable && c.kill == "" {
+		v1 = append(v1, cgroup1.Freezer)
+		c.kill = "freezer"
+	}
+	if len(v1) > 0 {
+		cg, err := cgroup1.New(cgroup1.NestedPath(name), v1Resources(s, sup.memsw), cgroup1.WithHierarchy(only(v1...)))
+		if err != nil {
+			c.Delete()
+			return nil, fmt.Errorf("sandbox: creating cgroup %s (v1 %v): %w", name, v1, err)
+		}
+		c.v1 = cg
+	}
+	return c, nil
+}
+
+// only is a cgroup1 hierarchy of the named subsystems.
+func only(names ...cgroup1.Name) cgroup1.Hierarchy {
+	return func() ([]cgroup1.Subsystem, error) {
+		all, err := cgroup1.Default()
+		if err != nil {
+			return nil, err
+		}
+		var out []cgroup1.Subsystem
+		for _, s := range all {
+			for _, n := range names {
+				if s.Name() == n {
+					out = append(out, s)
+				}
+			}
+		}
+		if len(out) != len(names) {
+			return nil, fmt.Errorf("%w: cgroup v1 hierarchies %v are not all mounted", ErrUnsupported, names)
+		}
+		return out, nil
+	}
+}
+
+func v2Resources(s *Sandbox) *cgroup2.Resources {
+	r := &cgroup2.Resources{}
+	if s.Memory > 0 {
+		max := int64(s.Memory)
+		swap := int64(0)
+		r.Memory = &cgroup2.Memory{Max: &max, Swap: &swap}
+	}
+	if s.CPU > 0 {
+		quota := int64(s.CPU * cpuPeriod)
+		period := uint64(cpuPeriod)
+		r.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
+	}
+	if s.Pids > 0 {
+		r.Pids = &cgroup2.Pids{Max: int64(s.Pids)}
+	}
+	return r
+}
+
+func v1Resources(s *Sandbox, memsw bool) *specs.LinuxResources {
+	r := &specs.LinuxResources{}
+	if s.Memory > 0 {
+		limit := int64(s.Memory)
+		r.Memory = &specs.LinuxMemory{Limit: &limit}
+		if memsw { // no swapping past the limit either
+			r.Memory.Swap = &limit
+		}
+	}
+	if s.CPU > 0 {
+		quota := int64(s.CPU * cpuPeriod)
+		period := uint64(cpuPeriod)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if s.Pids > 0 {
+		limit := int64(s.Pids)
+		r.Pids = &specs.LinuxPids{Limit: &limit}
+	}
+	return r
+}
+
+// Name returns the cgroup's name (its last path element).
+func (c *Cgroup) Name() string { return c.name }
+
+// Killable reports whether Kill can empty the cgroup.
+func (c *Cgroup) Killable() bool { return c.kill != "" }
+
+// Add moves process pid (all its threads) into the cgroup.
+func (c *Cgroup) Add(pid int) error {
+	if c.v2 != nil {
+		if err := c.v2.AddProc(uint64(pid)); err != nil {
+			return fmt.Errorf("sandbox: adding pid %d to cgroup %s: %w", pid, c.name, err)
+		}
+	}
+	if c.v1 != nil {
+		if err := c.v1.Add(cgroup1.Process{Pid: pid}); err != nil {
+			return fmt.Errorf("sandbox: adding pid %d to cgroup %s: %w", pid, c.name, err)
+		}
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to every process in the cgroup, including those
+// forking while it runs. It does not wait for them to be gone: Empty
+// reports that.
+func (c *Cgroup) Kill() error {
+	switch c.kill {
+	case "cgroup.kill":
+		return c.v2.Kill()
+	case "freezer":
+		return c.freezeKill()
+	}
+	return errors.New("sandbox: this cgroup cannot be killed")
+}
+
+// freezeKill freezes the v1 cgroup (no member can fork while frozen),
+// sends SIGKILL to each member, and thaws it so that they die.
+func (c *Cgroup) freezeKill() error {
+	if err := c.v1.Freeze(); err != nil {
+		return fmt.Errorf("sandbox: freezing cgroup %s: %w", c.name, err)
+	}
+	procs, err := c.v1.Processes(cgroup1.Freezer, true)
+	for _, p := range procs {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	if terr := c.v1.Thaw(); terr != nil && err == nil {
+		err = terr
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: killing cgroup %s: %w", c.name, err)
+	}
+	return nil
+}
+
+// Empty reports whether no process is left in the cgroup.
+func (c *Cgroup) Empty() bool {
+	if c.v2 != nil {
+		procs, err := c.v2.Procs(true)
+		if err != nil || len(procs) > 0 {
+			return false
+		}
+	}
+	if c.v1 != nil {
+		for _, s := range c.v1.Subsystems() {
+			procs, err := c.v1.Processes(s.Name(), true)
+			if err != nil || len(procs) > 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// KillAll kills the cgroup's members until none is left or d has passed
+// (a process being killed stays a member until it has exited).
+func (c *Cgroup) KillAll(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		if err := c.Kill(); err != nil {
+			return err
+		}
+		if c.Empty() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sandbox: cgroup %s still has processes after %v", c.name, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// OOMKills returns the number of processes the kernel's OOM killer has
+// killed in the cgroup for being over its Memory limit, from the cgroup's
+// own counter (memory.events on v2, memory.oom_control on v1).
+func (c *Cgroup) OOMKills() (uint64, error) {
+	if c.v2 != nil && c.v1 == nil {
+		return readKey(filepath.Join(c.v2Path(), "memory.events"), "oom_kill")
+	}
+	if c.v1 != nil {
+		for _, s := range c.v1.Subsystems() {
+			if s.Name() == cgroup1.Memory {
+				dir, err := cgroup1.NestedPath(c.name)(cgroup1.Memory)
+				if err != nil {
+					return 0, err
+				}
+				return readKey(filepath.Join(v1Root(s), dir, "memory.oom_control"), "oom_kill")
+			}
+		}
+	}
+	if c.v2 != nil {
+		return readKey(filepath.Join(c.v2Path(), "memory.events"), "oom_kill")
+	}
+	return 0, nil
+}
+
+// v2Path is the cgroup's directory on v2.
+func (c *Cgroup) v2Path() string {
+	sup := probeCgroups()
+	return filepath.Join(sup.v2Mount, sup.v2Path, c.name)
+}
+
+// v1Root is the mount point of a v1 hierarchy.
+func v1Root(s cgroup1.Subsystem) string {
+	if p, ok := s.(interface{ Path(string) string }); ok {
+		return p.Path("/")
+	}
+	return ""
+}
+
+// Delete removes the cgroup; it must be empty. Deleting it twice is
+// harmless.
+func (c *Cgroup) Delete() error {
+	var err error
+	if c.v2 != nil {
+		if e := c.v2.Delete(); e != nil && !errors.Is(e, os.ErrNotExist) {
+			err = e
+		}
+	}
+	if c.v1 != nil {
+		if e := c.v1.Delete(); e != nil && !errors.Is(e, cgroup1.ErrCgroupDeleted) {
+			err = errors.Join(err, e)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: deleting cgroup %s: %w", c.name, err)
+	}
+	return nil
+}
+
+// readKey reads the value of key in a flat-keyed cgroup file ("key
+// value" lines).
+func readKey(path, key string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for len(b) > 0 {
+		line := b
+		if i := indexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > len(key) && string(line[:len(key)]) == key && line[len(key)] == ' ' {
+			return strconv.ParseUint(string(line[len(key)+1:]), 10, 64)
+		}
+	}
+	return 0, nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// cgroupSupport is what the cgroup file systems of this machine offer to
+// this process, probed once.
+type cgroupSupport struct {
+	mode cgroups.CGMode
+	// v2Mount is the unified hierarchy's mount point and v2Path this
+	// process's cgroup in it; v2Path is empty if unusable.
+	v2Mount, v2Path string
+	// v2Limits: memory, cpu and pids can be enabled for our children.
+	v2Limits bool
+	// v1 lists the writable v1 hierarchies under our own cgroups.
+	v1 map[cgroup1.Name]bool
+	// memsw: v1 memory has swap accounting.
+	memsw bool
+	// kill is "cgroup.kill", "freezer" or "".
+	kill string
+	// why explains what is missing, for errors.
+	why string
+}
+
+var (
+	cgroupOnce sync.Once
+	cgroupSup  cgroupSupport
+)
+
+func probeCgroups() *cgroupSupport {
+	cgroupOnce.Do(func() { cgroupSup = probe() })
+	return &cgroupSup
+}
+
+func probe() cgroupSupport {
+	sup := cgroupSupport{mode: cgroups.Mode(), v1: map[cgroup1.Name]bool{}}
+	var why []string
+	switch sup.mode {
+	case cgroups.Unified:
+		sup.v2Mount = "/sys/fs/cgroup"
+	case cgroups.Hybrid:
+		sup.v2Mount = "/sys/fs/cgroup/unified"
+	case cgroups.Unavailable:
+		sup.why = "no cgroup file system is mounted at /sys/fs/cgroup"
+		return sup
+	}
+	probeName := fmt.Sprintf("procpool-probe-%d", os.Getpid())
+	if sup.v2Mount != "" {
+		if p, err := cgroup2.NestedGroupPath(""); err == nil {
+			dir := filepath.Join(sup.v2Mount, p, probeName)
+			if err := os.Mkdir(dir, 0o755); err == nil {
+				sup.v2Path = p
+				if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err == nil {
+					sup.kill = "cgroup.kill"
+				} else {
+					why = append(why, "cgroup v2 has no cgroup.kill (Linux 5.14)")
+				}
+				os.Remove(dir)
+				sup.v2Limits = v2CanLimit(filepath.Join(sup.v2Mount, p))
+				if !sup.v2Limits && sup.mode == cgroups.Unified {
+					why = append(why, fmt.Sprintf("the unified cgroup %s does not delegate the memory, cpu and pids controllers", p))
+				}
+			} else {
+				why = append(why, fmt.Sprintf("cannot create a cgroup under %s: %v", filepath.Join(sup.v2Mount, p), err))
+			}
+		}
+	}
+	if sup.mode != cgroups.Unified {
+		for _, n := range []cgroup1.Name{cgroup1.Memory, cgroup1.Cpu, cgroup1.Pids, cgroup1.Freezer} {
+			cg, err := cgroup1.New(cgroup1.NestedPath(probeName), &specs.LinuxResources{}, cgroup1.WithHierarchy(only(n)))
+			if err != nil {
+				why = append(why, fmt.Sprintf("cgroup v1 %s: %v", n, err))
+				continue
+			}
+			sup.v1[n] = true
+			if n == cgroup1.Memory {
+				for _, s := range cg.Subsystems() {
+					if _, err := os.Stat(filepath.Join(v1Root(s), "memory.memsw.limit_in_bytes")); err == nil {
+						sup.memsw = true
+					}
+				}
+			}
+			_ = cg.Delete()
+		}
+		if sup.kill == "" && sup.v1[cgroup1.Freezer] {
+			sup.kill = "freezer"
+		}
+	}
+	sup.why = joinWhy(why)
+	return sup
+}
+
+// v2CanLimit reports whether the cgroup at dir can give its children the
+// memory, cpu and pids controllers.
+func v2CanLimit(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return false
+	}
+	have := map[string]bool{}
+	for _, f := range splitFields(string(b)) {
+		have[f] = true
+	}
+	return have["memory"] && have["cpu"] && have["pids"]
+}
+
+func splitFields(s string) []string {
+	var out []string
+	start := -1
+	for i, r := range s {
+		if r == ' ' || r == '\n' || r == '\t' {
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+func joinWhy(why []string) string {
+	s := ""
+	for i, w := range why {
+		if i > 0 {
+			s += "; "
+		}
+		s += w
+	}
+	return s
+}
+
+// limitsError says which of s's cgroup limits this machine cannot apply.
+func (sup *cgroupSupport) limitsError(s *Sandbox) error {
+	if sup.v2Limits {
+		return nil
+	}
+	for _, l := range []struct {
+		set  bool
+		name string
+		ctl  cgroup1.Name
+	}{{s.Memory > 0, "Memory", cgroup1.Memory}, {s.CPU > 0, "CPU", cgroup1.Cpu}, {s.Pids > 0, "Pids", cgroup1.Pids}} {
+		if l.set && !sup.v1[l.ctl] {
+			return fmt.Errorf("%w: %s limit: no usable %s cgroup controller (%s)", ErrUnsupported, l.name, l.ctl, sup.why)
+		}
+	}
+	return nil
+}
