@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,17 +18,29 @@ import (
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/actors"
+	"github.com/procpool/procpool/internal/proctest"
 	"github.com/procpool/procpool/supervisor"
 )
 
-// workerPID asks a "mixed" pool's worker for its pid.
+// workerPID asks a "mixed" pool's worker for its host-side pid.
 func workerPID(t *testing.T, r *procpool.Router) int {
 	t.Helper()
-	out, err := r.Call(context.Background(), procpool.Blob, []byte("pid:"))
+	// A worker is PID 2 of a PID namespace of its own: it tells which, and
+	// its host-side pid is the one in that namespace but its init.
+	out, err := r.Call(context.Background(), procpool.Blob, []byte("pidns:"))
 	require.NoError(t, err)
-	pid, err := strconv.Atoi(string(out))
-	require.NoError(t, err)
-	return pid
+	for _, p := range proctest.All() {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.PID))
+		if err != nil || ns != string(out) {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
+		if err == nil && regexp.MustCompile(`(?m)^NSpid:.*\s2$`).Match(status) {
+			return p.PID
+		}
+	}
+	t.Fatalf("no process in PID namespace %s", out)
+	return 0
 }
 
 // sharedMapping reports whether process pid maps a procpool shared memory

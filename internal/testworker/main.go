@@ -25,7 +25,10 @@
 //	grandchild           starts a copy of itself that sleeps forever, returns
 //	                     its pid; payload "stdio" lets it inherit stdout and
 //	                     stderr (otherwise /dev/null)
-//	pid                  returns its pid
+//	pid                  returns its pid (in its own PID namespace: 2 under
+//	                     childproc's containment)
+//	pidns                returns its PID namespace ("pid:[4026532285]"), by
+//	                     which the host finds it in /proc
 //	env                  returns its environment, one variable per line
 //	selfinfo             returns /proc/self/status, then per thread: tid, nice
 //	                     and Cpus_allowed_list
@@ -198,6 +201,10 @@ func register(s *worker.Server) {
 	handle("grandchild", grandchild)
 	handle("pid", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
+	})
+	handle("pidns", func(ctx context.Context, p []byte) ([]byte, error) {
+		ns, err := os.Readlink("/proc/self/ns/pid")
+		return []byte(ns), err
 	})
 	handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil
