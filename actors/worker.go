@@ -420,9 +420,13 @@ func (w *workerActor) onExited(ctx actor.Context, info childproc.ExitInfo) {
 	ctx.Send(w.router, ex)
 }
 
-// classifyExit turns an exit nobody asked for into a failure.
+// classifyExit turns an exit nobody asked for into a failure. An OOM kill
+// in the worker's cgroup (its Sandbox.Memory, counted by the kernel) is a
+// MemoryFailure, whenever it happened.
 func classifyExit(info childproc.ExitInfo, handshook bool) *supervisor.Failure {
 	switch {
+	case info.OOMKills > 0:
+		return &supervisor.Failure{Kind: supervisor.MemoryFailure}
 	case !handshook:
 		return &supervisor.Failure{Kind: supervisor.StartupFailure}
 	case info.Signal != 0:
