@@ -3,6 +3,7 @@ package childproc
 import (
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -11,104 +12,163 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/procpool/procpool/childproc/internal/tracee"
 	"github.com/procpool/procpool/sandbox"
 )
 
 // Containment says how childproc makes sure that no process outlives the
 // worker it descends from, whatever ends the worker: it exits, crashes,
-// is stopped or killed, or the host itself dies. Start takes the
-// strongest this host allows, decided once per process; Process.
-// Containment says which one a process got.
+// is stopped or killed, or the host itself dies. Each worker gets the
+// first of these its host and its sandbox allow (decided once per host
+// process, logged once); Process.Containment says which.
+//
+//   - ContainPIDNamespace, for a worker whose sandbox asks for namespaces:
+//     a PID namespace of its own, whose init holds them all.
+//   - ContainSharedNamespace, for the others, where the host has
+//     CAP_SYS_ADMIN and a cgroup it can kill: a cgroup of its own,
+//     within a PID namespace that the host's workers share.
+//   - ContainPIDNamespace again where there is no killable cgroup but the
+//     host has CAP_SYS_ADMIN.
+//   - ContainCgroup without CAP_SYS_ADMIN but with a delegated cgroup.
+//   - ContainSession otherwise.
+//
+// Each is described at its value, with what it leaves out.
 type Containment int
 
 const (
 	// ContainSession: the worker leads a session of its own, and when it
 	// ends every process left in that session is killed. A process that
-	// calls setsid(2) escapes it, and when the host is SIGKILLed only the
-	// worker dies (its parent-death signal). Used where neither of the
-	// others is possible (no CAP_SYS_ADMIN, no writable cgroup).
+	// calls setsid(2) escapes, and when the host is SIGKILLed only the
+	// worker dies (of its parent-death signal).
 	ContainSession Containment = iota + 1
-	// ContainCgroup: each worker has a cgroup of its own, which is killed
-	// (cgroup.kill on v2; on v1 frozen, every member killed, thawed)
-	// when the worker ends, setsid and double-forked processes included.
-	// When the host is SIGKILLed, nobody kills the cgroup: what the
-	// worker started outlives it (the worker dies of its parent-death
-	// signal). A root worker could also move itself out of its cgroup.
+	// ContainCgroup: the worker has a cgroup of its own, killed when it
+	// ends (cgroup.kill on v2; on v1 frozen, every member killed,
+	// thawed), setsid and double-forked processes included. When the
+	// host is SIGKILLed nobody kills the cgroup: what the worker started
+	// outlives it (the worker dies of its parent-death signal) until the
+	// next host of that cgroup starts and sweeps it. A root worker can
+	// write itself out of its cgroup.
 	ContainCgroup
-	// ContainPIDNamespace: each worker is in a PID namespace of its own,
-	// whose init (PID 1) is a placeholder process that runs no code and
-	// ignores SIGCHLD, so that the kernel reaps orphans. The worker is
-	// PID 2: it keeps the ordinary signal semantics. When the worker ends
-	// its init is killed, and the kernel kills everything else in the
-	// namespace; when the host dies, the init dies of its parent-death
-	// signal, with the same effect. Nothing escapes a PID namespace.
-	// Needs CAP_SYS_ADMIN.
+	// ContainSharedNamespace: ContainCgroup, and the worker is in a PID
+	// namespace shared by the host's workers, whose init dies with the
+	// host and takes every process of the namespace with it. So a
+	// host's SIGKILL leaves nothing behind either; only a root worker
+	// that writes itself out of its cgroup outlives its own end (until
+	// the host's). Workers see each other's processes there (not the
+	// host's), in a /proc of the namespace.
+	ContainSharedNamespace
+	// ContainPIDNamespace: the worker is in a PID namespace of its own,
+	// whose init (PID 1) is a placeholder that runs no code and ignores
+	// SIGCHLD, so that the kernel reaps orphans; the worker is PID 2 and
+	// keeps the ordinary signal semantics, and sees its own processes in
+	// a /proc of the namespace. When the worker ends its init is killed,
+	// and the kernel kills everything else in the namespace; when the
+	// host dies, the init dies of its parent-death signal, with the same
+	// effect. Nothing escapes a PID namespace. It costs a second process
+	// start per worker (made ahead, while the previous worker starts).
 	ContainPIDNamespace
 )
 
-// String returns "session", "cgroup" or "pid-namespace".
+// String returns "session", "cgroup", "shared-namespace" or
+// "pid-namespace".
 func (c Containment) String() string {
 	switch c {
 	case ContainSession:
 		return "session"
 	case ContainCgroup:
 		return "cgroup"
+	case ContainSharedNamespace:
+		return "shared-namespace"
 	case ContainPIDNamespace:
 		return "pid-namespace"
 	}
 	return "Containment(" + strconv.Itoa(int(c)) + ")"
 }
 
-// containment is the host's containment, decided at the first Start.
-var containment struct {
-	once   sync.Once
-	mode   Containment
-	why    string // why it is not ContainPIDNamespace
-	logged atomic.Bool
-	forced atomic.Int32 // a test's choice, or 0
+// containment is what this host allows, decided at the first Start.
+type hostSupport struct {
+	pidns     bool   // may make PID namespaces (CAP_SYS_ADMIN)
+	cgroup    bool   // may make a killable cgroup
+	why       string // what is missing, for the logs
+	chosen    Containment
+	ptraceErr error // why a traced start fails here, or nil
 }
 
-// hostContainment returns the strongest containment this host allows, and
-// logs it (once per process, at Info, or Warn if it is not the strongest).
-func hostContainment(log hclog.Logger) Containment {
-	containment.once.Do(func() {
-		containment.mode, containment.why = detectContainment()
-	})
-	mode := containment.mode
+var containment struct {
+	once   sync.Once
+	host   hostSupport
+	logged atomic.Bool
+	forced atomic.Int32 // a test's choice for workers without namespaces, or 0
+}
+
+// containmentFor returns the containment of a worker with sandbox sb, and
+// logs the host's choice once (at Info, or Warn below
+// ContainSharedNamespace).
+func containmentFor(sb *sandbox.Sandbox, log hclog.Logger) Containment {
+	h := probeHost()
+	if containment.logged.CompareAndSwap(false, true) {
+		if h.chosen >= ContainSharedNamespace {
+			log.Info("worker containment", "mode", h.chosen.String())
+		} else {
+			log.Warn("worker containment is weaker than a PID namespace", "mode", h.chosen.String(), "because", h.why)
+		}
+	}
+	if h.pidns && wantsNamespaces(sb) {
+		return ContainPIDNamespace
+	}
 	if f := Containment(containment.forced.Load()); f != 0 {
 		return f
 	}
-	if containment.logged.CompareAndSwap(false, true) {
-		if mode == ContainPIDNamespace {
-			log.Info("worker containment", "mode", mode.String())
-		} else {
-			log.Warn("worker containment is weaker than a PID namespace per worker", "mode", mode.String(), "because", containment.why)
-		}
-	}
-	return mode
+	return h.chosen
 }
 
-func detectContainment() (Containment, string) {
-	var why string
+// wantsNamespaces reports whether sb asks for a namespace: the worker then
+// gets an init of its own to hold them.
+func wantsNamespaces(sb *sandbox.Sandbox) bool { return sb.Namespaces != (sandbox.Namespaces{}) }
+
+func probeHost() *hostSupport {
+	containment.once.Do(func() { containment.host = detectContainment() })
+	return &containment.host
+}
+
+func detectContainment() hostSupport {
+	var h hostSupport
+	if !tracee.Supported {
+		h.ptraceErr = tracee.ErrUnsupported
+	} else {
+		h.ptraceErr = probePtrace()
+	}
+	var why []string
 	switch {
 	case !sandbox.HasCapSysAdmin():
-		why = "the host lacks CAP_SYS_ADMIN"
+		why = append(why, "the host lacks CAP_SYS_ADMIN")
 	default:
-		if err := sandbox.ProbeNamespaces(unix.CLONE_NEWPID); err != nil {
-			why = "PID namespaces: " + err.Error()
+		if err := sandbox.ProbeNamespaces(unix.CLONE_NEWPID | unix.CLONE_NEWNS); err != nil {
+			why = append(why, "PID namespaces: "+err.Error())
 		} else if _, err := os.Stat("/proc/thread-self/ns/pid"); err != nil {
-			why = "no /proc/thread-self/ns/pid: " + err.Error()
+			why = append(why, "no /proc/thread-self/ns/pid: "+err.Error())
 		} else {
-			return ContainPIDNamespace, ""
+			h.pidns = true
 		}
 	}
 	if c, err := sandbox.NewCgroup(&sandbox.Sandbox{}, true); err == nil {
 		_ = c.Delete()
-		return ContainCgroup, why
+		h.cgroup = true
 	} else {
-		why += "; no killable cgroup: " + err.Error()
+		why = append(why, "no killable cgroup: "+err.Error())
 	}
-	return ContainSession, why
+	switch {
+	case h.pidns && h.cgroup:
+		h.chosen = ContainSharedNamespace
+	case h.pidns:
+		h.chosen = ContainPIDNamespace
+	case h.cgroup:
+		h.chosen = ContainCgroup
+	default:
+		h.chosen = ContainSession
+	}
+	h.why = strings.Join(why, "; ")
+	return h
 }
 
 // killSession kills every live process of session sid, a few passes in

@@ -3,7 +3,6 @@ package childproc
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -35,6 +34,10 @@ import (
 var forker struct {
 	once sync.Once
 	reqs chan func()
+	// in is the init whose PID namespace the fork thread's next children
+	// join, or nil for the host's (see forkIn); only the fork thread uses
+	// it.
+	in *nsInit
 }
 
 // onForkThread runs fn on the fork thread and waits for it.
@@ -60,26 +63,33 @@ func forkLoop(reqs <-chan func()) {
 	}
 }
 
-// forkInto makes the fork thread's next children members of the PID
-// namespace of the process whose pidfd is init, runs start, and comes back
-// to its own namespace.
-// It must run on the fork thread. A fork thread that could not come back
-// would start every later worker in a dead namespace: that is a bug, and
+// forkIn runs start, which forks, with the fork thread's children going
+// into the PID namespace of init, or the host's with init nil. It must
+// run on the fork thread. The thread stays in that namespace for its
+// next children (setns(CLONE_NEWPID) changes only where they go), so that
+// workers forked one after the other into one namespace cost no setns.
+// A fork thread that cannot come back to the host's namespace is a bug:
 // it panics.
-func forkInto(init *os.File, start func() error) error {
-	own, err := unix.Open("/proc/thread-self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("childproc: opening the fork thread's PID namespace: %w", err)
+func forkIn(init *nsInit, start func() error) error {
+	if forker.in != init {
+		if init != nil {
+			if err := unix.Setns(int(init.pidfd.Fd()), unix.CLONE_NEWPID); err != nil {
+				return fmt.Errorf("childproc: joining a PID namespace: %w", err)
+			}
+		} else {
+			// The thread group leader's own namespace is the host's.
+			fd, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				err = unix.Setns(fd, unix.CLONE_NEWPID)
+				unix.Close(fd)
+			}
+			if err != nil {
+				panic(fmt.Sprintf("childproc: the fork thread cannot return to the host's PID namespace: %v", err))
+			}
+		}
+		forker.in = init
 	}
-	defer unix.Close(own)
-	if err := unix.Setns(int(init.Fd()), unix.CLONE_NEWPID); err != nil {
-		return fmt.Errorf("childproc: joining the worker's PID namespace: %w", err)
-	}
-	err = start()
-	if err2 := unix.Setns(own, unix.CLONE_NEWPID); err2 != nil {
-		panic(fmt.Sprintf("childproc: the fork thread cannot return to its PID namespace: %v", err2))
-	}
-	return err
+	return start()
 }
 
 // Values of siginfo.si_code for SIGCHLD.

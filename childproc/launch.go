@@ -54,43 +54,32 @@ import (
 // anything else. The worker's user changes after that (the mount needs
 // root), by the same injected calls rather than by Go.
 
-// ptraceRefused remembers that ptrace does not work in this process,
-// probed once.
-var ptraceRefused atomic.Bool
-
 // disablePtrace is set by tests to use the trampoline.
 var disablePtrace atomic.Bool
 
 // trampolineWarned limits the trampoline warning to one per process.
 var trampolineWarned sync.Once
 
+// useTracer reports whether starts are traced. The host's probe
+// (probeHost) must have run: it tries ptrace on the fork thread, so it
+// cannot run there.
 func useTracer() bool {
-	if !tracee.Supported || disablePtrace.Load() {
-		return false
-	}
-	ptraceProbe.Do(func() {
-		if err := probePtrace(); err != nil {
-			ptraceRefused.Store(true)
-			ptraceErr = err
-		}
-	})
-	return !ptraceRefused.Load()
+	return tracee.Supported && !disablePtrace.Load() && probeHost().ptraceErr == nil
 }
-
-var (
-	ptraceProbe sync.Once
-	ptraceErr   error // why ptrace was refused
-)
 
 // probePtrace starts the host binary traced and kills it at its exec
 // stop: a child's PTRACE_TRACEME fails the same way as its execve would, so
-// only a start that succeeds tells that ptrace works.
+// only a start that succeeds tells that ptrace works. It must not run on
+// the fork thread.
 func probePtrace() error {
 	var err error
 	onForkThread(func() {
 		attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL}}
 		var pid int
-		pid, err = syscall.ForkExec("/proc/self/exe", []string{"procpool-probe"}, attr)
+		err = forkIn(nil, func() (err error) {
+			pid, err = syscall.ForkExec("/proc/self/exe", []string{"procpool-probe"}, attr)
+			return err
+		})
 		if err != nil {
 			return
 		}
@@ -108,28 +97,50 @@ func probePtrace() error {
 
 // launch is one start in progress: what the child gets, and what it is.
 type launch struct {
-	spec   *Spec
-	path   string
-	env    []string
-	cwd    string   // the worker's absolute working directory
-	stdout *os.File // child ends
-	stderr *os.File
-	files  []*os.File // fd 3 on: the protocol pipes, then Spec.ExtraFiles
-	mode   Containment
-	cgroup *sandbox.Cgroup
-	log    hclog.Logger
+	spec         *Spec
+	path         string
+	env          []string
+	cwd          string   // the worker's absolute working directory
+	stdout       *os.File // child ends
+	stderr       *os.File
+	files        []*os.File // fd 3 on: the protocol pipes, then Spec.ExtraFiles
+	mode         Containment
+	cgroup       *sandbox.Cgroup
+	shared       *nsInit  // the shared namespace's init (ContainSharedNamespace)
+	cgroupDir    *os.File // the cgroup's v2 directory the child is cloned into, or nil
+	cgroupPooled bool     // cgroup came from cgroupPool
+	log          hclog.Logger
 }
 
-// started is a child that runs (with its namespace's init, if any).
+// started is a child that runs (with the init of its own namespace, if
+// it has one).
 type started struct {
 	cmd  *exec.Cmd
 	init *nsInit
 }
 
+// joinInit returns the init whose namespaces the worker joins, and
+// whether it is the worker's own (made or taken here; the shared one is
+// not).
+func (l *launch) joinInit() (init *nsInit, own bool, err error) {
+	switch l.mode {
+	case ContainSharedNamespace:
+		return l.shared, false, nil
+	case ContainPIDNamespace:
+		init, err = inits.take(&l.spec.Sandbox)
+		return init, true, err
+	}
+	return nil, false, nil
+}
+
 // base is the first descriptor the worker must not have.
 func (l *launch) base() int { return 3 + len(l.files) }
 
-func (l *launch) pidns() bool { return l.mode == ContainPIDNamespace }
+// pidns reports whether the worker joins a PID namespace's init: its own
+// or the shared one.
+func (l *launch) pidns() bool {
+	return l.mode == ContainPIDNamespace || l.mode == ContainSharedNamespace
+}
 
 // sysProcAttr is what Go applies in the child before its execve: its own
 // session and process group, and, outside a PID namespace of its own,
@@ -142,8 +153,7 @@ func (l *launch) sysProcAttr() *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Setsid: true}
 	flags := sb.CloneFlags()
 	if l.pidns() {
-		attr.Cloneflags = flags &^ (unix.CLONE_NEWNS | unix.CLONE_NEWUSER)
-		return attr
+		return attr // the worker joins its init's namespaces
 	}
 	attr.Pdeathsig = syscall.SIGKILL
 	if flags&unix.CLONE_NEWNS != 0 {
@@ -201,7 +211,7 @@ func (l *launch) start() (*started, error) {
 	}
 	if tracee.Supported && !disablePtrace.Load() {
 		trampolineWarned.Do(func() {
-			l.log.Warn("ptrace is refused: workers start through the re-exec trampoline (slower)", "cause", ptraceErr)
+			l.log.Warn("ptrace is refused: workers start through the re-exec trampoline (slower)", "cause", probeHost().ptraceErr)
 		})
 	}
 	return l.viaTrampoline()
@@ -210,23 +220,25 @@ func (l *launch) start() (*started, error) {
 // traced is the traced start; it runs on the fork thread.
 func (l *launch) traced() (*started, error) {
 	sb := &l.spec.Sandbox
-	var init *nsInit
 	var extra []*os.File
 	opts := planOpts{joinFD: -1, landlockFD: -1}
-	if l.pidns() {
-		var err error
-		if init, err = spawnFrozenInit(sb); err != nil {
-			return nil, err
+	init, own, err := l.joinInit()
+	if err != nil {
+		return nil, err
+	}
+	mine := func() *nsInit { // the init to kill on failure
+		if own {
+			return init
 		}
-		opts.joinFD, opts.joinFlags, opts.cwd, opts.creds = l.base(), unix.CLONE_NEWNS, l.cwd, sb.Credential
-		if sb.Namespaces.User {
-			opts.joinFlags |= unix.CLONE_NEWUSER
-		}
+		return nil
+	}
+	if init != nil {
+		opts.joinFD, opts.joinFlags, opts.joinUser, opts.cwd, opts.creds = l.base(), init.shape.joinFlags(), init.shape.user, l.cwd, sb.Credential
 		extra = append(extra, init.pidfd)
 	}
 	ll, llFlags, err := landlockRuleset(sb, init)
 	if err != nil {
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	if ll != nil {
@@ -236,19 +248,19 @@ func (l *launch) traced() (*started, error) {
 	}
 	pre, post, err := newSandboxPlan(sb, opts)
 	if err != nil {
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	cmd := l.cmd(l.path, l.spec.Args, l.env, extra...)
 	cmd.SysProcAttr = l.sysProcAttr()
 	cmd.SysProcAttr.Ptrace = true
-	if init != nil {
-		err = forkInto(init.pidfd, cmd.Start)
-	} else {
-		err = cmd.Start()
+	if err := l.cloneIntoCgroup(cmd.SysProcAttr); err != nil {
+		mine().kill()
+		return nil, err
 	}
+	err = forkIn(init, cmd.Start)
 	if err != nil {
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	pid := cmd.Process.Pid
@@ -256,10 +268,10 @@ func (l *launch) traced() (*started, error) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = unix.PtraceDetach(pid)
 		_ = cmd.Wait()
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
-	return &started{cmd: cmd, init: init}, nil
+	return &started{cmd: cmd, init: mine()}, nil
 }
 
 // setUp applies everything to the traced child stopped after its execve,
@@ -278,23 +290,51 @@ func (l *launch) setUp(pid int, pre, post *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	if err := t.Run(pre); err != nil {
-		return fmt.Errorf("childproc: setting up pid %d: %w", pid, err)
+	defer t.Close()
+	// One batch: the plan's first part, closing what is past the worker's
+	// descriptors, the rest. Before close_range (Linux 5.9), the
+	// descriptors are closed one by one, then the rest runs.
+	closing := &plan.Plan{}
+	closing.Add("close the host's descriptors", unix.SYS_CLOSE_RANGE,
+		plan.Val(uintptr(l.base())), plan.Val(uintptr(^uint32(0))), plan.Val(0))
+	err = t.Run(plan.Join(pre, closing, post))
+	var se *plan.StepError
+	if errors.As(err, &se) && se.Step == len(pre.Steps) && errors.Is(err, unix.ENOSYS) {
+		if err = closeEach(t, pid, l.base()); err == nil {
+			err = t.Run(post)
+		}
 	}
-	if err := closeFrom(t, pid, l.base()); err != nil {
-		return fmt.Errorf("childproc: setting up pid %d: %w", pid, err)
-	}
-	if err := t.Run(post); err != nil {
+	if err != nil {
 		return fmt.Errorf("childproc: setting up pid %d: %w", pid, err)
 	}
 	return t.Detach()
 }
 
+// cloneIntoCgroup makes the child start in the v2 part of its cgroup, if
+// it has one (the descriptor is closed with the launch).
+func (l *launch) cloneIntoCgroup(attr *syscall.SysProcAttr) error {
+	if l.cgroup == nil {
+		return nil
+	}
+	dir, err := l.cgroup.Dir()
+	if err != nil || dir == nil {
+		return err
+	}
+	l.cgroupDir = dir
+	attr.UseCgroupFD, attr.CgroupFD = true, int(dir.Fd())
+	return nil
+}
+
 // outside applies what the host sets from outside on a child that has
-// not run yet: its cgroup, affinity and nice (on its only thread).
+// not run yet: its cgroup (the v1 hierarchies, or all if it was not cloned
+// into the v2 one), affinity and nice (on its only thread).
 func (l *launch) outside(pid int) error {
 	if l.cgroup != nil {
-		if err := l.cgroup.Add(pid); err != nil {
+		add := l.cgroup.Add
+		if l.cgroupDir != nil {
+			add = l.cgroup.AddV1
+		}
+		if err := add(pid); err != nil {
 			return err
 		}
 	}
@@ -319,13 +359,9 @@ func landlockRuleset(sb *sandbox.Sandbox, init *nsInit) (*os.File, uint32, error
 	return os.NewFile(uintptr(fd), "landlock-ruleset"), flags, nil
 }
 
-// closeFrom closes, in the stopped tracee, every descriptor from fd on:
-// close_range(2), or one close per open descriptor on kernels before 5.9.
-func closeFrom(t *tracee.Tracee, pid, fd int) error {
-	_, err := t.Syscall("close the host's descriptors", unix.SYS_CLOSE_RANGE, [6]uintptr{uintptr(fd), uintptr(^uint32(0)), 0})
-	if !errors.Is(err, unix.ENOSYS) {
-		return err
-	}
+// closeEach closes, in the stopped tracee, every descriptor from fd on,
+// one close per open descriptor (kernels before 5.9 have no close_range).
+func closeEach(t *tracee.Tracee, pid, fd int) error {
 	names, err := readDirNames("/proc/" + strconv.Itoa(pid) + "/fd")
 	if err != nil {
 		return err

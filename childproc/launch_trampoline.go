@@ -45,14 +45,21 @@ func (l *launch) viaTrampoline() (*started, error) {
 	extra := []*os.File{cfgR, statW}
 	opts := planOpts{joinFD: -1, landlockFD: -1, unshareFS: true, extraAllow: []string{"execve"}}
 	var init *nsInit
-	if l.pidns() {
-		onForkThread(func() { init, err = spawnTrampolineInit(sb) })
-		if err != nil {
-			cfgR.Close()
-			statW.Close()
-			return nil, err
+	own := false
+	onForkThread(func() { init, own, err = l.joinInit() })
+	if err != nil {
+		cfgR.Close()
+		statW.Close()
+		return nil, err
+	}
+	mine := func() *nsInit {
+		if own {
+			return init
 		}
-		opts.joinFD, opts.joinFlags, opts.cwd, opts.creds = base+len(extra), unix.CLONE_NEWNS, l.cwd, sb.Credential
+		return nil
+	}
+	if init != nil {
+		opts.joinFD, opts.joinFlags, opts.cwd, opts.creds = base+len(extra), init.shape.joinFlags(), l.cwd, sb.Credential
 		extra = append(extra, init.pidfd)
 	}
 	ll, llFlags, err := landlockRuleset(sb, init)
@@ -68,30 +75,28 @@ func (l *launch) viaTrampoline() (*started, error) {
 	if err != nil {
 		cfgR.Close()
 		statW.Close()
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	cmd := l.cmd("/proc/self/exe", []string{trampoline.ModeExec, strconv.Itoa(base)}, []string{}, extra...)
 	cmd.Args[0] = trampoline.Marker
 	cmd.SysProcAttr = l.sysProcAttr()
-	onForkThread(func() {
-		if init != nil {
-			err = forkInto(init.pidfd, cmd.Start)
-		} else {
-			err = cmd.Start()
-		}
-	})
+	if err := l.cloneIntoCgroup(cmd.SysProcAttr); err != nil {
+		mine().kill()
+		return nil, err
+	}
+	onForkThread(func() { err = forkIn(init, cmd.Start) })
 	cfgR.Close()
 	statW.Close()
 	if err != nil {
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	pid := cmd.Process.Pid
 	fail := func(err error) (*started, error) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_ = cmd.Wait()
-		init.kill()
+		mine().kill()
 		return nil, err
 	}
 	// The trampoline waits for its configuration: it has run nothing of
@@ -101,7 +106,7 @@ func (l *launch) viaTrampoline() (*started, error) {
 		return fail(err)
 	}
 	cfg := trampoline.Exec{Path: l.path, Argv: append([]string{l.path}, l.spec.Args...), Env: l.env, Base: base,
-		Plan: joinPlans(pre, post)}
+		Plan: plan.Join(pre, post)}
 	for _, r := range l.spec.Limits.list() {
 		cfg.Rlimits = append(cfg.Rlimits, trampoline.Rlimit{Resource: r.resource, Value: r.value})
 	}
@@ -118,28 +123,7 @@ func (l *launch) viaTrampoline() (*started, error) {
 	case len(msg) > 0:
 		return fail(fmt.Errorf("%s", msg))
 	}
-	return &started{cmd: cmd, init: init}, nil
-}
-
-// joinPlans returns a plan of a's steps then b's.
-func joinPlans(a, b *plan.Plan) *plan.Plan {
-	out := &plan.Plan{}
-	for _, p := range []*plan.Plan{a, b} {
-		off := len(out.Blobs)
-		for _, s := range p.Steps {
-			for i := range s.Args {
-				if s.Args[i].Blob != 0 {
-					s.Args[i].Blob += off
-				}
-			}
-			out.Steps = append(out.Steps, s)
-		}
-		for _, r := range p.Relocs {
-			out.Relocs = append(out.Relocs, plan.Reloc{Blob: r.Blob + off, Offset: r.Offset, Target: r.Target + off})
-		}
-		out.Blobs = append(out.Blobs, p.Blobs...)
-	}
-	return out
+	return &started{cmd: cmd, init: mine()}, nil
 }
 
 // spawnTrampolineInit starts a namespace's init through the trampoline (a
@@ -158,7 +142,11 @@ func spawnTrampolineInit(sb *sandbox.Sandbox) (*nsInit, error) {
 	if sb.Namespaces.Mount {
 		prop = "private"
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop}, attr)
+	var pid int
+	err = forkIn(nil, func() (err error) {
+		pid, err = syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop}, attr)
+		return err
+	})
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("childproc: starting a PID namespace init: %w", err)

@@ -86,10 +86,10 @@ type stream struct {
 
 	mu     sync.Mutex
 	queue  []entry
-	bytes  int  // of the lines in queue
-	burst  int  // lines dropped since the last one queued
-	closed bool // the reader is done
-	sealed bool // no note will come: the emitter may end
+	bytes  int           // of the lines in queue
+	burst  int           // lines dropped since the last one queued
+	closed bool          // the reader is done
+	sealed bool          // no note will come: the emitter may end
 	wake   chan struct{} // capacity 1
 }
 

@@ -45,8 +45,10 @@ type Process struct {
 	log        hclog.Logger
 	cmd        *exec.Cmd
 	contain    Containment
-	init       *nsInit         // the init of its PID namespace, or nil
+	init       *nsInit         // the init of its own PID namespace, or nil
+	shared     *nsInit         // the shared namespace's init, or nil
 	cgroup     *sandbox.Cgroup // its cgroup, or nil
+	cgPooled   bool            // the cgroup goes back to cgroupPool
 
 	input  *os.File // host write end of host→worker (fd 3 in the child)
 	output *os.File // host read end of worker→host (fd 4 in the child)
@@ -132,7 +134,7 @@ func Start(spec Spec) (*Process, error) {
 		stdout: stdout.child,
 		stderr: stderr.child,
 		files:  append([]*os.File{in.child, out.child}, spec.ExtraFiles...),
-		mode:   hostContainment(log),
+		mode:   containmentFor(&spec.Sandbox, log),
 		log:    log,
 	}
 	s, err := l.prepareAndStart()
@@ -155,7 +157,9 @@ func Start(spec Spec) (*Process, error) {
 		cmd:        cmd,
 		contain:    l.mode,
 		init:       s.init,
+		shared:     l.shared,
 		cgroup:     l.cgroup,
+		cgPooled:   l.cgroupPooled,
 		input:      in.host,
 		output:     out.host,
 		tail:       newRing(tailN),
@@ -196,6 +200,9 @@ func Start(spec Spec) (*Process, error) {
 		close(p.logged)
 	}()
 	p.note(hclog.Debug, "process started", "path", path, "args", spec.Args, "containment", p.contain.String())
+	if p.init != nil {
+		inits.started(&spec.Sandbox)
+	}
 	go p.reap(stdout.host, stderr.host, &readers)
 	return p, nil
 }
@@ -204,8 +211,8 @@ func Start(spec Spec) (*Process, error) {
 // leaves nothing behind.
 func (l *launch) prepareAndStart() (*started, error) {
 	sb := &l.spec.Sandbox
-	if sb.Namespaces.PID && !l.pidns() {
-		return nil, fmt.Errorf("%w: Namespaces.PID: %s", sandbox.ErrUnsupported, containment.why)
+	if sb.Namespaces.PID && l.mode != ContainPIDNamespace {
+		return nil, fmt.Errorf("%w: Namespaces.PID: %s", sandbox.ErrUnsupported, probeHost().why)
 	}
 	cwd := l.spec.Dir
 	if !filepath.IsAbs(cwd) {
@@ -216,15 +223,30 @@ func (l *launch) prepareAndStart() (*started, error) {
 		cwd = filepath.Join(wd, cwd)
 	}
 	l.cwd = cwd
-	if sb.NeedsCgroup() || l.mode == ContainCgroup {
-		cg, err := sandbox.NewCgroup(sb, l.mode == ContainCgroup)
+	killable := l.mode == ContainCgroup || l.mode == ContainSharedNamespace
+	if sb.NeedsCgroup() || killable {
+		cg, err := takeCgroup(sb, killable)
 		if err != nil {
 			return nil, err
 		}
-		l.cgroup = cg
+		l.cgroup, l.cgroupPooled = cg, pooled(sb, killable)
+	}
+	if l.mode == ContainSharedNamespace {
+		init, err := shared()
+		if err != nil {
+			l.deleteCgroup()
+			return nil, err
+		}
+		l.shared = init
 	}
 	s, err := l.start()
+	if l.cgroupDir != nil {
+		l.cgroupDir.Close()
+	}
 	if err != nil {
+		if l.shared != nil {
+			releaseShared(l.shared)
+		}
 		l.deleteCgroup()
 		return nil, err
 	}
@@ -233,7 +255,12 @@ func (l *launch) prepareAndStart() (*started, error) {
 
 func (l *launch) deleteCgroup() {
 	if l.cgroup != nil {
-		_ = l.cgroup.Delete()
+		if l.cgroupPooled {
+			_ = l.cgroup.KillAll(cgroupWait)
+			releaseCgroup(l.cgroup)
+		} else {
+			_ = l.cgroup.Delete()
+		}
 		l.cgroup = nil
 	}
 }
@@ -266,10 +293,11 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	requested := p.requested.Load()
 	p.mu.Lock()
 	p.reaped = true
+	killed := false
 	if waitErr == nil {
 		// What the process started dies with it. The exited process, not
 		// reaped yet, still holds its pid and group id.
-		p.killTree()
+		killed = p.killTree()
 	}
 	p.mu.Unlock()
 
@@ -278,12 +306,18 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	info.Requested = requested
 	if p.init != nil {
 		p.init.wait() // returns once every other process of the namespace is gone
+		inits.ended(p.init.shape)
+	}
+	if p.shared != nil {
+		defer releaseShared(p.shared) // once the cgroup is empty
 	}
 	if p.contain == ContainSession {
 		killSession(p.pid)
 	}
 	if c := p.cgroup; c != nil {
-		if c.Killable() {
+		// Nothing enters the cgroup once its worker is dead: if it was
+		// empty then, it still is.
+		if c.Killable() && (killed || waitErr != nil) {
 			if err := c.KillAll(cgroupWait); err != nil {
 				p.note(hclog.Warn, "the worker's cgroup did not empty", "error", err)
 			}
@@ -291,7 +325,9 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 		if n, err := c.OOMKills(); err == nil {
 			info.OOMKills = n
 		}
-		if err := c.Delete(); err != nil {
+		if p.cgPooled {
+			releaseCgroup(c)
+		} else if err := c.Delete(); err != nil {
 			p.note(hclog.Warn, "deleting the worker's cgroup", "error", err)
 		}
 	}
@@ -326,16 +362,20 @@ func (p *Process) note(level hclog.Level, msg string, args ...any) {
 }
 
 // killTree sends SIGKILL to what the process started: its PID namespace
-// (through its init), its cgroup, its process group. It must be called
-// with p.mu held and the process not reaped yet.
-func (p *Process) killTree() {
+// (through its init), its cgroup (unless it is empty already: see
+// sandbox.Cgroup.Killed), its process group. It reports whether it killed
+// the cgroup. It must be called with p.mu held and the process not reaped
+// yet.
+func (p *Process) killTree() (cgroupKilled bool) {
 	_ = unix.Kill(-p.pid, unix.SIGKILL)
 	if p.init != nil {
 		_ = unix.Kill(p.init.pid, unix.SIGKILL)
 	}
-	if p.cgroup != nil && p.cgroup.Killable() {
-		_ = p.cgroup.Kill()
+	if c := p.cgroup; c != nil && c.Killable() && !c.Empty() {
+		_ = c.Kill()
+		return true
 	}
+	return false
 }
 
 // drainOutput waits, after the reap, while the caller reads what is left
@@ -474,7 +514,7 @@ func (p *Process) Kill() error {
 	if p.reaped {
 		return os.ErrProcessDone
 	}
-	p.killTree()
+	_ = p.killTree()
 	return nil
 }
 

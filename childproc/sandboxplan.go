@@ -23,6 +23,7 @@ type planOpts struct {
 	// root); -1: none.
 	joinFD    int
 	joinFlags uintptr
+	joinUser  bool // then its user namespace
 	cwd       string
 	// creds, if not nil, are set by the plan (after the join: the mount
 	// of the init's /proc needed root).
@@ -45,7 +46,10 @@ func newSandboxPlan(s *sandbox.Sandbox, o planOpts) (pre, post *plan.Plan, err e
 		pre.Add("unshare CLONE_FS", unix.SYS_UNSHARE, plan.Val(unix.CLONE_FS))
 	}
 	if o.joinFD >= 0 {
-		pre.Add("join the namespace's mounts", unix.SYS_SETNS, plan.Val(uintptr(o.joinFD)), plan.Val(o.joinFlags))
+		pre.Add("join the init's namespaces", unix.SYS_SETNS, plan.Val(uintptr(o.joinFD)), plan.Val(o.joinFlags))
+		if o.joinUser {
+			pre.Add("join the init's user namespace", unix.SYS_SETNS, plan.Val(uintptr(o.joinFD)), plan.Val(unix.CLONE_NEWUSER))
+		}
 		pre.Add("chdir "+o.cwd, unix.SYS_CHDIR, pre.Blob(cstr(o.cwd)))
 	}
 	if c := o.creds; c != nil {

@@ -218,8 +218,8 @@ func (s *Spec) checkSandbox() error {
 		return err
 	}
 	if sb.Namespaces.PID {
-		if mode := hostContainment(hclog.NewNullLogger()); mode != ContainPIDNamespace {
-			return fmt.Errorf("%w: Namespaces.PID: the containment here is %s (%s)", sandbox.ErrUnsupported, mode, containment.why)
+		if h := probeHost(); !h.pidns {
+			return fmt.Errorf("%w: Namespaces.PID: the host cannot make PID namespaces (%s)", sandbox.ErrUnsupported, h.why)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Cgroup is the cgroup of one worker: the limits of a Sandbox (memory, CPU
@@ -29,12 +30,17 @@ import (
 // (setsid, double fork): only a process allowed to write to the cgroup
 // file system (root, without a user namespace) can move itself out.
 type Cgroup struct {
-	name string
-	v1   cgroup1.Cgroup   // limits, OOM counter (and the freezer, to kill) on v1; nil if none
-	v2   *cgroup2.Manager // limits, OOM counter and kill on v2; nil if none
+	name  string
+	v1    cgroup1.Cgroup   // limits, OOM counter (and the freezer, to kill) on v1; nil if none
+	v2    *cgroup2.Manager // limits, OOM counter and kill on v2; nil if none
+	v2dir string           // its directory on v2, once worked out
 	// kill says how Kill works: "cgroup.kill" (v2), "freezer" (v1), or
 	// "" (it cannot).
 	kill string
+	// killed: Kill was called. (Linux 6.18 kills at birth any process
+	// cloned with CLONE_INTO_CGROUP into a cgroup that was ever killed
+	// through cgroup.kill: such a cgroup is not to be reused.)
+	killed bool
 }
 
 var cgroupSeq atomic.Uint64
@@ -88,7 +94,7 @@ func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 		c.kill = "freezer"
 	}
 	if len(v1) > 0 {
-		cg, err := cgroup1.New(cgroup1.NestedPath(name), v1Resources(s, sup.memsw), cgroup1.WithHierarchy(only(v1...)))
+		cg, err := cgroup1.New(sup.v1Path(name), v1Resources(s, sup.memsw), cgroup1.WithHierarchy(sup.only(v1...)))
 		if err != nil {
 			c.Delete()
 			return nil, fmt.Errorf("sandbox: creating cgroup %s (v1 %v): %w", name, v1, err)
@@ -98,25 +104,31 @@ func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 	return c, nil
 }
 
-// only is a cgroup1 hierarchy of the named subsystems.
-func only(names ...cgroup1.Name) cgroup1.Hierarchy {
+// only is a cgroup1 hierarchy of the named subsystems (probed once).
+func (sup *cgroupSupport) only(names ...cgroup1.Name) cgroup1.Hierarchy {
 	return func() ([]cgroup1.Subsystem, error) {
-		all, err := cgroup1.Default()
-		if err != nil {
-			return nil, err
-		}
-		var out []cgroup1.Subsystem
-		for _, s := range all {
-			for _, n := range names {
-				if s.Name() == n {
-					out = append(out, s)
-				}
+		out := make([]cgroup1.Subsystem, 0, len(names))
+		for _, n := range names {
+			sub, ok := sup.v1Subs[n]
+			if !ok {
+				return nil, fmt.Errorf("%w: the cgroup v1 %s hierarchy is not mounted", ErrUnsupported, n)
 			}
-		}
-		if len(out) != len(names) {
-			return nil, fmt.Errorf("%w: cgroup v1 hierarchies %v are not all mounted", ErrUnsupported, names)
+			out = append(out, sub)
 		}
 		return out, nil
+	}
+}
+
+// v1Path is the path of cgroup name under this process's own cgroup in
+// each v1 hierarchy (which cgroup1.NestedPath would work out again, from
+// /proc/self/mountinfo, for every worker).
+func (sup *cgroupSupport) v1Path(name string) cgroup1.Path {
+	return func(n cgroup1.Name) (string, error) {
+		p, ok := sup.v1Own[n]
+		if !ok {
+			return "", cgroup1.ErrControllerNotActive
+		}
+		return filepath.Join(p, name), nil
 	}
 }
 
@@ -172,6 +184,23 @@ func (c *Cgroup) Add(pid int) error {
 			return fmt.Errorf("sandbox: adding pid %d to cgroup %s: %w", pid, c.name, err)
 		}
 	}
+	return c.AddV1(pid)
+}
+
+// Dir opens the cgroup's directory on v2 (O_PATH), for a process to be
+// cloned into it (clone3 with CLONE_INTO_CGROUP, syscall.SysProcAttr's
+// UseCgroupFD): cheaper than moving it in, which costs the kernel a
+// migration. It returns nil if the cgroup has no v2 part.
+func (c *Cgroup) Dir() (*os.File, error) {
+	if c.v2 == nil {
+		return nil, nil
+	}
+	return os.OpenFile(c.v2Path(), os.O_RDONLY|unix.O_PATH|unix.O_DIRECTORY, 0)
+}
+
+// AddV1 moves process pid into the cgroup's v1 hierarchies only (a
+// process cloned into its v2 part).
+func (c *Cgroup) AddV1(pid int) error {
 	if c.v1 != nil {
 		if err := c.v1.Add(cgroup1.Process{Pid: pid}); err != nil {
 			return fmt.Errorf("sandbox: adding pid %d to cgroup %s: %w", pid, c.name, err)
@@ -184,6 +213,7 @@ func (c *Cgroup) Add(pid int) error {
 // forking while it runs. It does not wait for them to be gone: Empty
 // reports that.
 func (c *Cgroup) Kill() error {
+	c.killed = true
 	switch c.kill {
 	case "cgroup.kill":
 		return c.v2.Kill()
@@ -212,18 +242,24 @@ func (c *Cgroup) freezeKill() error {
 	return nil
 }
 
-// Empty reports whether no process is left in the cgroup.
+// Killed reports whether Kill was ever called.
+func (c *Cgroup) Killed() bool { return c.killed }
+
+// Empty reports whether no process is left in the cgroup (its own: a
+// worker's cgroup has no children): "populated 0" in cgroup.events on v2,
+// an empty cgroup.procs in each v1 hierarchy.
 func (c *Cgroup) Empty() bool {
 	if c.v2 != nil {
-		procs, err := c.v2.Procs(true)
-		if err != nil || len(procs) > 0 {
+		n, err := readKey(c.v2Path()+"/cgroup.events", "populated")
+		if err != nil || n != 0 {
 			return false
 		}
 	}
 	if c.v1 != nil {
+		sup := probeCgroups()
 		for _, s := range c.v1.Subsystems() {
-			procs, err := c.v1.Processes(s.Name(), true)
-			if err != nil || len(procs) > 0 {
+			b, err := os.ReadFile(filepath.Join(v1Root(s), sup.v1Own[s.Name()], c.name, "cgroup.procs"))
+			if err != nil || len(b) > 0 {
 				return false
 			}
 		}
@@ -236,6 +272,9 @@ func (c *Cgroup) Empty() bool {
 func (c *Cgroup) KillAll(d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
+		if c.Empty() {
+			return nil
+		}
 		if err := c.Kill(); err != nil {
 			return err
 		}
@@ -259,11 +298,8 @@ func (c *Cgroup) OOMKills() (uint64, error) {
 	if c.v1 != nil {
 		for _, s := range c.v1.Subsystems() {
 			if s.Name() == cgroup1.Memory {
-				dir, err := cgroup1.NestedPath(c.name)(cgroup1.Memory)
-				if err != nil {
-					return 0, err
-				}
-				return readKey(filepath.Join(v1Root(s), dir, "memory.oom_control"), "oom_kill")
+				sup := probeCgroups()
+				return readKey(filepath.Join(v1Root(s), sup.v1Own[cgroup1.Memory], c.name, "memory.oom_control"), "oom_kill")
 			}
 		}
 	}
@@ -275,8 +311,11 @@ func (c *Cgroup) OOMKills() (uint64, error) {
 
 // v2Path is the cgroup's directory on v2.
 func (c *Cgroup) v2Path() string {
-	sup := probeCgroups()
-	return filepath.Join(sup.v2Mount, sup.v2Path, c.name)
+	if c.v2dir == "" {
+		sup := probeCgroups()
+		c.v2dir = filepath.Join(sup.v2Mount, sup.v2Path, c.name)
+	}
+	return c.v2dir
 }
 
 // v1Root is the mount point of a v1 hierarchy.
@@ -288,16 +327,22 @@ func v1Root(s cgroup1.Subsystem) string {
 }
 
 // Delete removes the cgroup; it must be empty. Deleting it twice is
-// harmless.
+// harmless. (An empty cgroup's directory is removed with rmdir(2); the
+// library's Delete first walks and stats every file of it.)
 func (c *Cgroup) Delete() error {
-	var err error
+	var dirs []string
 	if c.v2 != nil {
-		if e := c.v2.Delete(); e != nil && !errors.Is(e, os.ErrNotExist) {
-			err = e
-		}
+		dirs = append(dirs, c.v2Path())
 	}
 	if c.v1 != nil {
-		if e := c.v1.Delete(); e != nil && !errors.Is(e, cgroup1.ErrCgroupDeleted) {
+		sup := probeCgroups()
+		for _, s := range c.v1.Subsystems() {
+			dirs = append(dirs, filepath.Join(v1Root(s), sup.v1Own[s.Name()], c.name))
+		}
+	}
+	var err error
+	for _, d := range dirs {
+		if e := os.Remove(d); e != nil && !errors.Is(e, os.ErrNotExist) {
 			err = errors.Join(err, e)
 		}
 	}
@@ -308,12 +353,20 @@ func (c *Cgroup) Delete() error {
 }
 
 // readKey reads the value of key in a flat-keyed cgroup file ("key
-// value" lines).
+// value" lines). The files are small: it reads at most 4 KiB, with no
+// stat.
 func readKey(path, key string) (uint64, error) {
-	b, err := os.ReadFile(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	var buf [4096]byte
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil {
+		return 0, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	b := buf[:n]
 	for len(b) > 0 {
 		line := b
 		if i := indexByte(b, '\n'); i >= 0 {
@@ -346,8 +399,11 @@ type cgroupSupport struct {
 	v2Mount, v2Path string
 	// v2Limits: memory, cpu and pids can be enabled for our children.
 	v2Limits bool
-	// v1 lists the writable v1 hierarchies under our own cgroups.
-	v1 map[cgroup1.Name]bool
+	// v1 lists the writable v1 hierarchies under our own cgroups; v1Subs
+	// the mounted ones, and v1Own our cgroup in each.
+	v1     map[cgroup1.Name]bool
+	v1Subs map[cgroup1.Name]cgroup1.Subsystem
+	v1Own  map[cgroup1.Name]string
 	// memsw: v1 memory has swap accounting.
 	memsw bool
 	// kill is "cgroup.kill", "freezer" or "".
@@ -367,7 +423,8 @@ func probeCgroups() *cgroupSupport {
 }
 
 func probe() cgroupSupport {
-	sup := cgroupSupport{mode: cgroups.Mode(), v1: map[cgroup1.Name]bool{}}
+	sup := cgroupSupport{mode: cgroups.Mode(), v1: map[cgroup1.Name]bool{},
+		v1Subs: map[cgroup1.Name]cgroup1.Subsystem{}, v1Own: map[cgroup1.Name]string{}}
 	var why []string
 	switch sup.mode {
 	case cgroups.Unified:
@@ -400,8 +457,16 @@ func probe() cgroupSupport {
 		}
 	}
 	if sup.mode != cgroups.Unified {
+		if subs, err := cgroup1.Default(); err == nil {
+			own := cgroup1.NestedPath("")
+			for _, s := range subs {
+				if p, err := own(s.Name()); err == nil {
+					sup.v1Subs[s.Name()], sup.v1Own[s.Name()] = s, p
+				}
+			}
+		}
 		for _, n := range []cgroup1.Name{cgroup1.Memory, cgroup1.Cpu, cgroup1.Pids, cgroup1.Freezer} {
-			cg, err := cgroup1.New(cgroup1.NestedPath(probeName), &specs.LinuxResources{}, cgroup1.WithHierarchy(only(n)))
+			cg, err := cgroup1.New(sup.v1Path(probeName), &specs.LinuxResources{}, cgroup1.WithHierarchy(sup.only(n)))
 			if err != nil {
 				why = append(why, fmt.Sprintf("cgroup v1 %s: %v", n, err))
 				continue

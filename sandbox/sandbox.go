@@ -136,7 +136,9 @@ func (s *Sandbox) NeedsCgroup() bool { return s.Memory > 0 || s.CPU > 0 || s.Pid
 
 // NeedsNoNewPrivs reports whether no_new_privs is set, asked for or
 // implied by Seccomp or Landlock.
-func (s *Sandbox) NeedsNoNewPrivs() bool { return s.NoNewPrivs || s.Seccomp != nil || s.Landlock != nil }
+func (s *Sandbox) NeedsNoNewPrivs() bool {
+	return s.NoNewPrivs || s.Seccomp != nil || s.Landlock != nil
+}
 
 // Validate checks s without looking at the machine and returns an error
 // matching ErrInvalid for the first malformed value: a negative or absurd

@@ -68,6 +68,42 @@ func (p *Plan) Add(name string, nr uintptr, args ...Arg) {
 // Empty reports whether the plan has nothing to do.
 func (p *Plan) Empty() bool { return p == nil || len(p.Steps) == 0 }
 
+// Join returns a plan of the steps of each of ps in turn.
+func Join(ps ...*Plan) *Plan {
+	out := &Plan{}
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		off := len(out.Blobs)
+		for _, s := range p.Steps {
+			for i := range s.Args {
+				if s.Args[i].Blob != 0 {
+					s.Args[i].Blob += off
+				}
+			}
+			out.Steps = append(out.Steps, s)
+		}
+		for _, r := range p.Relocs {
+			out.Relocs = append(out.Relocs, Reloc{Blob: r.Blob + off, Offset: r.Offset, Target: r.Target + off})
+		}
+		out.Blobs = append(out.Blobs, p.Blobs...)
+	}
+	return out
+}
+
+// StepError is the failure of one step of a plan.
+type StepError struct {
+	Step int    // its index
+	Name string // its Name
+	Err  error  // the errno
+}
+
+func (e *StepError) Error() string { return e.Name + ": " + e.Err.Error() }
+
+// Unwrap returns the errno.
+func (e *StepError) Unwrap() error { return e.Err }
+
 // blobAlign is the alignment of each blob in an image.
 const blobAlign = 16
 

@@ -6,20 +6,22 @@
 // closing stray descriptors), at the cost of a few ptrace round trips
 // instead of a second execve.
 //
-// Each call is injected the way debuggers do it: the two bytes at the
-// stopped instruction pointer are replaced by a syscall instruction, the
-// registers are loaded with the call and its arguments, the tracee makes
-// one single step, and its result register is read back. Data the calls
-// point to is copied below the stack pointer (the new program's stack is
-// at least 128 KiB deep and unused yet). Detach puts the instruction and
-// every register back, so the program starts exactly as the kernel left
-// it.
+// The calls are injected the way debuggers do it: a few bytes of code at
+// the stopped instruction pointer are replaced by a small loop that makes
+// the system calls of a table (batchCode), the registers point it at the
+// table, the tracee runs to the loop's breakpoint, and the results are
+// read back: one ptrace round trip for a whole plan. The table and the
+// data the calls point to are copied below the stack pointer (the new
+// program's stack is at least 128 KiB deep and unused yet). Detach puts
+// the code and every register back, so the program starts exactly as the
+// kernel left it.
 //
 // Only linux/amd64 has an injector (Supported); elsewhere childproc uses
 // its re-exec trampoline instead.
 package tracee
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -36,8 +38,8 @@ const scratchGap = 4096
 // ErrUnsupported reports an architecture without an injector.
 var ErrUnsupported = errors.New("tracee: no system call injector for this architecture")
 
-// Run makes the plan's calls in t, in order, and stops at the first that
-// fails.
+// Run makes the plan's calls in t, in order, in one go, and stops at the
+// first that fails, with a *plan.StepError naming it.
 func (t *Tracee) Run(p *plan.Plan) error {
 	if p.Empty() {
 		return nil
@@ -46,28 +48,35 @@ func (t *Tracee) Run(p *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	if len(img) > maxScratch {
-		return fmt.Errorf("tracee: plan data of %d bytes exceeds %d", len(img), maxScratch)
+	table := len(p.Steps) * 8 * 8 // entries of eight words
+	if table+len(img) > maxScratch {
+		return fmt.Errorf("tracee: plan data of %d bytes exceeds %d", table+len(img), maxScratch)
 	}
-	base := (t.stackPointer() - scratchGap - uintptr(len(img))) &^ 15
+	tableAt := (t.stackPointer() - scratchGap - uintptr(table+len(img))) &^ 15
+	base := tableAt + uintptr(table)
 	img, addrs, err := p.Image(base)
 	if err != nil {
 		return err
 	}
-	if len(img) > 0 {
-		if err := t.write(base, img); err != nil {
-			return err
-		}
-	}
+	data := make([]byte, table, table+len(img))
 	for i := range p.Steps {
-		s := &p.Steps[i]
-		args, err := s.Resolve(addrs)
+		args, err := p.Steps[i].Resolve(addrs)
 		if err != nil {
 			return err
 		}
-		if _, err := t.Syscall(s.Name, s.NR, args); err != nil {
-			return err
+		e := data[i*64:]
+		binary.NativeEndian.PutUint64(e, uint64(p.Steps[i].NR))
+		for j, a := range args {
+			binary.NativeEndian.PutUint64(e[8+8*j:], uint64(a))
 		}
 	}
-	return nil
+	data = append(data, img...)
+	if err := t.write(tableAt, data); err != nil {
+		return err
+	}
+	i, err := t.batch(tableAt, len(p.Steps))
+	if err != nil && i < len(p.Steps) {
+		return &plan.StepError{Step: i, Name: p.Steps[i].Name, Err: err}
+	}
+	return err
 }

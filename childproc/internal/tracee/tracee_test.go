@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 
 // stopped starts /bin/sh -c script with its stdout on a pipe, traced and
 // stopped after its execve, on the calling goroutine's locked thread.
-func stopped(t *testing.T, script string) (*exec.Cmd, *os.File) {
+func stopped(t testing.TB, script string) (*exec.Cmd, *os.File) {
 	t.Helper()
 	if !tracee.Supported {
 		t.Skip("no system call injector on " + runtime.GOARCH)
@@ -90,6 +91,34 @@ func TestSyscallsRunInTheTraceeAndItStartsUntouched(t *testing.T) {
 	}
 }
 
+// TestRunStopsAtTheFirstFailure: a plan runs in order and stops at the
+// first call that fails, naming it; the calls after it are not made.
+func TestRunStopsAtTheFirstFailure(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd, out := stopped(t, "echo started")
+	tr, err := tracee.Attach(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p plan.Plan
+	first, after := []byte("first\n"), []byte("after\n")
+	p.Add("write first", unix.SYS_WRITE, plan.Val(1), p.Blob(first), plan.Val(uintptr(len(first))))
+	p.Add("close 1000", unix.SYS_CLOSE, plan.Val(1000))
+	p.Add("write after", unix.SYS_WRITE, plan.Val(1), p.Blob(after), plan.Val(uintptr(len(after))))
+	err = tr.Run(&p)
+	if !errors.Is(err, unix.EBADF) || !strings.Contains(err.Error(), "close 1000") {
+		t.Fatalf("Run: %v, want EBADF from the step named close 1000", err)
+	}
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(out)
+	if want := "first\nstarted\n"; string(got) != want {
+		t.Fatalf("output %q, want %q", got, want)
+	}
+}
+
 func TestRelocationsPointBlobsAtBlobs(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -145,5 +174,47 @@ func TestParkedTraceeSleepsForever(t *testing.T) {
 	}
 	if got, _ := io.ReadAll(out); len(got) != 0 {
 		t.Fatalf("a parked process ran its program: %q", got)
+	}
+}
+
+// BenchmarkSyscall measures one injected system call (a ptrace round trip).
+func BenchmarkSyscall(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd, _ := stopped(b, "true")
+	tr, err := tracee.Attach(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := tr.Syscall("getpid", unix.SYS_GETPID, [6]uintptr{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tr.Detach(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRun measures a plan of ten calls (one ptrace round trip).
+func BenchmarkRun(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd, _ := stopped(b, "true")
+	tr, err := tracee.Attach(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var p plan.Plan
+	for range 10 {
+		p.Add("getpid", unix.SYS_GETPID)
+	}
+	for b.Loop() {
+		if err := tr.Run(&p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tr.Detach(); err != nil {
+		b.Fatal(err)
 	}
 }
