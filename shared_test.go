@@ -25,17 +25,19 @@ import (
 // workerPID asks a "mixed" pool's worker for its host-side pid.
 func workerPID(t *testing.T, r *procpool.Router) int {
 	t.Helper()
-	// A worker is PID 2 of a PID namespace of its own: it tells which, and
-	// its host-side pid is the one in that namespace but its init.
+	// A worker lives in a PID namespace (childproc's containment): it
+	// tells which, and its pid there, by which the host finds it.
 	out, err := r.Call(context.Background(), procpool.Blob, []byte("pidns:"))
 	require.NoError(t, err)
+	want, nspid, _ := strings.Cut(string(out), " ")
+	last := regexp.MustCompile(`(?m)^NSpid:.*\s` + regexp.QuoteMeta(nspid) + `$`)
 	for _, p := range proctest.All() {
 		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.PID))
-		if err != nil || ns != string(out) {
+		if err != nil || ns != want {
 			continue
 		}
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
-		if err == nil && regexp.MustCompile(`(?m)^NSpid:.*\s2$`).Match(status) {
+		if err == nil && last.Match(status) {
 			return p.PID
 		}
 	}

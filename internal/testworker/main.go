@@ -27,8 +27,9 @@
 //	                     stderr (otherwise /dev/null)
 //	pid                  returns its pid (in its own PID namespace: 2 under
 //	                     childproc's containment)
-//	pidns                returns its PID namespace ("pid:[4026532285]"), by
-//	                     which the host finds it in /proc
+//	pidns                returns its PID namespace and its pid there
+//	                     ("pid:[4026532285] 2"), by which the host finds it
+//	                     in /proc
 //	env                  returns its environment, one variable per line
 //	selfinfo             returns /proc/self/status, then per thread: tid, nice
 //	                     and Cpus_allowed_list
@@ -204,7 +205,7 @@ func register(s *worker.Server) {
 	})
 	handle("pidns", func(ctx context.Context, p []byte) ([]byte, error) {
 		ns, err := os.Readlink("/proc/self/ns/pid")
-		return []byte(ns), err
+		return []byte(ns + " " + strconv.Itoa(os.Getpid())), err
 	})
 	handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil
