@@ -187,6 +187,7 @@ func run(cfg config) error {
 	defer testbin.Cleanup()
 	e := &env{cfg: cfg, bin: bin, workloads: workloads(), cores: runtime.NumCPU()}
 	res := newResults(e, began)
+	res.SandboxNote = e.sandboxNote()
 
 	ctx := context.Background()
 	mode := "full"

@@ -26,7 +26,9 @@ type results struct {
 	Throughput map[string][]sample
 	Peer       map[string][]sample
 	PeerNote   string // the interpreter's version, or why the peer was skipped
-	Scaling    *scalingResult
+	// SandboxNote says why the sandboxed figures are missing ("" if not).
+	SandboxNote string
+	Scaling     *scalingResult
 }
 
 func newResults(e *env, began time.Time) *results {

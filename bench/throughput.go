@@ -28,6 +28,8 @@ type mode struct {
 	Workers  int // worker processes (pool)
 	InFlight int // jobs in flight per worker (pool; 0 = 1)
 	Callers  int // goroutines calling, each one job at a time
+	// Sandboxed runs the pool's workers under benchSandbox.
+	Sandboxed bool
 }
 
 // pipeline is the jobs in flight per worker in the pool modes: a worker
@@ -57,6 +59,10 @@ func modes(cores int) []mode {
 			ms = append(ms, mode{Key: key, Name: fmt.Sprintf("pool of %d, %d in flight each, %d callers", n, pipeline, pipeline*n),
 				Kind: pool, Workers: n, InFlight: pipeline, Callers: pipeline * n})
 		}
+		if n == 2 {
+			ms = append(ms, mode{Key: "pool2sb", Name: fmt.Sprintf("pool of 2, sandboxed, %d in flight each, %d callers", pipeline, 2*pipeline),
+				Kind: pool, Workers: 2, InFlight: pipeline, Callers: 2 * pipeline, Sandboxed: true})
+		}
 	}
 	return ms
 }
@@ -66,7 +72,7 @@ func modes(cores int) []mode {
 // (in-process with goroutines, and the bare loop), so that a noisy spell of
 // the shared machine is less likely to fall between them.
 func measureOrder(ms []mode) []mode {
-	first := []string{"goroutines", "pool2", "bare"}
+	first := []string{"goroutines", "pool2", "pool2sb", "bare"}
 	out := make([]mode, 0, len(ms))
 	for _, k := range first {
 		for _, m := range ms {
@@ -102,6 +108,9 @@ func runThroughput(ctx context.Context, e *env, res *results) error {
 	for _, w := range e.workloads {
 		for _, kind := range kinds {
 			for _, m := range measureOrder(res.Modes) {
+				if m.Sandboxed && res.SandboxNote != "" {
+					continue
+				}
 				s, err := measureThroughput(ctx, e, w, kind, m, e.jobsFor(w))
 				if err != nil {
 					return failf(fmt.Sprintf("throughput %s %s, %s", w.Name, kindName(kind), m.Name), err)
@@ -135,10 +144,14 @@ func measureThroughput(ctx context.Context, e *env, w *workload, kind procpool.P
 // Shutdown. The pool is started, and every worker ready, before the clock
 // starts.
 func measurePool(ctx context.Context, e *env, w *workload, kind procpool.PayloadKind, m mode, n int) (sample, error) {
-	sys, r, err := startPool(ctx, e, procpool.JobType{
+	t := procpool.JobType{
 		Name: w.jobType(kind), Command: e.bin,
 		MinWorkers: m.Workers, MaxWorkers: m.Workers, IdleTimeout: -1, InFlight: m.InFlight,
-	})
+	}
+	if m.Sandboxed {
+		t.Sandbox = benchSandbox(e)
+	}
+	sys, r, err := startPool(ctx, e, t)
 	if err != nil {
 		return sample{}, err
 	}
