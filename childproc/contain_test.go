@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/internal/proctest"
+	"github.com/procpool/procpool/sandbox"
 )
 
 // newTag returns a word unique to this test run, which the test's
@@ -84,10 +86,56 @@ func requireGone(t *testing.T, tag, what string) {
 	t.Fatalf("%s: %d processes survived:\n%s", what, len(left), strings.Join(lines, "\n"))
 }
 
+// tier is one way of containing a worker, as a test asks for it.
+type tier struct {
+	name string
+	want childproc.Containment
+	sb   sandbox.Sandbox
+	// force makes the workers without namespaces use want.
+	force bool
+	// trampoline starts them through the re-exec trampoline.
+	trampoline bool
+}
+
+// tiers are the containments this host offers that claim no escape at a
+// worker's end: the default (a shared PID namespace and a cgroup each), a
+// PID namespace of its own (asked for by the sandbox), and a cgroup alone.
+var tiers = []tier{
+	{name: "shared namespace", want: childproc.ContainSharedNamespace},
+	{name: "shared namespace, trampoline", want: childproc.ContainSharedNamespace, trampoline: true},
+	{name: "own PID namespace", want: childproc.ContainPIDNamespace, sb: sandbox.Sandbox{Namespaces: sandbox.Namespaces{PID: true}}},
+	{name: "own PID namespace, trampoline", want: childproc.ContainPIDNamespace, sb: sandbox.Sandbox{Namespaces: sandbox.Namespaces{PID: true}}, trampoline: true},
+	{name: "cgroup", want: childproc.ContainCgroup, force: true},
+}
+
+// use sets the test up for the tier, and skips it, saying why, where the
+// host cannot offer it.
+func (tr tier) use(t *testing.T, spec *childproc.Spec) {
+	t.Helper()
+	if tr.trampoline {
+		t.Cleanup(childproc.DisablePtraceForTest())
+	}
+	if tr.force {
+		t.Cleanup(childproc.ForceContainmentForTest(tr.want))
+	}
+	spec.Sandbox = tr.sb
+	requireSupported(t, tr.sb)
+	if got := childproc.HostContainmentForTest(); got < tr.want && !tr.force {
+		t.Skipf("this host offers %v containment, not %v", got, tr.want)
+	}
+}
+
 // TestNoProcessOutlivesItsWorker starts workers that leave processes
 // behind in every way the issue lists and ends them in every way a worker
-// ends: none of their processes may survive.
+// ends, under every containment that claims to hold: none of their
+// processes may survive.
 func TestNoProcessOutlivesItsWorker(t *testing.T) {
+	for _, tr := range tiers {
+		t.Run(tr.name, func(t *testing.T) { testNoProcessOutlivesItsWorker(t, tr) })
+	}
+}
+
+func testNoProcessOutlivesItsWorker(t *testing.T, tr tier) {
 	for _, c := range []struct {
 		name string
 		how  string // escape kind
@@ -106,7 +154,10 @@ func TestNoProcessOutlivesItsWorker(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			clean(t)
 			tag := newTag(t)
-			p := start(t, selfSpec(t, "escape", c.how, c.then, tag))
+			spec := selfSpec(t, "escape", c.how, c.then, tag)
+			tr.use(t, &spec)
+			p := start(t, spec)
+			assert.Equal(t, tr.want, p.Containment())
 			n, err := strconv.Atoi(newLineReader(t, p).next())
 			require.NoError(t, err)
 			if c.how == "burst" {
@@ -140,17 +191,40 @@ func TestNoProcessOutlivesItsWorker(t *testing.T) {
 
 // TestNoProcessOutlivesItsHost kills the host itself (a helper process)
 // with SIGKILL: its worker and the worker's setsid grandchild must die
-// too.
+// too, in the shared namespace and in one of the worker's own. (A cgroup
+// alone does not hold here: see ContainCgroup.)
 func TestNoProcessOutlivesItsHost(t *testing.T) {
+	for _, own := range []bool{false, true} {
+		name := map[bool]string{false: "shared namespace", true: "own PID namespace"}[own]
+		t.Run(name, func(t *testing.T) {
+			if got := childproc.HostContainmentForTest(); got < childproc.ContainSharedNamespace {
+				t.Skipf("this host offers %v containment: a worker does not die with its host", got)
+			}
+			clean(t)
+			tag := newTag(t)
+			host := start(t, selfSpec(t, "host-escape", tag, strconv.FormatBool(own)))
+			require.Equal(t, "started", newLineReader(t, host).next(), "host stderr: %q", host.StderrTail())
+			requireTagged(t, tag, 3) // the host, its worker and the escapee
+			require.NoError(t, syscall.Kill(host.PID(), syscall.SIGKILL))
+			exit := waitDone(t, host)
+			require.Equal(t, syscall.SIGKILL, exit.Signal)
+			requireGone(t, tag, "after the host's SIGKILL")
+		})
+	}
+}
+
+// TestSessionContainment: where there is neither a PID namespace nor a
+// cgroup, what stays in the worker's session dies with it (a process that
+// left its process group but not its session).
+func TestSessionContainment(t *testing.T) {
 	clean(t)
+	defer childproc.ForceContainmentForTest(childproc.ContainSession)()
 	tag := newTag(t)
-	host := start(t, selfSpec(t, "host-escape", tag))
-	require.Equal(t, "started", newLineReader(t, host).next(), "host stderr: %q", host.StderrTail())
-	requireTagged(t, tag, 3) // the host, its worker and the escapee
-	require.NoError(t, syscall.Kill(host.PID(), syscall.SIGKILL))
-	exit := waitDone(t, host)
-	require.Equal(t, syscall.SIGKILL, exit.Signal)
-	requireGone(t, tag, "after the host's SIGKILL")
+	p := start(t, selfSpec(t, "grandchild", "escape", tag))
+	assert.Equal(t, childproc.ContainSession, p.Containment())
+	require.Equal(t, "started", newLineReader(t, p).next())
+	waitDone(t, p)
+	requireGone(t, tag, "the grandchild in the worker's session")
 }
 
 // TestStderrHeldByAGrandchildIsMoot starts a worker whose setsid

@@ -89,13 +89,14 @@ func runEscape(how, then, tag string) int {
 // runHostEscape is a host that starts an "escape setsid wait" worker,
 // both tagged, and says "started" on fd 4 once the escapee runs, then
 // sleeps until it is killed.
-func runHostEscape(tag string) int {
+func runHostEscape(tag string, ownNamespace bool) int {
 	self, err := os.Executable()
 	if err != nil {
 		return 1
 	}
-	p, err := childproc.Start(childproc.Spec{Path: self, Args: []string{"setsid", "wait", tag},
-		Env: []string{modeEnv + "=escape"}, Name: "worker"})
+	spec := childproc.Spec{Path: self, Args: []string{"setsid", "wait", tag}, Env: []string{modeEnv + "=escape"}, Name: "worker"}
+	spec.Sandbox.Namespaces.PID = ownNamespace
+	p, err := childproc.Start(spec)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "host:", err)
 		return 1

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,15 @@ func (l *launch) joinInit() (init *nsInit, own bool, err error) {
 	return nil, false, nil
 }
 
+// program is the worker's program as an absolute path (Path relative to
+// Dir, as execve sees it).
+func (l *launch) program() string {
+	if filepath.IsAbs(l.path) {
+		return l.path
+	}
+	return filepath.Join(l.cwd, l.path)
+}
+
 // base is the first descriptor the worker must not have.
 func (l *launch) base() int { return 3 + len(l.files) }
 
@@ -236,7 +246,7 @@ func (l *launch) traced() (*started, error) {
 		opts.joinFD, opts.joinFlags, opts.joinUser, opts.cwd, opts.creds = l.base(), init.shape.joinFlags(), init.shape.user, l.cwd, sb.Credential
 		extra = append(extra, init.pidfd)
 	}
-	ll, llFlags, err := landlockRuleset(sb, init)
+	ll, llFlags, err := landlockRuleset(sb, init, l.program())
 	if err != nil {
 		mine().kill()
 		return nil, err
@@ -344,7 +354,7 @@ func (l *launch) outside(pid int) error {
 // landlockRuleset builds the Landlock ruleset of sb, if it has one, for
 // the files the worker will see: those of its init's mount namespace if
 // it has one (the /proc there is its own).
-func landlockRuleset(sb *sandbox.Sandbox, init *nsInit) (*os.File, uint32, error) {
+func landlockRuleset(sb *sandbox.Sandbox, init *nsInit, program string) (*os.File, uint32, error) {
 	if sb.Landlock == nil {
 		return nil, 0, nil
 	}
@@ -352,7 +362,7 @@ func landlockRuleset(sb *sandbox.Sandbox, init *nsInit) (*os.File, uint32, error
 	if init != nil {
 		root = "/proc/" + strconv.Itoa(init.pid) + "/root"
 	}
-	fd, flags, err := sb.Landlock.RulesetAt(root)
+	fd, flags, err := sb.Landlock.RulesetAt(root, program)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -43,7 +43,7 @@ func (l *launch) viaTrampoline() (*started, error) {
 	}
 	defer statR.Close()
 	extra := []*os.File{cfgR, statW}
-	opts := planOpts{joinFD: -1, landlockFD: -1, unshareFS: true, extraAllow: []string{"execve"}}
+	opts := planOpts{joinFD: -1, landlockFD: -1, unshareFS: true, extraAllow: []string{"execve", "execveat"}}
 	var init *nsInit
 	own := false
 	onForkThread(func() { init, own, err = l.joinInit() })
@@ -62,11 +62,23 @@ func (l *launch) viaTrampoline() (*started, error) {
 		opts.joinFD, opts.joinFlags, opts.cwd, opts.creds = base+len(extra), init.shape.joinFlags(), l.cwd, sb.Credential
 		extra = append(extra, init.pidfd)
 	}
-	ll, llFlags, err := landlockRuleset(sb, init)
+	ll, llFlags, err := landlockRuleset(sb, init, l.program())
 	if err == nil && ll != nil {
 		defer ll.Close()
 		opts.landlockFD, opts.landlockFlags = base+len(extra), llFlags
 		extra = append(extra, ll)
+	}
+	// The program, opened here: the trampoline execs it through this
+	// descriptor once its user has changed, which then needs no right to
+	// the directories on its path.
+	progFD := -1
+	if err == nil {
+		var prog *os.File
+		if prog, err = os.OpenFile(l.program(), os.O_RDONLY|unix.O_PATH, 0); err == nil {
+			defer prog.Close()
+			progFD = base + len(extra)
+			extra = append(extra, prog)
+		}
 	}
 	var pre, post *plan.Plan
 	if err == nil {
@@ -106,7 +118,7 @@ func (l *launch) viaTrampoline() (*started, error) {
 		return fail(err)
 	}
 	cfg := trampoline.Exec{Path: l.path, Argv: append([]string{l.path}, l.spec.Args...), Env: l.env, Base: base,
-		Plan: plan.Join(pre, post)}
+		Program: progFD, Plan: plan.Join(pre, post)}
 	for _, r := range l.spec.Limits.list() {
 		cfg.Rlimits = append(cfg.Rlimits, trampoline.Rlimit{Resource: r.resource, Value: r.value})
 	}
@@ -144,7 +156,8 @@ func spawnTrampolineInit(sb *sandbox.Sandbox) (*nsInit, error) {
 	}
 	var pid int
 	err = forkIn(nil, func() (err error) {
-		pid, err = syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop}, attr)
+		flags := strconv.FormatUint(uint64(shapeOf(sb).flags), 10)
+		pid, err = syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop, flags}, attr)
 		return err
 	})
 	w.Close()

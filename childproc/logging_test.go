@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/procpool/procpool/childproc"
 )
 
 // blockedLogger returns a logger whose records of the child's output
@@ -62,4 +64,34 @@ func TestEmptyLinesAreBounded(t *testing.T) {
 		return logged+dropped == lines
 	}, waitLong, waitPoll, "logged %d + dropped %d of %d", logged, dropped, lines)
 	assert.Positive(t, dropped, "empty lines are dropped past the backlog bound")
+	assert.Equal(t, uint64(dropped), p.DroppedLines())
+}
+
+// TestDroppedLinesAreCountedAndReportedOncePerBurst: lines a logger that
+// does not keep up leaves are counted (DroppedLines) and reported in one
+// record per run of drops, not one per line.
+func TestDroppedLinesAreCountedAndReportedOncePerBurst(t *testing.T) {
+	clean(t)
+	log, g, open := blockedLogger()
+	const lines = 3 * childproc.MaxQueuedLines // one stream's backlog holds MaxQueuedLines
+	spec := selfSpec(t, "spam", strconv.Itoa(lines))
+	spec.Logger = log
+	p := start(t, spec)
+	t.Cleanup(open)
+	require.NoError(t, p.Input().Close())
+	waitDone(t, p)
+	open()
+	waitLogged(t, p)
+	recs := g.c.records(t)
+	reports := 0
+	for _, r := range recs {
+		if r["dropped"] != nil && r["stream"] == "stdout" {
+			reports++
+		}
+	}
+	logged, dropped := len(streamRecords(t, recs, "stdout", p.PID(), "spam")), droppedLines(recs, "stdout")
+	assert.Equal(t, lines, logged+dropped)
+	assert.Positive(t, dropped)
+	assert.Equal(t, 1, reports, "one report for one run of drops")
+	assert.Equal(t, uint64(droppedLines(recs, "stdout")+droppedLines(recs, "stderr")), p.DroppedLines())
 }

@@ -252,11 +252,22 @@ func runMode(mode string, args []string) int {
 			time.Sleep(time.Millisecond)
 		}
 
-	case "host-escape": // start an "escape setsid wait" worker tagged args[0], say "started", sleep
-		return runHostEscape(args[0])
+	case "host-escape": // start an "escape setsid wait" worker tagged args[0] (args[1] "true": in a PID namespace of its own), say "started", sleep
+		return runHostEscape(args[0], args[1] == "true")
 
 	case "host-fds": // hold stray descriptors, start an "fds" worker, relay its report
 		return runHostFDs(args)
+
+	case "probe": // answer commands from fd 3 about this process (see runProbe)
+		return runProbe()
+
+	case "hog": // allocate and touch args[0] MiB, then exit 0
+		mem := make([]byte, atoi(args[0])<<20)
+		for i := 0; i < len(mem); i += 4096 {
+			mem[i] = 1
+		}
+		runtime.KeepAlive(mem)
+		return 0
 
 	case "emptylines": // args[0] empty lines on stdout, then echo
 		w := bufio.NewWriterSize(os.Stdout, 1<<16)

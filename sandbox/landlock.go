@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
@@ -38,24 +39,48 @@ func (l *Landlock) Ruleset() (fd int, flags uint32, err error) { return l.Rulese
 // RulesetAt is Ruleset with every path looked up under root, a directory
 // that shows another mount namespace (such as /proc/<pid>/root): the
 // rules then name the files the worker will see there, a /proc of its
-// own included.
-func (l *Landlock) RulesetAt(root string) (fd int, flags uint32, err error) {
+// own included. The programs (absolute paths) may also be read and
+// executed: the worker's own program, say, if it is executed after the
+// ruleset takes effect.
+func (l *Landlock) RulesetAt(root string, programs ...string) (fd int, flags uint32, err error) {
 	if LandlockABI() == 0 {
 		return -1, 0, fmt.Errorf("%w: Landlock: the kernel has no Landlock (Linux 5.13 with CONFIG_SECURITY_LANDLOCK, and landlock in the lsm= boot list)", ErrUnsupported)
 	}
-	under := func(paths []string) []string {
-		out := make([]string, len(paths))
-		for i, p := range paths {
-			out[i] = root + p
+	// Directory rights on a file are refused: split each list.
+	split := func(what string, paths []string) (dirs, files []string, err error) {
+		for _, p := range paths {
+			fi, err := os.Stat(root + p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sandbox: Landlock.%s: %w", what, err)
+			}
+			if fi.IsDir() {
+				dirs = append(dirs, root+p)
+			} else {
+				files = append(files, root+p)
+			}
 		}
-		return out
+		return dirs, files, nil
 	}
 	var rules []landlock.Rule
-	if len(l.ReadOnly) > 0 {
-		rules = append(rules, landlock.RODirs(under(l.ReadOnly)...))
+	roDirs, roFiles, err := split("ReadOnly", append(append([]string(nil), l.ReadOnly...), programs...))
+	if err != nil {
+		return -1, 0, err
 	}
-	if len(l.ReadWrite) > 0 {
-		rules = append(rules, landlock.RWDirs(under(l.ReadWrite)...).WithRefer())
+	rwDirs, rwFiles, err := split("ReadWrite", l.ReadWrite)
+	if err != nil {
+		return -1, 0, err
+	}
+	if len(roDirs) > 0 {
+		rules = append(rules, landlock.RODirs(roDirs...))
+	}
+	if len(roFiles) > 0 {
+		rules = append(rules, landlock.ROFiles(roFiles...))
+	}
+	if len(rwDirs) > 0 {
+		rules = append(rules, landlock.RWDirs(rwDirs...).WithRefer())
+	}
+	if len(rwFiles) > 0 {
+		rules = append(rules, landlock.RWFiles(rwFiles...))
 	}
 	fd, flags, err = landlockConfig().NewRulesetFD(rules...)
 	if err != nil {

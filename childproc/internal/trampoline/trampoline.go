@@ -15,7 +15,8 @@
 //   - init: be the init of a PID namespace: ignore SIGCHLD (the kernel
 //     then reaps orphans by itself), close every descriptor, make a mount
 //     namespace (its mounts slaves of the host's, or private) with the
-//     namespace's /proc mounted, say ready, and sleep until killed.
+//     namespace's /proc mounted, and the network, IPC and UTS namespaces
+//     it is asked for, say ready, and sleep until killed.
 //
 // It imports only the standard library and childproc's plan encoding, so
 // that little of a big host binary initialises before it takes over
@@ -53,6 +54,11 @@ type Exec struct {
 	// configuration pipe is Base, the status pipe Base+1, and whatever
 	// the plan refers to follows.
 	Base int
+	// Program is a descriptor of the program (O_PATH) to exec through
+	// (execveat), or -1 to exec Path; Path is tried if it fails with
+	// ENOENT (a script, whose interpreter cannot open a close-on-exec
+	// descriptor).
+	Program int
 	// Rlimits are set, soft and hard, before anything else.
 	Rlimits []Rlimit
 	// Plan is run after the descriptors past the worker's are marked
@@ -73,6 +79,7 @@ func (e *Exec) Marshal() []byte {
 	enc.Strings(e.Argv)
 	enc.Strings(e.Env)
 	enc.Uint(uint64(e.Base))
+	enc.Uint(uint64(e.Program + 1))
 	enc.Uint(uint64(len(e.Rlimits)))
 	for _, r := range e.Rlimits {
 		enc.Uint(uint64(r.Resource))
@@ -85,7 +92,7 @@ func (e *Exec) Marshal() []byte {
 // unmarshal decodes what Marshal wrote.
 func unmarshal(b []byte) (*Exec, error) {
 	d := plan.Decoder{B: b}
-	e := &Exec{Path: d.String(), Argv: d.Strings(), Env: d.Strings(), Base: int(d.Uint())}
+	e := &Exec{Path: d.String(), Argv: d.Strings(), Env: d.Strings(), Base: int(d.Uint()), Program: int(d.Uint()) - 1}
 	n := d.Uint()
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		e.Rlimits = append(e.Rlimits, Rlimit{Resource: int(d.Uint()), Value: d.Uint()})
@@ -107,8 +114,10 @@ func init() {
 			}
 		}
 	case ModeInit:
-		if len(os.Args) == 3 {
-			runInit(os.Args[2] == "private")
+		if len(os.Args) == 4 {
+			if flags, err := strconv.ParseUint(os.Args[3], 10, 64); err == nil {
+				runInit(os.Args[2] == "private", uintptr(flags))
+			}
 		}
 	}
 	os.Exit(2)
@@ -200,10 +209,27 @@ func runExec(base int) int {
 		}
 		runtime.KeepAlive(img)
 	}
+	if e.Program >= 0 && sysExecveat != 0 {
+		empty := [1]byte{}
+		_, _, errno := syscall.RawSyscall6(sysExecveat, uintptr(e.Program), uintptr(unsafe.Pointer(&empty[0])),
+			uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), atEmptyPath, 0)
+		if errno != syscall.ENOENT {
+			return fail("starting "+e.Path, errno)
+		}
+	}
 	_, _, errno := syscall.RawSyscall(syscall.SYS_EXECVE,
 		uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
 	return fail("starting "+e.Path, errno)
 }
+
+// execveat(2), which package syscall lacks on some architectures, and
+// AT_EMPTY_PATH; 0 where unknown (then execve is used).
+var sysExecveat = map[string]uintptr{
+	"amd64": 322, "arm64": 281, "riscv64": 281, "loong64": 281, "ppc64": 362, "ppc64le": 362,
+	"s390x": 354, "386": 358, "arm": 387, "mips64": 5316, "mips64le": 5316,
+}[runtime.GOARCH]
+
+const atEmptyPath = 0x1000
 
 // cloexecFrom marks every descriptor from fd on close-on-exec.
 func cloexecFrom(fd int) error {
@@ -253,13 +279,13 @@ func readAll(fd int) ([]byte, error) {
 
 // runInit is the init mode: fd 3 is the ready pipe. It never returns; a
 // failure ends it with exit code 127 before it says ready.
-func runInit(private bool) {
+func runInit(private bool, flags uintptr) {
 	signal.Ignore(syscall.SIGCHLD)
 	closeInherited(4)
 	// The main thread (locked during initialisation) holds the mount
-	// namespace; the worker joins it through a pidfd of the process, which
-	// names the main thread.
-	if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+	// namespace and the others of flags; the worker joins them through a
+	// pidfd of the process, which names the main thread.
+	if err := syscall.Unshare(syscall.CLONE_NEWNS | int(flags)); err != nil {
 		os.Exit(127)
 	}
 	prop := uintptr(syscall.MS_REC | syscall.MS_SLAVE)
