@@ -24,7 +24,8 @@
 //	                     total kept in MiB
 //	grandchild           starts a copy of itself that sleeps forever, returns
 //	                     its pid; payload "stdio" lets it inherit stdout and
-//	                     stderr (otherwise /dev/null)
+//	                     stderr (otherwise /dev/null), "setsid" too, in a
+//	                     session of its own
 //	pid                  returns its pid (in its own PID namespace: 2 under
 //	                     childproc's containment)
 //	pidns                returns its PID namespace and its pid there
