@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
@@ -134,6 +135,24 @@ func (s *Seccomp) policy(alsoAllow ...string) (*seccomp.Policy, error) {
 // process. An allow-list also permits alsoAllow (childproc's re-exec
 // trampoline installs the filter before its execve, which must pass).
 func (s *Seccomp) Program(alsoAllow ...string) ([]unix.SockFilter, error) {
+	key := fmt.Sprint(s.Allow, s.Deny, s.Kill, alsoAllow)
+	if p, ok := programs.Load(key); ok {
+		return p.([]unix.SockFilter), nil
+	}
+	p, err := s.assemble(alsoAllow...)
+	if err == nil {
+		programs.Store(key, p)
+	}
+	return p, err
+}
+
+// programs caches the assembled programs by what they were made of (a
+// job type's workers all ask for the same one): assembling costs a few
+// hundred microseconds, which a start should not pay each time. The
+// caller must not modify the program.
+var programs sync.Map
+
+func (s *Seccomp) assemble(alsoAllow ...string) ([]unix.SockFilter, error) {
 	pol, err := s.policy(alsoAllow...)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: seccomp: %w", err)
