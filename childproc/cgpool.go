@@ -10,81 +10,131 @@ import (
 // maxSpareCgroups bounds the empty cgroups kept for reuse.
 const maxSpareCgroups = 8
 
-// cgroupPool keeps the empty cgroups of ended workers that had no limits
-// (a cgroup only to be killed: ContainSharedNamespace, ContainCgroup) for
-// the next ones: creating and removing a cgroup costs the kernel more
-// than the rest of a worker's containment. They are removed spareLinger
-// after the last worker that used one has ended. A cgroup with limits is
-// never reused: its memory charge and counters belong to its worker.
-var cgroupPool struct {
+// cgroupSpares saves the starts of workers the cost of making and
+// removing their cgroups, which the kernel charges more for than the rest
+// of a worker's containment:
+//
+//   - The empty cgroups of ended workers that had no limits (a cgroup only
+//     to be killed: ContainSharedNamespace, ContainCgroup) are reused by
+//     the next ones.
+//   - A cgroup with limits is never reused (its memory charge and its
+//     counters belong to its worker), but each start of a worker with
+//     limits makes, in the background, a fresh cgroup with the same limits
+//     for the next one (one per set of limits).
+//
+// Spares of both kinds are removed spareLinger after the last worker that
+// used the pool has ended.
+type cgroupSpares struct {
 	mu     sync.Mutex
-	spares []*sandbox.Cgroup
-	users  int
+	reused []*sandbox.Cgroup
+	ahead  map[limitsKey]*sandbox.Cgroup
+	making map[limitsKey]bool
+	users  int // cgroups taken and not given back
 	linger *time.Timer
 }
 
-// takeCgroup returns the cgroup for a worker with sandbox sb: a spare
-// if it needs no limits and one is left, else a new one.
+// cgroupPool is the host's cgroupSpares.
+var cgroupPool = &cgroupSpares{ahead: map[limitsKey]*sandbox.Cgroup{}, making: map[limitsKey]bool{}}
+
+// limitsKey is what a cgroup made ahead must match.
+type limitsKey struct {
+	memory   uint64
+	cpu      float64
+	pids     int
+	killable bool
+}
+
+// takeCgroup returns the cgroup for a worker with sandbox sb: a spare if
+// one fits, else a new one. It must be given back with releaseCgroup.
 func takeCgroup(sb *sandbox.Sandbox, killable bool) (*sandbox.Cgroup, error) {
-	if sb.NeedsCgroup() || !killable {
-		return sandbox.NewCgroup(sb, killable)
-	}
-	cgroupPool.mu.Lock()
-	cgroupPool.users++
-	if cgroupPool.linger != nil {
-		cgroupPool.linger.Stop()
-		cgroupPool.linger = nil
-	}
+	return cgroupPool.take(sb, killable)
+}
+
+// releaseCgroup gives back the cgroup of an ended worker, emptied (nil:
+// the worker had none after all): it is kept for reuse or removed, and an
+// error says why it could not be removed.
+func releaseCgroup(c *sandbox.Cgroup) error { return cgroupPool.release(c) }
+
+func (p *cgroupSpares) take(sb *sandbox.Sandbox, killable bool) (*sandbox.Cgroup, error) {
 	var c *sandbox.Cgroup
-	if n := len(cgroupPool.spares); n > 0 {
-		c, cgroupPool.spares = cgroupPool.spares[n-1], cgroupPool.spares[:n-1]
+	p.mu.Lock()
+	p.users++
+	if p.linger != nil {
+		p.linger.Stop()
+		p.linger = nil
 	}
-	cgroupPool.mu.Unlock()
+	if sb.NeedsCgroup() {
+		k := limitsKey{sb.Memory, sb.CPU, sb.Pids, killable}
+		c = p.ahead[k]
+		delete(p.ahead, k)
+		if !p.making[k] {
+			p.making[k] = true
+			go p.makeAhead(k)
+		}
+	} else if n := len(p.reused); n > 0 && killable {
+		c, p.reused = p.reused[n-1], p.reused[:n-1]
+	}
+	p.mu.Unlock()
 	if c != nil {
 		return c, nil
 	}
-	c, err := sandbox.NewCgroup(sb, true)
+	c, err := sandbox.NewCgroup(sb, killable)
 	if err != nil {
-		releaseCgroup(nil)
+		_ = p.release(nil)
 	}
 	return c, err
 }
 
-// pooled reports whether c came from takeCgroup's pool side (no limits,
-// killable).
-func pooled(sb *sandbox.Sandbox, killable bool) bool { return !sb.NeedsCgroup() && killable }
-
-// releaseCgroup gives back the empty cgroup of an ended worker (nil: the
-// worker had none after all); it is kept for reuse or removed.
-func releaseCgroup(c *sandbox.Cgroup) {
-	cgroupPool.mu.Lock()
-	defer cgroupPool.mu.Unlock()
-	cgroupPool.users--
+// makeAhead makes the cgroup that the next worker with limits k takes.
+func (p *cgroupSpares) makeAhead(k limitsKey) {
+	c, err := sandbox.NewCgroup(&sandbox.Sandbox{Memory: k.memory, CPU: k.cpu, Pids: k.pids}, k.killable)
+	p.mu.Lock()
+	p.making[k] = false
+	if err == nil && p.users > 0 && p.ahead[k] == nil {
+		p.ahead[k], c = c, nil
+	}
+	p.mu.Unlock()
 	if c != nil {
-		// A killed cgroup would kill the next worker cloned into it (see
-		// sandbox.Cgroup.Killed).
-		if !c.Killed() && c.Empty() && len(cgroupPool.spares) < maxSpareCgroups {
-			cgroupPool.spares = append(cgroupPool.spares, c)
-		} else {
-			_ = c.Delete()
-		}
+		_ = c.Delete()
 	}
-	if cgroupPool.users > 0 {
-		return
+}
+
+func (p *cgroupSpares) release(c *sandbox.Cgroup) error {
+	p.mu.Lock()
+	p.users--
+	// A killed cgroup would kill the next worker cloned into it (see
+	// sandbox.Cgroup.Killed).
+	if c != nil && !c.Limited() && c.Killable() && !c.Killed() && c.Empty() && len(p.reused) < maxSpareCgroups {
+		p.reused = append(p.reused, c)
+		c = nil
 	}
-	if cgroupPool.linger != nil {
-		cgroupPool.linger.Stop()
+	if p.users == 0 {
+		if p.linger != nil {
+			p.linger.Stop()
+		}
+		p.linger = time.AfterFunc(spareLinger, p.removeIfUnused)
 	}
-	cgroupPool.linger = time.AfterFunc(spareLinger, func() {
-		cgroupPool.mu.Lock()
-		var gone []*sandbox.Cgroup
-		if cgroupPool.users == 0 {
-			gone, cgroupPool.spares = cgroupPool.spares, nil
-			cgroupPool.linger = nil
+	p.mu.Unlock()
+	if c != nil {
+		return c.Delete()
+	}
+	return nil
+}
+
+// removeIfUnused removes the spares if no worker uses the pool.
+func (p *cgroupSpares) removeIfUnused() {
+	p.mu.Lock()
+	var gone []*sandbox.Cgroup
+	if p.users == 0 {
+		gone, p.reused = p.reused, nil
+		for k, c := range p.ahead {
+			gone = append(gone, c)
+			delete(p.ahead, k)
 		}
-		cgroupPool.mu.Unlock()
-		for _, c := range gone {
-			_ = c.Delete()
-		}
-	})
+		p.linger = nil
+	}
+	p.mu.Unlock()
+	for _, c := range gone {
+		_ = c.Delete()
+	}
 }

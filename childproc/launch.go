@@ -45,9 +45,9 @@ import (
 //     of a Go runtime (a millisecond or two).
 //
 // Either way the worker keeps its pid, and nothing of it runs before the
-// controls are in place. The first traced start that ptrace refuses
-// Whether ptrace works is probed once, at the first start; where it does
-// not, the host uses the trampoline, with a warning.
+// controls are in place. Whether ptrace works is probed once, at the
+// first start; where it does not, the host uses the trampoline, with a
+// warning.
 //
 // With ContainPIDNamespace, the namespace's init is made first (see
 // spawnFrozenInit): it holds the worker's mount namespace, with a /proc
@@ -98,19 +98,18 @@ func probePtrace() error {
 
 // launch is one start in progress: what the child gets, and what it is.
 type launch struct {
-	spec         *Spec
-	path         string
-	env          []string
-	cwd          string   // the worker's absolute working directory
-	stdout       *os.File // child ends
-	stderr       *os.File
-	files        []*os.File // fd 3 on: the protocol pipes, then Spec.ExtraFiles
-	mode         Containment
-	cgroup       *sandbox.Cgroup
-	shared       *nsInit  // the shared namespace's init (ContainSharedNamespace)
-	cgroupDir    *os.File // the cgroup's v2 directory the child is cloned into, or nil
-	cgroupPooled bool     // cgroup came from cgroupPool
-	log          hclog.Logger
+	spec      *Spec
+	path      string
+	env       []string
+	cwd       string   // the worker's absolute working directory
+	stdout    *os.File // child ends
+	stderr    *os.File
+	files     []*os.File // fd 3 on: the protocol pipes, then Spec.ExtraFiles
+	mode      Containment
+	cgroup    *sandbox.Cgroup
+	shared    *nsInit  // the shared namespace's init (ContainSharedNamespace)
+	cgroupDir *os.File // the cgroup's v2 directory the child is cloned into, or nil
+	log       hclog.Logger
 }
 
 // started is a child that runs (with the init of its own namespace, if

@@ -48,7 +48,6 @@ type Process struct {
 	init       *nsInit         // the init of its own PID namespace, or nil
 	shared     *nsInit         // the shared namespace's init, or nil
 	cgroup     *sandbox.Cgroup // its cgroup, or nil
-	cgPooled   bool            // the cgroup goes back to cgroupPool
 
 	input  *os.File // host write end of host→worker (fd 3 in the child)
 	output *os.File // host read end of worker→host (fd 4 in the child)
@@ -159,7 +158,6 @@ func Start(spec Spec) (*Process, error) {
 		init:       s.init,
 		shared:     l.shared,
 		cgroup:     l.cgroup,
-		cgPooled:   l.cgroupPooled,
 		input:      in.host,
 		output:     out.host,
 		tail:       newRing(tailN),
@@ -229,7 +227,7 @@ func (l *launch) prepareAndStart() (*started, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.cgroup, l.cgroupPooled = cg, pooled(sb, killable)
+		l.cgroup = cg
 	}
 	if l.mode == ContainSharedNamespace {
 		init, err := shared()
@@ -255,12 +253,10 @@ func (l *launch) prepareAndStart() (*started, error) {
 
 func (l *launch) deleteCgroup() {
 	if l.cgroup != nil {
-		if l.cgroupPooled {
+		if l.cgroup.Killable() {
 			_ = l.cgroup.KillAll(cgroupWait)
-			releaseCgroup(l.cgroup)
-		} else {
-			_ = l.cgroup.Delete()
 		}
+		_ = releaseCgroup(l.cgroup)
 		l.cgroup = nil
 	}
 }
@@ -325,9 +321,7 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 		if n, err := c.OOMKills(); err == nil {
 			info.OOMKills = n
 		}
-		if p.cgPooled {
-			releaseCgroup(c)
-		} else if err := c.Delete(); err != nil {
+		if err := releaseCgroup(c); err != nil {
 			p.note(hclog.Warn, "deleting the worker's cgroup", "error", err)
 		}
 	}

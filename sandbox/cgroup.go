@@ -42,6 +42,8 @@ type Cgroup struct {
 	// cloned with CLONE_INTO_CGROUP into a cgroup that was ever killed
 	// through cgroup.kill: such a cgroup is not to be reused.)
 	killed bool
+	// limited: it has limits (memory, CPU, tasks).
+	limited bool
 }
 
 var cgroupSeq atomic.Uint64
@@ -53,8 +55,8 @@ var cgroupSeq atomic.Uint64
 func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 	sup := probeCgroups()
 	name := fmt.Sprintf("procpool-%d-%d", os.Getpid(), cgroupSeq.Add(1))
-	c := &Cgroup{name: name}
 	limits := s.NeedsCgroup()
+	c := &Cgroup{name: name, limited: limits}
 	if limits {
 		if err := sup.limitsError(s); err != nil {
 			return nil, err
@@ -174,6 +176,10 @@ func v1Resources(s *Sandbox, memsw bool) *specs.LinuxResources {
 
 // Name returns the cgroup's name (its last path element).
 func (c *Cgroup) Name() string { return c.name }
+
+// Limited reports whether the cgroup has limits: its memory charge and
+// counters then belong to its worker, and it is not to be reused.
+func (c *Cgroup) Limited() bool { return c.limited }
 
 // Killable reports whether Kill can empty the cgroup.
 func (c *Cgroup) Killable() bool { return c.kill != "" }

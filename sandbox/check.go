@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -132,22 +131,14 @@ func seccompSupported() bool {
 }
 
 // hasCap reports whether this process has capability c in its effective
-// set (from /proc/self/status).
+// set.
 func hasCap(c int) bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return false
 	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("CapEff:")); ok {
-			var mask uint64
-			if _, err := fmt.Sscanf(string(bytes.TrimSpace(v)), "%x", &mask); err != nil {
-				return false
-			}
-			return mask&(1<<uint(c)) != 0
-		}
-	}
-	return false
+	return data[c/32].Effective&(1<<uint(c%32)) != 0
 }
 
 // HasCapSysAdmin reports whether this process has CAP_SYS_ADMIN.

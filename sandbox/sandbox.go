@@ -161,7 +161,7 @@ func (s *Sandbox) Validate() error {
 		return bad("Namespaces.User needs Credential: without it the worker would be root on the host's files")
 	}
 	if s.Seccomp != nil {
-		if _, err := s.Seccomp.policy(); err != nil {
+		if err := s.Seccomp.validate(); err != nil {
 			return bad("Seccomp: %v", err)
 		}
 	}

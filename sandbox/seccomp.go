@@ -135,7 +135,7 @@ func (s *Seccomp) policy(alsoAllow ...string) (*seccomp.Policy, error) {
 // process. An allow-list also permits alsoAllow (childproc's re-exec
 // trampoline installs the filter before its execve, which must pass).
 func (s *Seccomp) Program(alsoAllow ...string) ([]unix.SockFilter, error) {
-	key := fmt.Sprint(s.Allow, s.Deny, s.Kill, alsoAllow)
+	key := s.key(alsoAllow)
 	if p, ok := programs.Load(key); ok {
 		return p.([]unix.SockFilter), nil
 	}
@@ -151,6 +151,27 @@ func (s *Seccomp) Program(alsoAllow ...string) ([]unix.SockFilter, error) {
 // hundred microseconds, which a start should not pay each time. The
 // caller must not modify the program.
 var programs sync.Map
+
+// validate reports what is wrong with the names s lists, remembering the
+// answer for the configuration.
+func (s *Seccomp) validate() error {
+	key := s.key(nil)
+	if v, ok := validated.Load(key); ok {
+		err, _ := v.(error)
+		return err
+	}
+	_, err := s.policy()
+	validated.Store(key, err)
+	return err
+}
+
+// validated caches validate's answers by configuration.
+var validated sync.Map
+
+// key names the configuration of s with alsoAllow, for the caches.
+func (s *Seccomp) key(alsoAllow []string) string {
+	return fmt.Sprint(s.Allow, s.Deny, s.Kill, alsoAllow)
+}
 
 func (s *Seccomp) assemble(alsoAllow ...string) ([]unix.SockFilter, error) {
 	pol, err := s.policy(alsoAllow...)
