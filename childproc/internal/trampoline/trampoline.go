@@ -154,6 +154,7 @@ func runExec(base int) int {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(status), syscall.F_SETFD, syscall.FD_CLOEXEC); errno != 0 {
 		return fail("status pipe", errno)
 	}
+	restoreOpenFilesLimit()
 	for _, r := range e.Rlimits {
 		lim := syscall.Rlimit{Cur: r.Value, Max: r.Value}
 		if err := syscall.Setrlimit(r.Resource, &lim); err != nil {
@@ -220,6 +221,16 @@ func runExec(base int) int {
 	_, _, errno := syscall.RawSyscall(syscall.SYS_EXECVE,
 		uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
 	return fail("starting "+e.Path, errno)
+}
+
+// restoreOpenFilesLimit puts back the soft RLIMIT_NOFILE this process
+// started with, which the Go runtime raised for itself (package syscall's
+// init): the worker must get the host's, as os/exec's children do.
+// Package syscall keeps the original to itself and restores it only in
+// Exec, before its execve; an Exec that fails at once (there is no file
+// by an empty name) does that and nothing else.
+func restoreOpenFilesLimit() {
+	_ = syscall.Exec("", []string{""}, nil)
 }
 
 // execveat(2), which package syscall lacks on some architectures, and
