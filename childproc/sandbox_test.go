@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,15 +213,22 @@ func TestSandboxCgroupLimits(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			inMode(t, mode)
 			clean(t)
-			sb := sandbox.Sandbox{Memory: 96 << 20, CPU: 0.25, Pids: 24}
+			// The fork burst starts copies of this test binary: built
+			// with -race, each takes tens of megabytes.
+			memory := uint64(96 << 20)
+			if raceEnabled {
+				memory = 256 << 20
+			}
+			limit := strconv.FormatUint(memory, 10)
+			sb := sandbox.Sandbox{Memory: memory, CPU: 0.25, Pids: 24}
 			pr := startProbe(t, sb)
 			v2 := strings.HasPrefix(pr.ask("cgroup memory memory.limit_in_bytes"), "error")
 			if v2 {
-				assert.Equal(t, "100663296", pr.ask("cgroup unified memory.max"))
+				assert.Equal(t, limit, pr.ask("cgroup unified memory.max"))
 				assert.Equal(t, "25000 100000", pr.ask("cgroup unified cpu.max"))
 				assert.Equal(t, "24", pr.ask("cgroup unified pids.max"))
 			} else {
-				assert.Equal(t, "100663296", pr.ask("cgroup memory memory.limit_in_bytes"))
+				assert.Equal(t, limit, pr.ask("cgroup memory memory.limit_in_bytes"))
 				assert.Equal(t, "25000", pr.ask("cgroup cpu cpu.cfs_quota_us"))
 				assert.Equal(t, "100000", pr.ask("cgroup cpu cpu.cfs_period_us"))
 				assert.Equal(t, "24", pr.ask("cgroup pids pids.max"))
