@@ -39,7 +39,9 @@ const (
 	// ContainSession: the worker leads a session of its own, and when it
 	// ends every process left in that session is killed. A process that
 	// calls setsid(2) escapes, and when the host is SIGKILLed only the
-	// worker dies (of its parent-death signal).
+	// worker dies (of its parent-death signal). An escaped process that
+	// holds the worker's stdout or stderr open delays Done until it has
+	// been quiet for half a second, by 10 s at most.
 	ContainSession Containment = iota + 1
 	// ContainCgroup: the worker has a cgroup of its own, killed when it
 	// ends (cgroup.kill on v2; on v1 frozen, every member killed,
