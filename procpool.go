@@ -17,11 +17,16 @@ import (
 
 	"github.com/procpool/procpool/actors"
 	"github.com/procpool/procpool/internal/telemetry"
+	"github.com/procpool/procpool/sandbox"
 )
 
 // JobType describes a job type and the pool of workers that runs it; see
 // actors.JobType for every field and its default.
 type JobType = actors.JobType
+
+// Sandbox lists the controls every worker of a job type runs under
+// (JobType.Sandbox); see package sandbox and docs/isolation.md.
+type Sandbox = sandbox.Sandbox
 
 // Stats is a snapshot of one job type's queue, workers and job counts.
 type Stats = actors.Stats

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,17 +18,31 @@ import (
 
 	"github.com/procpool/procpool"
 	"github.com/procpool/procpool/actors"
+	"github.com/procpool/procpool/internal/proctest"
 	"github.com/procpool/procpool/supervisor"
 )
 
-// workerPID asks a "mixed" pool's worker for its pid.
+// workerPID asks a "mixed" pool's worker for its host-side pid.
 func workerPID(t *testing.T, r *procpool.Router) int {
 	t.Helper()
-	out, err := r.Call(context.Background(), procpool.Blob, []byte("pid:"))
+	// A worker lives in a PID namespace (childproc's containment): it
+	// tells which, and its pid there, by which the host finds it.
+	out, err := r.Call(context.Background(), procpool.Blob, []byte("pidns:"))
 	require.NoError(t, err)
-	pid, err := strconv.Atoi(string(out))
-	require.NoError(t, err)
-	return pid
+	want, nspid, _ := strings.Cut(string(out), " ")
+	last := regexp.MustCompile(`(?m)^NSpid:.*\s` + regexp.QuoteMeta(nspid) + `$`)
+	for _, p := range proctest.All() {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p.PID))
+		if err != nil || ns != want {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
+		if err == nil && last.Match(status) {
+			return p.PID
+		}
+	}
+	t.Fatalf("no process in PID namespace %s", out)
+	return 0
 }
 
 // sharedMapping reports whether process pid maps a procpool shared memory

@@ -368,7 +368,7 @@ func TestRecyclingKeepsJobsIntact(t *testing.T) {
 		r, err := sys.Spawn(jt)
 		require.NoError(t, err)
 		ctx := context.Background()
-		pid1, err := r.Call(ctx, procpool.Blob, []byte("pid:"))
+		pid1, err := r.Call(ctx, procpool.Blob, []byte("pidns:"))
 		require.NoError(t, err)
 		_, err = r.Call(ctx, procpool.Blob, []byte("alloc:128"))
 		require.NoError(t, err)
@@ -376,7 +376,7 @@ func TestRecyclingKeepsJobsIntact(t *testing.T) {
 			st, err := r.Stats(ctx)
 			return err == nil && st.Recycles == 1 && st.Workers() == 1 && st.Idle == 1
 		}, 10*time.Second, 10*time.Millisecond, "the bloated worker is replaced between jobs")
-		pid2, err := r.Call(ctx, procpool.Blob, []byte("pid:"))
+		pid2, err := r.Call(ctx, procpool.Blob, []byte("pidns:"))
 		require.NoError(t, err)
 		assert.NotEqual(t, string(pid1), string(pid2))
 		st, err := r.Stats(ctx)

@@ -10,6 +10,7 @@ import (
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/sharedmem"
+	"github.com/procpool/procpool/sandbox"
 	"github.com/procpool/procpool/supervisor"
 )
 
@@ -57,6 +58,11 @@ type JobType struct {
 	Affinity []int
 	Nice     *int
 	Limits   childproc.Limits
+	// Sandbox lists the controls every worker runs under: user, cgroup
+	// limits (an OOM kill is a supervisor.MemoryFailure), namespaces,
+	// no_new_privs, seccomp, Landlock (package sandbox). The zero value
+	// applies none; a control this machine cannot apply fails Validate.
+	Sandbox sandbox.Sandbox
 
 	// HandshakeTimeout bounds a worker's start-up (default 10s).
 	HandshakeTimeout time.Duration
@@ -196,7 +202,7 @@ func (t JobType) Validate() error {
 	}
 	ps := t.processSpec(nil)
 	if err := ps.Validate(); err != nil {
-		return bad("%v", err)
+		return fmt.Errorf("%w %q: %w", ErrInvalidJobType, t.Name, err)
 	}
 	if err := t.Policy.WithDefaults().Validate(); err != nil {
 		return bad("policy: %v", err)
@@ -217,5 +223,6 @@ func (t *JobType) processSpec(logger hclog.Logger) childproc.Spec {
 		Affinity:   t.Affinity,
 		Nice:       t.Nice,
 		Limits:     t.Limits,
+		Sandbox:    t.Sandbox,
 	}
 }

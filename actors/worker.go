@@ -458,8 +458,11 @@ func (w *workerActor) report(ctx actor.Context) {
 		ex.unclean = !w.killAsked && (info.Signal != 0 || info.Code != 0)
 	default:
 		f := w.failure
-		if f == nil {
+		if f == nil || info.OOMKills > 0 { // the kernel's word on memory comes first
 			f = classifyExit(w.ready, info)
+		}
+		if info.OOMKills > 0 && f.Err == nil {
+			f.Err = fmt.Errorf("the OOM killer of its cgroup killed %d of its processes", info.OOMKills)
 		}
 		f.ExitCode, f.Signal = info.Code, info.Signal
 		if f.Err == nil {
@@ -483,9 +486,13 @@ func offeredFeatures(spec *JobType) codec.Features {
 	return codec.AllFeatures
 }
 
-// classifyExit turns an exit nobody asked for into a failure.
+// classifyExit turns an exit nobody asked for into a failure. An OOM kill
+// in the worker's cgroup (its Sandbox.Memory, counted by the kernel) is a
+// MemoryFailure, whenever it happened.
 func classifyExit(handshook bool, info childproc.ExitInfo) *supervisor.Failure {
 	switch {
+	case info.OOMKills > 0:
+		return &supervisor.Failure{Kind: supervisor.MemoryFailure}
 	case !handshook:
 		return &supervisor.Failure{Kind: supervisor.StartupFailure}
 	case info.Signal != 0:

@@ -35,14 +35,16 @@ func startBare(e *env) (*bareWorker, error) {
 	}
 	// The watchdog: a worker that stops answering fails the reads and
 	// writes instead of hanging the bench.
-	deadline := time.Now().Add(watchdog)
-	_ = p.Input().SetWriteDeadline(deadline)
-	_ = p.Output().SetReadDeadline(deadline)
+	return bareFor(p), nil
+}
+
+// newBare wraps a started worker process.
+func newBare(p *childproc.Process) *bareWorker {
 	return &bareWorker{
 		proc: p,
 		w:    codec.NewWriter(p.Input(), 0),
 		r:    codec.NewReader(p.Output(), 0),
-	}, nil
+	}
 }
 
 // handshake sends hello and waits for ready.

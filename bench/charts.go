@@ -32,7 +32,7 @@ func (rp *report) startupChart() {
 func shortLevel(key string) string {
 	return map[string]string{
 		"inproc": "in-process call", "goroutine": "goroutine", "spawn": "bare spawn (floor)",
-		"childproc": "childproc start+stop", "ready": "worker ready (handshake)",
+		"childproc": "childproc start+stop", "ready": "worker ready (handshake)", "sandboxed": "sandboxed worker ready",
 		"perjob": "process per job", "pool": "pool per job (system+router)",
 		"system": "actor system alone",
 	}[key]

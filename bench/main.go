@@ -221,6 +221,7 @@ func run(cfg config) error {
 		res.SDKNotes = append(res.SDKNotes, fmt.Sprintf("%s: %s %s", w.Name, w.Command, w.Version))
 	}
 	res.SDKNotes = append(res.SDKNotes, sdkNotes...)
+	res.SandboxNote = e.sandboxNote()
 
 	ctx := context.Background()
 	mode := "full"

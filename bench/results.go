@@ -30,7 +30,9 @@ type results struct {
 	// (and their runtimes) or why not.
 	Piscina  map[string][]sample
 	SDKNotes []string
-	Scaling  *scalingResult
+	// SandboxNote says why the sandboxed figures are missing ("" if not).
+	SandboxNote string
+	Scaling     *scalingResult
 }
 
 func newResults(e *env, began time.Time) *results {

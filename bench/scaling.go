@@ -214,7 +214,11 @@ func childProcesses() []int {
 			continue
 		}
 		if ppid, _ := strconv.Atoi(string(fields[1])); ppid == self {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			dir := filepath.Dir(f)
+			if cmd, _ := os.ReadFile(dir + "/cmdline"); string(bytes.TrimRight(cmd, "\x00")) == "procpool-init" {
+				continue // a PID namespace's init (childproc's containment), not a worker
+			}
+			pid, _ := strconv.Atoi(filepath.Base(dir))
 			pids = append(pids, pid)
 		}
 	}

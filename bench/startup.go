@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"time"
@@ -33,6 +34,7 @@ func levels() []level {
 		{Key: "spawn", Name: "bare spawn (os/exec Start+Wait, exits at once; no job)", Process: true, cycle: bareSpawn},
 		{Key: "childproc", Name: "childproc Start+Stop (no handshake, no job)", Process: true, cycle: childprocCycle},
 		{Key: "ready", Name: "worker ready: childproc + handshake + Stop (no job)", Process: true, cycle: readyCycle(false)},
+		{Key: "sandboxed", Name: "sandboxed worker ready: every Sandbox control + handshake + Stop (no job)", Process: true, cycle: sandboxedCycle},
 		{Key: "perjob", Name: "process per job: start, handshake, 1 job, stop", Process: true, cycle: readyCycle(true)},
 		{Key: "pool", Name: "pool per job: NewSystem, Spawn(min 1), Call, Shutdown", Process: true, cycle: poolCycle},
 		{Key: "system", Name: "actor system alone: NewSystem, Shutdown (no worker, no job)", Process: true, cycle: systemCycle},
@@ -125,10 +127,18 @@ func runStartup(ctx context.Context, e *env, res *results) error {
 		res.Startup[l.Key] = append(res.Startup[l.Key], sw.stop(e.cfg.FastCycles))
 	}
 	acc := make([]sample, len(procs))
+	skipped := make([]bool, len(procs))
 	for range e.cfg.StartupCycles {
 		for i, l := range procs {
+			if skipped[i] {
+				continue
+			}
 			sw := startStopwatch()
 			if err := l.cycle(ctx, e, w); err != nil {
+				if errors.Is(err, errSkipped) {
+					skipped[i] = true
+					continue
+				}
 				return failf("start-up "+l.Name, err)
 			}
 			s := sw.stop(1)
@@ -139,7 +149,9 @@ func runStartup(ctx context.Context, e *env, res *results) error {
 		}
 	}
 	for i, l := range procs {
-		res.Startup[l.Key] = append(res.Startup[l.Key], acc[i])
+		if !skipped[i] {
+			res.Startup[l.Key] = append(res.Startup[l.Key], acc[i])
+		}
 	}
 	return nil
 }

@@ -37,8 +37,14 @@ func (rp *report) startupTable() {
 		}
 	}
 	ready, spawn := rp.startup("ready"), rp.startup("spawn")
+	sbNote := "sandboxed worker " + rp.res.SandboxNote
+	if sb := rp.startup("sandboxed"); len(sb) > 0 {
+		sbNote = fmt.Sprintf("sandboxed worker ready vs bare spawn: %s of the floor's rate (target ≥ 60%%); the sandbox: %s",
+			pctOf(ratios(sb, spawn)), sandboxDescription)
+	}
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("worker ready vs bare spawn: %s of the floor's rate (target ≥ 80%%)", pctOf(ratios(ready, spawn))),
+		sbNote,
 		fmt.Sprintf("process per job vs one job in a live process (1 KiB BLOB, one process): start-up costs %s a job (article: ~1,600x)",
 			ratioOf(ratios(rp.tput("1KiB", procpool.Blob, "one"), rp.startup("perjob")))),
 		fmt.Sprintf("of the pool-per-job cycle's %s µs, the actor system alone (NewSystem + Shutdown, no worker) takes %s µs",
@@ -52,7 +58,10 @@ func (rp *report) startupTable() {
 // startupCPU describes the CPU per start-up of the process levels.
 func (rp *report) startupCPU() string {
 	var parts []string
-	for _, k := range []string{"spawn", "ready", "perjob"} {
+	for _, k := range []string{"spawn", "ready", "sandboxed", "perjob"} {
+		if len(rp.res.Startup[k]) == 0 {
+			continue
+		}
 		h, w := medianCPU(rp.res.Startup[k])
 		parts = append(parts, fmt.Sprintf("%s host %.0f µs + child %.0f µs", k, h, w))
 	}

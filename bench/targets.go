@@ -81,6 +81,7 @@ func (rp *report) judge() {
 		}
 		rp.targets = append(rp.targets, tg)
 	}
+	rp.judgeSandbox()
 }
 
 // whyPoolVsBare explains, from the CPU figures, where the time of a 1 KiB

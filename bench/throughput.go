@@ -29,6 +29,8 @@ type mode struct {
 	InFlight int        // jobs in flight per worker (pool; 0 = 1)
 	Callers  int        // goroutines calling, each one job at a time
 	sdk      *sdkWorker // the worker of another language's SDK (pool); nil: the test worker
+	// Sandboxed runs the pool's workers under benchSandbox.
+	Sandboxed bool
 }
 
 // pipeline is the jobs in flight per worker in the pool modes: a worker
@@ -58,6 +60,10 @@ func modes(cores int) []mode {
 			ms = append(ms, mode{Key: key, Name: fmt.Sprintf("pool of %d, %d in flight each, %d callers", n, pipeline, pipeline*n),
 				Kind: pool, Workers: n, InFlight: pipeline, Callers: pipeline * n})
 		}
+		if n == 2 {
+			ms = append(ms, mode{Key: "pool2sb", Name: fmt.Sprintf("pool of 2, sandboxed, %d in flight each, %d callers", pipeline, 2*pipeline),
+				Kind: pool, Workers: 2, InFlight: pipeline, Callers: 2 * pipeline, Sandboxed: true})
+		}
 	}
 	return ms
 }
@@ -67,7 +73,7 @@ func modes(cores int) []mode {
 // (in-process with goroutines, and the bare loop), so that a noisy spell of
 // the shared machine is less likely to fall between them.
 func measureOrder(ms []mode) []mode {
-	first := []string{"goroutines", "pool2", "bare"}
+	first := []string{"goroutines", "pool2", "pool2sb", "bare"}
 	out := make([]mode, 0, len(ms))
 	for _, k := range first {
 		for _, m := range ms {
@@ -103,6 +109,9 @@ func runThroughput(ctx context.Context, e *env, res *results) error {
 	for _, w := range e.workloads {
 		for _, kind := range kinds {
 			for _, m := range measureOrder(res.Modes) {
+				if m.Sandboxed && res.SandboxNote != "" {
+					continue
+				}
 				s, err := measureThroughput(ctx, e, w, kind, m, e.jobsFor(w))
 				if err != nil {
 					return failf(fmt.Sprintf("throughput %s %s, %s", w.Name, kindName(kind), m.Name), err)
@@ -142,6 +151,9 @@ func measurePool(ctx context.Context, e *env, w *workload, kind procpool.Payload
 	}
 	if m.sdk != nil {
 		jt.Command, jt.Args = m.sdk.Command, m.sdk.Args
+	}
+	if m.Sandboxed {
+		jt.Sandbox = benchSandbox(e)
 	}
 	sys, r, err := startPool(ctx, e, jt)
 	if err != nil {

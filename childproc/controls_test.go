@@ -3,7 +3,9 @@ package childproc_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -156,14 +158,14 @@ func TestAddressSpaceTooSmallFailsTheChildNotTheHost(t *testing.T) {
 func TestControlsWhenPtraceIsRefused(t *testing.T) {
 	clean(t)
 	log, logs := newCapture()
-	spec := selfSpec(t, "host-noptrace")
+	tag := newTag(t)
+	spec := selfSpec(t, "host-noptrace", tag)
 	spec.Logger = log
 	host := start(t, spec)
 	lines := newLineReader(t, host)
-	worker, err := strconv.Atoi(lines.next())
-	require.NoError(t, err, "host stderr: %q", host.StderrTail())
 	var rep threadReport
-	require.NoError(t, json.Unmarshal([]byte(lines.next()), &rep))
+	require.NoError(t, json.Unmarshal([]byte(lines.next()), &rep), "host stderr: %q", host.StderrTail())
+	worker := others(requireTagged(t, tag, 2), host.PID())[0]
 
 	require.GreaterOrEqual(t, len(rep.Threads), 5)
 	for _, th := range rep.Threads {
@@ -177,9 +179,10 @@ func TestControlsWhenPtraceIsRefused(t *testing.T) {
 
 	exit := host.Stop(context.Background(), waitLong)
 	require.True(t, exit.Success(), "host: %v; stderr %q", exit, exit.StderrTail)
+	waitLogged(t, host)
 	warned := false
 	for _, m := range streamRecords(t, logs.records(t), "stderr", host.PID(), "host-noptrace") {
-		if strings.Contains(m, "[WARN]") && strings.Contains(m, "ptrace unavailable") &&
+		if strings.Contains(m, "[WARN]") && strings.Contains(m, "ptrace is refused") &&
 			strings.Contains(m, "operation not permitted") {
 			warned = true
 		}
@@ -197,4 +200,33 @@ func TestCPULimitKills(t *testing.T) {
 	exit := waitDone(t, p)
 	assert.Equal(t, syscall.SIGKILL, exit.Signal, "exit %v", exit)
 	assert.Positive(t, exit.UserTime+exit.SystemTime, "it did burn CPU")
+}
+
+// TestOpenFilesLimitLeftAsTheHostFoundIt: without Limits.OpenFiles, a
+// worker gets the soft RLIMIT_NOFILE that os/exec gives a child (the
+// host's original one, which the Go runtime raised for itself), whether
+// it is started traced or through the trampoline, whose Go runtime raises
+// it too. The test lowers its own soft limit so that a raised one shows.
+func TestOpenFilesLimitLeftAsTheHostFoundIt(t *testing.T) {
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old))
+	low := old
+	low.Cur = min(old.Max/2, 1024)
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low))
+	defer func() { require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)) }()
+	want, err := exec.Command("/bin/sh", "-c", "ulimit -Sn; ulimit -Hn").Output()
+	require.NoError(t, err)
+	for _, mode := range []string{"ptrace", "fallback"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "fallback" {
+				defer childproc.DisablePtraceForTest()()
+			}
+			clean(t)
+			p := start(t, childproc.Spec{Path: "/bin/sh", Args: []string{"-c", "{ ulimit -Sn; ulimit -Hn; } >&4"}})
+			got, err := io.ReadAll(p.Output())
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(got), "soft and hard RLIMIT_NOFILE")
+			waitDone(t, p)
+		})
+	}
 }

@@ -32,6 +32,11 @@ type ExitInfo struct {
 	UserTime, SystemTime time.Duration
 	// MaxRSS is the peak resident set size in bytes.
 	MaxRSS uint64
+	// OOMKills is the number of processes of the process's cgroup (it
+	// and what it started) that the kernel killed for going over
+	// Sandbox.Memory, from the cgroup's own counter; 0 without a memory
+	// limit.
+	OOMKills uint64
 	// StderrTail holds the last lines the process wrote to stderr, oldest
 	// first (at most Spec.StderrTail of them).
 	StderrTail []string
@@ -41,7 +46,8 @@ type ExitInfo struct {
 }
 
 // String describes the end in a few words: "exit 3", "killed by SIGKILL",
-// "killed by SIGSEGV (core dumped)", or "wait error: ...".
+// "killed by SIGKILL (out of memory)", "killed by SIGSEGV (core dumped)",
+// or "wait error: ...".
 func (e ExitInfo) String() string {
 	switch {
 	case e.Err != nil:
@@ -51,11 +57,20 @@ func (e ExitInfo) String() string {
 		if e.CoreDumped {
 			s += " (core dumped)"
 		}
+		if e.OOMKilled() {
+			s += " (out of memory)"
+		}
 		return s
 	default:
 		return fmt.Sprintf("exit %d", e.Code)
 	}
 }
+
+// OOMKilled reports whether the process was killed by SIGKILL while the
+// kernel's OOM killer was killing in its cgroup: it went over
+// Sandbox.Memory (it, or the processes it started, whose memory counts
+// with its own).
+func (e ExitInfo) OOMKilled() bool { return e.OOMKills > 0 && e.Signal == syscall.SIGKILL }
 
 // Success reports whether the process exited with code 0.
 func (e ExitInfo) Success() bool {

@@ -23,6 +23,7 @@ import (
 const (
 	waitLong = 30 * time.Second
 	waitGone = 10 * time.Second
+	waitPoll = 10 * time.Millisecond
 )
 
 // clean makes the test fail if it leaves a goroutine, a child process, a
@@ -82,6 +83,17 @@ func (l *lineReader) next() string {
 	line, err := l.r.ReadString('\n')
 	require.NoError(l.t, err, "reading a line from the worker (stderr: %q)", l.p.StderrTail())
 	return strings.TrimSuffix(line, "\n")
+}
+
+// waitLogged waits until every line the process wrote has been logged or
+// dropped: the logging goes on after Done.
+func waitLogged(t *testing.T, p *childproc.Process) {
+	t.Helper()
+	select {
+	case <-p.OutputLogged():
+	case <-time.After(waitLong):
+		t.Fatalf("the output of process %d was not logged", p.PID())
+	}
 }
 
 // waitDone waits for the process to end by itself.

@@ -118,8 +118,8 @@ func runMode(mode string, args []string) int {
 		say("ready")
 		sleepForever()
 
-	case "grandchild": // start a grandchild, say its pid; then args[0]: echo | exit | escape
-		gc := exec.Command(os.Args[0])
+	case "grandchild": // start a grandchild tagged args[1], say "started"; then args[0]: echo | exit | escape
+		gc := exec.Command(os.Args[0], args[1])
 		gc.Env = []string{modeEnv + "=quiet"}
 		gc.Stdout, gc.Stderr = os.Stdout, os.Stderr // it holds the output pipes too
 		if args[0] == "escape" {
@@ -129,7 +129,7 @@ func runMode(mode string, args []string) int {
 			fmt.Fprintln(os.Stderr, "grandchild:", err)
 			return 1
 		}
-		say("%d", gc.Process.Pid)
+		say("started")
 		if args[0] == "echo" {
 			_, _ = io.Copy(fd4, fd3)
 		}
@@ -227,11 +227,56 @@ func runMode(mode string, args []string) int {
 		}
 		return 0
 
-	case "host": // start a worker, say its pid, sleep; args[0] = "controls" to set some
-		return runHost(args[0] == "controls")
+	case "host": // start a worker tagged args[1], say "started", sleep; args[0] = "controls" to set some
+		return runHost(args[0] == "controls", args[1])
 
-	case "host-noptrace": // forbid ptrace, start a "controls" worker, relay its pid and report
-		return runHostNoPtrace()
+	case "host-noptrace": // forbid ptrace, start a "controls" worker tagged args[0], relay its report
+		return runHostNoPtrace(args[0])
+
+	case "escape": // start escapees tagged args[2] (args[0]: setsid | doublefork | burst | scribble), say how many; then args[1]
+		return runEscape(args[0], args[1], args[2])
+
+	case "daemonize": // start a setsid "quiet" grandchild tagged args[0], exit
+		gc := exec.Command(os.Args[0], args[0])
+		gc.Env = []string{modeEnv + "=quiet"}
+		gc.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := gc.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "daemonize:", err)
+			return 1
+		}
+		return 0
+
+	case "scribble": // write a line to stderr every millisecond, forever
+		for i := 0; ; i++ {
+			fmt.Fprintf(os.Stderr, "scribble %d\n", i)
+			time.Sleep(time.Millisecond)
+		}
+
+	case "host-escape": // start an "escape setsid wait" worker tagged args[0] (args[1] "true": in a PID namespace of its own), say "started", sleep
+		return runHostEscape(args[0], args[1] == "true")
+
+	case "host-fds": // hold stray descriptors, start an "fds" worker, relay its report
+		return runHostFDs(args)
+
+	case "probe": // answer commands from fd 3 about this process (see runProbe)
+		return runProbe()
+
+	case "hog": // allocate and touch args[0] MiB, then exit 0
+		mem := make([]byte, atoi(args[0])<<20)
+		for i := 0; i < len(mem); i += 4096 {
+			mem[i] = 1
+		}
+		runtime.KeepAlive(mem)
+		return 0
+
+	case "emptylines": // args[0] empty lines on stdout, then echo
+		w := bufio.NewWriterSize(os.Stdout, 1<<16)
+		for range atoi(args[0]) {
+			w.WriteByte('\n')
+		}
+		w.Flush()
+		_, _ = io.Copy(fd4, fd3)
+		return 0
 	}
 	fmt.Fprintln(os.Stderr, "unknown mode", mode)
 	return 2
@@ -311,7 +356,7 @@ func selfReport() threadReport {
 // locked to its thread that ends without unlocking, which destroys the
 // thread. The worker must survive that (Pdeathsig is tied to the forking
 // thread) and die only with this host.
-func runHost(controls bool) int {
+func runHost(controls bool, tag string) int {
 	// Keep the main thread for the main goroutine: the runtime never
 	// destroys the main thread, so the careless goroutine must run on
 	// another one.
@@ -320,7 +365,7 @@ func runHost(controls bool) int {
 	if err != nil {
 		return 1
 	}
-	spec := childproc.Spec{Path: self, Env: []string{modeEnv + "=sleep"}, Name: "worker"}
+	spec := childproc.Spec{Path: self, Args: []string{tag}, Env: []string{modeEnv + "=sleep"}, Name: "worker"}
 	if controls {
 		nice := 5
 		spec.Nice = &nice
@@ -361,7 +406,7 @@ func runHost(controls bool) int {
 		wg.Wait()
 	}
 	time.Sleep(100 * time.Millisecond) // the locked threads have surely exited by now
-	say("%d", r.p.PID())
+	say("started")
 	select {
 	case <-r.p.Done():
 		fmt.Fprintln(os.Stderr, "host: worker ended:", r.p.Exit())
@@ -396,7 +441,7 @@ func denyPtrace() error {
 	return nil
 }
 
-func runHostNoPtrace() int {
+func runHostNoPtrace(tag string) int {
 	if err := denyPtrace(); err != nil {
 		fmt.Fprintln(os.Stderr, "host:", err)
 		return 1
@@ -408,6 +453,7 @@ func runHostNoPtrace() int {
 	nice := 7
 	p, err := childproc.Start(childproc.Spec{
 		Path:     self,
+		Args:     []string{tag},
 		Env:      []string{modeEnv + "=controls"},
 		Name:     "worker",
 		Affinity: []int{0},
@@ -425,7 +471,6 @@ func runHostNoPtrace() int {
 		<-p.Done()
 		return 1
 	}
-	say("%d", p.PID())
 	fd4.WriteString(report)
 	_, _ = io.Copy(io.Discard, fd3) // until the test stops us
 	exit := p.Stop(context.Background(), 10*time.Second)

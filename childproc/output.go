@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,10 +17,19 @@ import (
 // record; a longer line is split into records of this many bytes.
 const MaxLineLength = 64 << 10
 
-// maxQueuedBytes bounds the lines of one stream read from the child but
-// not yet logged. Past it, lines are dropped (and counted) rather than
-// slowing the child down to the speed of the logger.
-const maxQueuedBytes = 1 << 20
+// MaxQueuedLines and maxQueuedBytes bound the lines of one stream read
+// from the child but not yet logged: past either, lines are dropped (and
+// counted) rather than slowing the child down to the speed of the logger,
+// or letting it grow the host's memory. Empty lines count as lines.
+const (
+	MaxQueuedLines = 8192
+	maxQueuedBytes = 1 << 20
+)
+
+// LogDrainAfterEnd bounds how long, after a process has ended, its queued
+// lines are still logged; what is left then is dropped and counted. The
+// end of a process (Done) never waits for the logger.
+const LogDrainAfterEnd = time.Second
 
 // Reading stdout and stderr after the reap. Normally both hit EOF at once:
 // the process group was killed, so no one holds the write ends any more.
@@ -64,40 +74,51 @@ func (r *ring) snapshot() []string {
 
 // stream carries one of the child's stdout and stderr to the logger: a
 // reader goroutine that never waits for the logger (it keeps the child's
-// writes flowing) and an emitter goroutine that logs what was read.
+// writes flowing, and the reap waits only for it) and an emitter
+// goroutine that logs what was read, dropping what the bounds refuse.
 type stream struct {
-	name   string // "stdout" or "stderr"
-	level  hclog.Level
-	log    hclog.Logger
-	tail   *ring // the last lines, or nil
-	reaped <-chan struct{}
+	name    string // "stdout" or "stderr"
+	level   hclog.Level
+	log     hclog.Logger
+	tail    *ring // the last lines, or nil
+	reaped  <-chan struct{}
+	dropped *atomic.Uint64 // the Process's count, both streams
 
-	mu      sync.Mutex
-	queue   []string
-	queued  int // bytes in queue
+	mu     sync.Mutex
+	queue  []entry
+	bytes  int           // of the lines in queue
+	burst  int           // lines dropped since the last one queued
+	closed bool          // the reader is done
+	sealed bool          // no note will come: the emitter may end
+	wake   chan struct{} // capacity 1
+}
+
+// entry is a line to log; or, if dropped is not zero, the report of that
+// many lines dropped in a row; or a note of the Process's own.
+type entry struct {
+	line    string
 	dropped int
-	closed  bool
-	wake    chan struct{} // capacity 1
+	note    *note
 }
 
-func newStream(name string, level hclog.Level, log hclog.Logger, tail *ring, reaped <-chan struct{}) *stream {
-	return &stream{name: name, level: level, log: log, tail: tail, reaped: reaped, wake: make(chan struct{}, 1)}
+// note is a record of the Process's own (its end, say), logged by the
+// emitter like a line so that a logger that does not keep up delays no
+// one: hclog writes records one at a time, so a record that waits on the
+// sink makes every other one wait.
+type note struct {
+	level hclog.Level
+	msg   string
+	args  []any
 }
 
-// run reads f and logs its lines until EOF (or the drain after the reap
-// ends), then closes f. It returns when every line read has been logged.
-func (s *stream) run(f *os.File) {
-	emitted := make(chan struct{})
-	go func() {
-		defer close(emitted)
-		s.emit()
-	}()
-	s.read(f)
-	<-emitted
+func newStream(name string, level hclog.Level, log hclog.Logger, tail *ring, reaped <-chan struct{}, dropped *atomic.Uint64) *stream {
+	return &stream{name: name, level: level, log: log, tail: tail, reaped: reaped, dropped: dropped,
+		wake: make(chan struct{}, 1)}
 }
 
-// read reads lines until the end, queueing them; lines longer than
-// MaxLineLength are cut into pieces.
+// read reads lines until the end (or the drain after the reap ends),
+// queueing them, then closes f; lines longer than MaxLineLength are cut
+// into pieces.
 func (s *stream) read(f *os.File) {
 	defer s.close()
 	defer f.Close()
@@ -123,14 +144,22 @@ func (s *stream) read(f *os.File) {
 	}
 }
 
+// push queues a line, or drops and counts it past the bounds. The end of a
+// burst of drops is queued as one report, ahead of the line that ends it.
 func (s *stream) push(line string) {
 	s.mu.Lock()
-	if s.queued+len(line) > maxQueuedBytes {
-		s.dropped++
-	} else {
-		s.queue = append(s.queue, line)
-		s.queued += len(line)
+	if len(s.queue) >= MaxQueuedLines || s.bytes+len(line) > maxQueuedBytes {
+		s.burst++
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return
 	}
+	if s.burst > 0 {
+		s.queue = append(s.queue, entry{dropped: s.burst})
+		s.burst = 0
+	}
+	s.queue = append(s.queue, entry{line: line})
+	s.bytes += len(line)
 	s.mu.Unlock()
 	s.notify()
 }
@@ -138,6 +167,27 @@ func (s *stream) push(line string) {
 func (s *stream) close() {
 	s.mu.Lock()
 	s.closed = true
+	if s.burst > 0 {
+		s.queue = append(s.queue, entry{dropped: s.burst})
+		s.burst = 0
+	}
+	s.mu.Unlock()
+	s.notify()
+}
+
+// note queues a record of the Process's own; it must come before seal.
+func (s *stream) note(level hclog.Level, msg string, args ...any) {
+	s.mu.Lock()
+	s.queue = append(s.queue, entry{note: &note{level: level, msg: msg, args: args}})
+	s.mu.Unlock()
+	s.notify()
+}
+
+// seal tells the emitter that nothing but lines comes any more: it ends
+// once the reader is done and the queue is empty.
+func (s *stream) seal() {
+	s.mu.Lock()
+	s.sealed = true
 	s.mu.Unlock()
 	s.notify()
 }
@@ -149,27 +199,62 @@ func (s *stream) notify() {
 	}
 }
 
-// emit logs queued lines until the stream is closed and empty.
+// emit logs queued entries until the stream is closed, sealed and empty.
+// Once the process has been reaped it logs for LogDrainAfterEnd more at
+// most, then drops what is left.
 func (s *stream) emit() {
+	var deadline time.Time
 	for {
 		s.mu.Lock()
-		lines, dropped, closed := s.queue, s.dropped, s.closed
-		s.queue, s.queued, s.dropped = nil, 0, 0
+		batch, closed := s.queue, s.closed && s.sealed
+		s.queue, s.bytes = nil, 0
 		s.mu.Unlock()
-		if dropped > 0 {
-			s.log.Warn("child output lines dropped: the logger did not keep up",
-				"stream", s.name, "dropped", dropped)
+		for i, e := range batch {
+			if deadline.IsZero() {
+				select {
+				case <-s.reaped:
+					deadline = time.Now().Add(LogDrainAfterEnd)
+				default:
+				}
+			}
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				s.dropLate(batch[i:])
+				break
+			}
+			if e.note != nil {
+				s.log.Log(e.note.level, e.note.msg, e.note.args...)
+				continue
+			}
+			if e.dropped > 0 {
+				s.log.Warn("child output lines dropped: the logger did not keep up", "stream", s.name, "dropped", e.dropped)
+				continue
+			}
+			s.log.Log(s.level, e.line, "stream", s.name)
 		}
-		for _, line := range lines {
-			s.log.Log(s.level, line, "stream", s.name)
-		}
-		if len(lines) == 0 && dropped == 0 {
+		if len(batch) == 0 {
 			if closed {
 				return
 			}
 			<-s.wake
 		}
 	}
+}
+
+// dropLate drops the entries left after LogDrainAfterEnd, with one report.
+func (s *stream) dropLate(rest []entry) {
+	n := 0
+	for _, e := range rest {
+		switch {
+		case e.note != nil:
+		case e.dropped > 0:
+			n += e.dropped // already counted
+		default:
+			n++
+			s.dropped.Add(1)
+		}
+	}
+	s.log.Warn("child output lines dropped: the process has ended and the logger did not keep up",
+		"stream", s.name, "dropped", n)
 }
 
 // drainReader reads f; once the process has been reaped, each read gets a

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,8 +40,9 @@ func newPipe(name string, hostReads bool) (pipe, error) {
 	}, nil
 }
 
-// pipeMaxSize reads /proc/sys/fs/pipe-max-size; 0 if unknown.
-func pipeMaxSize() int {
+// pipeMaxSize returns /proc/sys/fs/pipe-max-size, read once; 0 if
+// unknown.
+var pipeMaxSize = sync.OnceValue(func() int {
 	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
 	if err != nil {
 		return 0
@@ -50,7 +52,7 @@ func pipeMaxSize() int {
 		return 0
 	}
 	return n
-}
+})
 
 // setPipeSize asks for a capacity of want bytes (clamped to the system
 // maximum) on the pipe of f. EPERM (the user's pipe budget is used up) is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+
+	"github.com/procpool/procpool/sandbox"
 )
 
 const (
@@ -32,23 +35,31 @@ const (
 
 // Process is one started child process. Its methods are safe for
 // concurrent use. The process is always reaped by a goroutine of the
-// Process; Done is closed once that has happened and the host ends of all
-// the pipes are closed.
+// Process; Done is closed once that has happened, every process the
+// worker started is gone (see Containment) and the host ends of all the
+// pipes are closed.
 type Process struct {
 	pid        int
 	name       string
 	statusPath string // /proc/<pid>/status, read by Memory
 	log        hclog.Logger
 	cmd        *exec.Cmd
+	contain    Containment
+	init       *nsInit         // the init of its own PID namespace, or nil
+	shared     *nsInit         // the shared namespace's init, or nil
+	cgroup     *sandbox.Cgroup // its cgroup, or nil
 
 	input  *os.File // host write end of host→worker (fd 3 in the child)
 	output *os.File // host read end of worker→host (fd 4 in the child)
 
-	tail *ring
+	tail    *ring
+	streams [2]*stream    // stdout, stderr; the Process's own records go with stderr
+	dropped atomic.Uint64 // output lines dropped, both streams
+	logged  chan struct{} // closed when both streams are logged or dropped
 
 	requested atomic.Bool
 
-	mu     sync.Mutex // guards reaped and signalling the process group
+	mu     sync.Mutex // guards reaped and signalling the process and its tree
 	reaped bool       // the process has exited; its pid may be reused soon
 
 	reapedCh chan struct{} // closed after the reap
@@ -56,11 +67,12 @@ type Process struct {
 	exit     ExitInfo // written before done is closed
 }
 
-// Start validates the spec, creates the pipes and starts the process in a
-// process group of its own, with SIGKILL as its parent-death signal, the
-// protocol pipes on fd 3 (read) and 4 (write), Spec.ExtraFiles on fd 5 and
-// up, stdout and stderr piped to the logger, stdin from /dev/null, and the
-// resource controls of the spec in effect on all its threads before it
+// Start validates the spec, creates the pipes and starts the process, in
+// a session and process group of its own, contained (see Containment), in
+// its cgroup if it has one, with the protocol pipes on fd 3 (read) and 4
+// (write), Spec.ExtraFiles on fd 5 and up and no other descriptor of the
+// host, stdout and stderr piped to the logger, stdin from /dev/null, and
+// the resource controls and the sandbox of the spec in effect before it
 // runs any code. Errors carry context; on error nothing is left running or
 // open (but the caller's ExtraFiles, which Start never closes).
 func Start(spec Spec) (*Process, error) {
@@ -114,24 +126,17 @@ func Start(spec Spec) (*Process, error) {
 		}
 	}
 
-	env := spec.environ()
-	newCmd := func() *exec.Cmd {
-		return &exec.Cmd{
-			Path:       path,
-			Args:       append([]string{path}, spec.Args...),
-			Env:        env,
-			Dir:        spec.Dir,
-			Stdin:      nil, // /dev/null
-			Stdout:     stdout.child,
-			Stderr:     stderr.child,
-			ExtraFiles: append([]*os.File{in.child, out.child}, spec.ExtraFiles...),
-			SysProcAttr: &syscall.SysProcAttr{
-				Setpgid:   true,
-				Pdeathsig: syscall.SIGKILL,
-			},
-		}
+	l := &launch{
+		spec:   &spec,
+		path:   path,
+		env:    spec.environ(),
+		stdout: stdout.child,
+		stderr: stderr.child,
+		files:  append([]*os.File{in.child, out.child}, spec.ExtraFiles...),
+		mode:   containmentFor(&spec.Sandbox, log),
+		log:    log,
 	}
-	cmd, err := startWithControls(newCmd, &spec, log)
+	s, err := l.prepareAndStart()
 	// The child has its copies (or failed); the parent's go now.
 	for _, p := range pipes {
 		p.child.Close()
@@ -143,14 +148,20 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("childproc: starting %s: %w", describe(path, spec.Name), err)
 	}
 
+	cmd := s.cmd
 	p := &Process{
 		pid:        cmd.Process.Pid,
 		name:       spec.Name,
 		statusPath: "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status",
 		cmd:        cmd,
+		contain:    l.mode,
+		init:       s.init,
+		shared:     l.shared,
+		cgroup:     l.cgroup,
 		input:      in.host,
 		output:     out.host,
 		tail:       newRing(tailN),
+		logged:     make(chan struct{}),
 		reapedCh:   make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -162,23 +173,92 @@ func Start(spec Spec) (*Process, error) {
 	if stderrLevel == hclog.NoLevel {
 		stderrLevel = DefaultStderrLevel
 	}
-	var readers sync.WaitGroup
+	p.streams = [2]*stream{
+		newStream("stdout", stdoutLevel, p.log, nil, p.reapedCh, &p.dropped),
+		newStream("stderr", stderrLevel, p.log, p.tail, p.reapedCh, &p.dropped),
+	}
+	var readers, emitters sync.WaitGroup
 	for _, st := range []struct {
 		f      *os.File
 		stream *stream
-	}{
-		{stdout.host, newStream("stdout", stdoutLevel, p.log, nil, p.reapedCh)},
-		{stderr.host, newStream("stderr", stderrLevel, p.log, p.tail, p.reapedCh)},
-	} {
+	}{{stdout.host, p.streams[0]}, {stderr.host, p.streams[1]}} {
 		readers.Add(1)
+		emitters.Add(1)
+		go func() {
+			defer emitters.Done()
+			st.stream.emit()
+		}()
 		go func() {
 			defer readers.Done()
-			st.stream.run(st.f)
+			st.stream.read(st.f)
 		}()
 	}
+	go func() {
+		emitters.Wait()
+		close(p.logged)
+	}()
+	p.note(hclog.Debug, "process started", "path", path, "args", spec.Args, "containment", p.contain.String())
+	if p.init != nil {
+		inits.started(&spec.Sandbox)
+	}
 	go p.reap(stdout.host, stderr.host, &readers)
-	p.log.Debug("process started", "path", path, "args", spec.Args)
 	return p, nil
+}
+
+// prepareAndStart makes the cgroup, then starts the child. On error it
+// leaves nothing behind.
+func (l *launch) prepareAndStart() (*started, error) {
+	sb := &l.spec.Sandbox
+	if sb.Namespaces.PID && l.mode != ContainPIDNamespace {
+		return nil, fmt.Errorf("%w: Namespaces.PID: %s", sandbox.ErrUnsupported, probeHost().why)
+	}
+	cwd := l.spec.Dir
+	if !filepath.IsAbs(cwd) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("childproc: the working directory: %w", err)
+		}
+		cwd = filepath.Join(wd, cwd)
+	}
+	l.cwd = cwd
+	killable := l.mode == ContainCgroup || l.mode == ContainSharedNamespace
+	if sb.NeedsCgroup() || killable {
+		cg, err := takeCgroup(sb, killable)
+		if err != nil {
+			return nil, err
+		}
+		l.cgroup = cg
+	}
+	if l.mode == ContainSharedNamespace {
+		init, err := shared()
+		if err != nil {
+			l.deleteCgroup()
+			return nil, err
+		}
+		l.shared = init
+	}
+	s, err := l.start()
+	if l.cgroupDir != nil {
+		l.cgroupDir.Close()
+	}
+	if err != nil {
+		if l.shared != nil {
+			releaseShared(l.shared)
+		}
+		l.deleteCgroup()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (l *launch) deleteCgroup() {
+	if l.cgroup != nil {
+		if l.cgroup.Killable() {
+			_ = l.cgroup.KillAll(cgroupWait)
+		}
+		_ = releaseCgroup(l.cgroup)
+		l.cgroup = nil
+	}
 }
 
 func describe(path, name string) string {
@@ -188,10 +268,15 @@ func describe(path, name string) string {
 	return fmt.Sprintf("%q (%s)", path, name)
 }
 
+// cgroupWait bounds the wait, after the reap, for a killed cgroup to
+// empty.
+const cgroupWait = 10 * time.Second
+
 // reap is the one goroutine that waits for the process. It first waits
 // without reaping, so that the pid and process group id stay reserved
-// while it kills what is left of the group, then reaps, lets the output
-// readers drain and closes every host end.
+// while it kills what is left of the process's tree, then reaps it, waits
+// until the tree is gone (the namespace's init reaped, the cgroup empty),
+// lets the output readers drain and closes every host end.
 func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	var waitErr error
 	for {
@@ -204,24 +289,50 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	requested := p.requested.Load()
 	p.mu.Lock()
 	p.reaped = true
+	killed := false
 	if waitErr == nil {
-		// Grandchildren left in the group die with the process. The
-		// exited process, not reaped yet, still holds the group id.
-		_ = unix.Kill(-p.pid, unix.SIGKILL)
+		// What the process started dies with it. The exited process, not
+		// reaped yet, still holds its pid and group id.
+		killed = p.killTree()
 	}
 	p.mu.Unlock()
 
 	err := p.cmd.Wait()
 	info := exitInfoFrom(p.pid, p.cmd.ProcessState, err)
 	info.Requested = requested
+	if p.init != nil {
+		p.init.wait() // returns once every other process of the namespace is gone
+		inits.ended(p.init.shape)
+	}
+	if p.shared != nil {
+		defer releaseShared(p.shared) // once the cgroup is empty
+	}
+	if p.contain == ContainSession {
+		killSession(p.pid)
+	}
+	if c := p.cgroup; c != nil {
+		// Nothing enters the cgroup once its worker is dead: if it was
+		// empty then, it still is.
+		if c.Killable() && (killed || waitErr != nil) {
+			if err := c.KillAll(cgroupWait); err != nil {
+				p.note(hclog.Warn, "the worker's cgroup did not empty", "error", err)
+			}
+		}
+		if n, err := c.OOMKills(); err == nil {
+			info.OOMKills = n
+		}
+		if err := releaseCgroup(c); err != nil {
+			p.note(hclog.Warn, "deleting the worker's cgroup", "error", err)
+		}
+	}
 
-	// The write ends of stdout and stderr are gone with the group, unless
-	// a process that left it holds them: see drainReader.
+	// The write ends of stdout and stderr are gone with the tree, unless
+	// a process that escaped it holds them: see drainReader.
 	close(p.reapedCh)
 	deadline := time.Now().Add(stdioDrain)
 	_ = stdout.SetReadDeadline(deadline) // for a Read already waiting
 	_ = stderr.SetReadDeadline(deadline)
-	readers.Wait() // the readers close stdout and stderr
+	readers.Wait() // the readers close stdout and stderr; the loggers go on
 
 	_ = p.input.Close()
 	p.drainOutput()
@@ -229,8 +340,36 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 
 	info.StderrTail = p.tail.snapshot()
 	p.exit = info
-	p.log.Debug("process ended", "exit", info.String(), "requested", info.Requested)
+	p.note(hclog.Debug, "process ended", "exit", info.String(), "requested", info.Requested)
+	for _, s := range p.streams {
+		s.seal()
+	}
 	close(p.done)
+}
+
+// note logs a record of the Process's own, after the lines read before it,
+// without waiting for the logger.
+func (p *Process) note(level hclog.Level, msg string, args ...any) {
+	if p.log.GetLevel() <= level {
+		p.streams[1].note(level, msg, args...)
+	}
+}
+
+// killTree sends SIGKILL to what the process started: its PID namespace
+// (through its init), its cgroup (unless it is empty already: see
+// sandbox.Cgroup.Killed), its process group. It reports whether it killed
+// the cgroup. It must be called with p.mu held and the process not reaped
+// yet.
+func (p *Process) killTree() (cgroupKilled bool) {
+	_ = unix.Kill(-p.pid, unix.SIGKILL)
+	if p.init != nil {
+		_ = unix.Kill(p.init.pid, unix.SIGKILL)
+	}
+	if c := p.cgroup; c != nil && c.Killable() && !c.Empty() {
+		_ = c.Kill()
+		return true
+	}
+	return false
 }
 
 // drainOutput waits, after the reap, while the caller reads what is left
@@ -274,9 +413,24 @@ func (p *Process) Input() *os.File { return p.input }
 // end of the stream.
 func (p *Process) Output() *os.File { return p.output }
 
-// Done returns a channel closed once the process has been reaped, its
-// stdout and stderr drained and every descriptor the Process opened closed.
+// Done returns a channel closed once the process has been reaped, every
+// process it started is gone (as far as Containment goes), its stdout and
+// stderr read to their end and every descriptor the Process opened
+// closed. It does not wait for the logger: lines read but not logged yet
+// are logged after (see OutputLogged).
 func (p *Process) Done() <-chan struct{} { return p.done }
+
+// OutputLogged returns a channel closed once every line read from the
+// process's stdout and stderr has been logged or dropped; at most
+// LogDrainAfterEnd after Done.
+func (p *Process) OutputLogged() <-chan struct{} { return p.logged }
+
+// DroppedLines returns how many lines of stdout and stderr were dropped
+// because the logger did not keep up (see MaxQueuedLines).
+func (p *Process) DroppedLines() uint64 { return p.dropped.Load() }
+
+// Containment returns how the process's tree is contained.
+func (p *Process) Containment() Containment { return p.contain }
 
 // Exit returns how the process ended. It is valid after Done is closed;
 // before that it holds only the PID.
@@ -292,8 +446,8 @@ func (p *Process) Exit() ExitInfo {
 // Stop ends the process gracefully and returns how it ended. It marks the
 // stop as requested and closes Input (the child reads EOF on fd 3), then
 // waits up to grace for the process to exit; then sends SIGTERM to the
-// process group and waits max(grace/2, 100ms); then sends SIGKILL to the
-// group. The end of ctx cuts the remaining waits short: SIGTERM and
+// process group and waits max(grace/2, 100ms); then kills the process and
+// everything it started (Kill). The end of ctx cuts the remaining waits short: SIGTERM and
 // SIGKILL follow at once. Stop always waits for the reap, and returns only
 // after Done is closed. Callers that want to send a protocol shutdown
 // message first do so before calling Stop. If the process has already
@@ -309,7 +463,7 @@ func (p *Process) Stop(ctx context.Context, grace time.Duration) ExitInfo {
 	if !p.waitDone(ctx, grace) {
 		_ = p.Signal(syscall.SIGTERM)
 		if !p.waitDone(ctx, max(grace/2, minTermGrace)) {
-			_ = p.Signal(syscall.SIGKILL)
+			_ = p.Kill()
 		}
 	}
 	<-p.done
@@ -344,10 +498,19 @@ func (p *Process) waitDone(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Kill sends SIGKILL to the whole process group now. It does not mark the
-// end as requested (unless Stop was called too). It returns
-// os.ErrProcessDone if the process has already ended.
-func (p *Process) Kill() error { return p.Signal(syscall.SIGKILL) }
+// Kill sends SIGKILL to the process and to every process it started now
+// (its PID namespace, its cgroup, its process group: see Containment). It
+// does not mark the end as requested (unless Stop was called too). It
+// returns os.ErrProcessDone if the process has already ended.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	_ = p.killTree()
+	return nil
+}
 
 // Signal sends sig to the process group. It returns os.ErrProcessDone if
 // the process has already ended; signalling never reaches a reused pid.

@@ -54,6 +54,7 @@ func TestEchoWhileSpamming(t *testing.T) {
 	// Every line reaches the logger, in order, unless the logger falls
 	// behind (as it may under -race): then the reader drops lines rather
 	// than block the child, and says how many.
+	waitLogged(t, p)
 	recs := logs.records(t)
 	for _, stream := range []string{"stdout", "stderr"} {
 		msgs := streamRecords(t, recs, stream, p.PID(), "spammer")
@@ -97,6 +98,7 @@ func TestLogLevelsConfigurable(t *testing.T) {
 	p := start(t, spec)
 	require.NoError(t, p.Input().Close())
 	require.True(t, waitDone(t, p).Success())
+	waitLogged(t, p)
 	levels := map[string]string{}
 	for _, r := range logs.records(t) {
 		if s, ok := r["stream"].(string); ok {
@@ -119,6 +121,7 @@ func TestLongLinesDoNotStopTheReader(t *testing.T) {
 	exit := p.Stop(context.Background(), waitLong)
 	require.True(t, exit.Success(), "exit %v", exit)
 
+	waitLogged(t, p)
 	msgs := streamRecords(t, logs.records(t), "stderr", p.PID(), "longline")
 	require.NotEmpty(t, msgs)
 	assert.Equal(t, "after-long", msgs[len(msgs)-1])
@@ -250,13 +253,15 @@ func TestStopKillsGrandchild(t *testing.T) {
 	for _, mode := range []string{"echo", "exit"} {
 		t.Run(mode, func(t *testing.T) {
 			clean(t)
-			p := start(t, selfSpec(t, "grandchild", mode))
-			gc, err := strconv.Atoi(newLineReader(t, p).next())
-			require.NoError(t, err)
-			require.True(t, proctest.Alive(gc))
-			info, err := proctest.ReadProc(gc)
-			require.NoError(t, err)
-			require.Equal(t, p.PID(), info.PGID, "the grandchild is in the worker's group")
+			tag := newTag(t)
+			p := start(t, selfSpec(t, "grandchild", mode, tag))
+			require.Equal(t, "started", newLineReader(t, p).next())
+			if mode == "echo" { // alive while the worker is
+				gc := others(requireTagged(t, tag, 2), p.PID())[0] // the worker carries the tag too
+				info, err := proctest.ReadProc(gc)
+				require.NoError(t, err)
+				require.Equal(t, p.PID(), info.PGID, "the grandchild is in the worker's group")
+			}
 
 			var exit childproc.ExitInfo
 			if mode == "echo" { // stopped: leaves at EOF, the group is killed
@@ -267,35 +272,33 @@ func TestStopKillsGrandchild(t *testing.T) {
 				assert.False(t, exit.Requested)
 			}
 			assert.True(t, exit.Success(), "exit %v", exit)
-			assert.True(t, proctest.WaitFor(waitGone, func() bool { return !proctest.Alive(gc) }),
-				"grandchild still alive: %s", proctest.Describe(gc))
+			requireGone(t, tag, "the grandchild")
 			assert.False(t, proctest.ProcessGroupAlive(p.PID()))
 		})
 	}
 }
 
+// TestEscapedGrandchildDoesNotBlockDone: a grandchild that left the
+// worker's process group and holds stdout, stderr and fd 4 neither
+// survives the worker nor delays Done.
 func TestEscapedGrandchildDoesNotBlockDone(t *testing.T) {
 	clean(t)
-	p := start(t, selfSpec(t, "grandchild", "escape"))
-	gc, err := strconv.Atoi(newLineReader(t, p).next())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = syscall.Kill(gc, syscall.SIGKILL)
-		proctest.WaitFor(waitGone, func() bool { return !proctest.Alive(gc) })
-	})
-	// The grandchild left the group and holds stdout, stderr and fd 4.
+	tag := newTag(t)
+	p := start(t, selfSpec(t, "grandchild", "escape", tag))
+	require.Equal(t, "started", newLineReader(t, p).next())
 	exit := waitDone(t, p)
 	assert.True(t, exit.Success(), "exit %v", exit)
-	assert.True(t, proctest.Alive(gc))
+	assert.Empty(t, tagged(tag), "the escaped grandchild is gone when Done closes")
 }
 
 func TestHostDeathKillsWorker(t *testing.T) {
 	for _, mode := range []string{"plain", "controls"} {
 		t.Run(mode, func(t *testing.T) {
 			clean(t)
-			host := start(t, selfSpec(t, "host", mode))
-			worker, err := strconv.Atoi(newLineReader(t, host).next())
-			require.NoError(t, err, "host stderr: %q", host.StderrTail())
+			tag := newTag(t)
+			host := start(t, selfSpec(t, "host", mode, tag))
+			require.Equal(t, "started", newLineReader(t, host).next(), "host stderr: %q", host.StderrTail())
+			worker := others(requireTagged(t, tag, 2), host.PID())[0] // the host carries the tag too
 			// The host started it from a thread that has exited since:
 			// it must still be alive.
 			time.Sleep(200 * time.Millisecond)
@@ -307,8 +310,7 @@ func TestHostDeathKillsWorker(t *testing.T) {
 			require.NoError(t, host.Kill())
 			exit := waitDone(t, host)
 			require.Equal(t, syscall.SIGKILL, exit.Signal)
-			assert.True(t, proctest.WaitFor(waitGone, func() bool { return !proctest.Alive(worker) }),
-				"worker survived its host: %s", proctest.Describe(worker))
+			requireGone(t, tag, "the worker after its host")
 		})
 	}
 }
@@ -563,6 +565,7 @@ func TestSlowLoggerDoesNotBlockTheChild(t *testing.T) {
 	opened = true
 	exit := waitDone(t, p)
 	require.True(t, exit.Success(), "exit %v", exit)
+	waitLogged(t, p)
 
 	recs := g.c.records(t)
 	for _, stream := range []string{"stdout", "stderr"} {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+
+	"github.com/procpool/procpool/sandbox"
 )
 
 // Default values used when the corresponding Spec field is zero.
@@ -48,10 +50,6 @@ type Limits struct {
 	// CoreSize is RLIMIT_CORE in bytes; nil leaves it unchanged (a pointer
 	// because 0, "no core files", is meaningful).
 	CoreSize *uint64
-}
-
-func (l Limits) any() bool {
-	return l.AddressSpace != 0 || l.OpenFiles != 0 || l.CPUSeconds != 0 || l.CoreSize != nil
 }
 
 // Spec describes the process to start. The zero values of the optional
@@ -114,12 +112,12 @@ type Spec struct {
 	// its own. As with os/exec, Start calls Fd on each file, which puts a
 	// file the runtime polls (a pipe, say) into blocking mode.
 	ExtraFiles []*os.File
-}
-
-// controlsSet reports whether any resource control must be applied to the
-// child at start.
-func (s *Spec) controlsSet() bool {
-	return len(s.Affinity) > 0 || s.Nice != nil || s.Limits.any()
+	// Sandbox lists the controls the child runs under besides the ones
+	// above: user, cgroup limits, namespaces, no_new_privs, seccomp,
+	// Landlock. The zero value applies none of them; the containment of
+	// the child's processes and the rule that only its own descriptors
+	// reach it hold whatever it says.
+	Sandbox sandbox.Sandbox
 }
 
 // Validate checks the spec without starting anything and returns an error
@@ -127,7 +125,8 @@ func (s *Spec) controlsSet() bool {
 // Args, Dir or Env, a malformed or duplicate Env entry, a bad InheritEnv
 // name, a Nice value outside -20..19, a negative CPU or one that is not in
 // the parent's affinity set, a negative PipeSize or StderrTail, an
-// unknown log level, or a nil or closed ExtraFiles entry. Start calls it.
+// unknown log level, a nil or closed ExtraFiles entry, or a Sandbox this
+// machine cannot apply (sandbox.Sandbox.Check). Start calls it.
 func (s *Spec) Validate() error {
 	if s.Path == "" {
 		return errors.New("childproc: invalid spec: empty Path")
@@ -193,6 +192,9 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("childproc: invalid spec: unknown %s %d", l.name, l.level)
 		}
 	}
+	if err := s.checkSandbox(); err != nil {
+		return fmt.Errorf("childproc: invalid spec: %w", err)
+	}
 	for i, f := range s.ExtraFiles {
 		if f == nil {
 			return fmt.Errorf("childproc: invalid spec: ExtraFiles[%d] (fd %d in the child) is nil", i, firstExtraFD+i)
@@ -200,6 +202,24 @@ func (s *Spec) Validate() error {
 		if !isOpen(f) {
 			return fmt.Errorf("childproc: invalid spec: ExtraFiles[%d] %q (fd %d in the child) is closed",
 				i, f.Name(), firstExtraFD+i)
+		}
+	}
+	return nil
+}
+
+// checkSandbox checks the Sandbox against this machine, the containment
+// included (a private PID namespace needs the pid-namespace one).
+func (s *Spec) checkSandbox() error {
+	sb := &s.Sandbox
+	if sb.IsZero() {
+		return nil
+	}
+	if err := sb.Check(); err != nil {
+		return err
+	}
+	if sb.Namespaces.PID {
+		if h := probeHost(); !h.pidns {
+			return fmt.Errorf("%w: Namespaces.PID: the host cannot make PID namespaces (%s)", sandbox.ErrUnsupported, h.why)
 		}
 	}
 	return nil

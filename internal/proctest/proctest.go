@@ -109,8 +109,22 @@ func All() []Proc {
 }
 
 // Children returns the pids of the live and zombie children of the
-// current process, in ascending order.
+// current process, in ascending order, but the placeholder inits of
+// workers' PID namespaces (package childproc's "procpool-init", one per
+// worker, which live and die with it): it counts the workers.
 func Children() []int {
+	var pids []int
+	for _, pid := range allChildren() {
+		if !isNamespaceInit(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// allChildren returns the pids of the live and zombie children of the
+// current process, in ascending order.
+func allChildren() []int {
 	me := os.Getpid()
 	var pids []int
 	for _, p := range All() {
@@ -120,6 +134,14 @@ func Children() []int {
 	}
 	sort.Ints(pids)
 	return pids
+}
+
+// namespaceInit is the command line of childproc's PID namespace inits.
+const namespaceInit = "procpool-init"
+
+func isNamespaceInit(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && string(bytes.TrimRight(b, "\x00")) == namespaceInit
 }
 
 // Zombies returns the pids of the children of the current process that
@@ -183,7 +205,8 @@ func WaitFor(d time.Duration, cond func() bool) bool {
 }
 
 // VerifyNoChildren waits up to wait for the current process to have no
-// children, live or zombie, and fails the test listing them otherwise.
+// children, live or zombie (namespace inits included), and fails the test
+// listing them otherwise.
 func VerifyNoChildren(t testing.TB, wait time.Duration) {
 	t.Helper()
 	if err := noChildren(wait); err != nil {
@@ -193,7 +216,7 @@ func VerifyNoChildren(t testing.TB, wait time.Duration) {
 
 func noChildren(wait time.Duration) error {
 	var left []int
-	if WaitFor(wait, func() bool { left = Children(); return len(left) == 0 }) {
+	if WaitFor(wait, func() bool { left = allChildren(); return len(left) == 0 }) {
 		return nil
 	}
 	lines := make([]string, len(left))

@@ -86,8 +86,11 @@ func alloc(ctx context.Context, p []byte) ([]byte, error) {
 func grandchild(ctx context.Context, p []byte) ([]byte, error) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "TESTWORKER_MODE=sleep_forever")
-	if string(p) == "stdio" {
+	if string(p) == "stdio" || string(p) == "setsid" {
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	}
+	if string(p) == "setsid" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -25,8 +25,13 @@
 //	                     total kept in MiB
 //	grandchild           starts a copy of itself that sleeps forever, returns
 //	                     its pid; payload "stdio" lets it inherit stdout and
-//	                     stderr (otherwise /dev/null)
-//	pid                  returns its pid
+//	                     stderr (otherwise /dev/null), "setsid" too, in a
+//	                     session of its own
+//	pid                  returns its pid (in its own PID namespace: 2 under
+//	                     childproc's containment)
+//	pidns                returns its PID namespace and its pid there
+//	                     ("pid:[4026532285] 2"), by which the host finds it
+//	                     in /proc
 //	info                 returns "id=<id> attempt=<n> traceparent=<tp>" from
 //	                     worker.Info
 //	stream               sends <n> chunks "chunk <i>" (worker.Send), then
@@ -218,6 +223,10 @@ func register(s *worker.Server) {
 	handle("grandchild", grandchild)
 	handle("pid", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strconv.Itoa(os.Getpid())), nil
+	})
+	handle("pidns", func(ctx context.Context, p []byte) ([]byte, error) {
+		ns, err := os.Readlink("/proc/self/ns/pid")
+		return []byte(ns + " " + strconv.Itoa(os.Getpid())), err
 	})
 	handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil

@@ -1,0 +1,175 @@
+package childproc
+
+import (
+	"sync"
+	"time"
+
+	"github.com/procpool/procpool/sandbox"
+)
+
+// spareLinger is how long a spare init outlives the last process of its
+// shape.
+const spareLinger = time.Second
+
+// initPool keeps one init made ahead for each shape of workers with PID
+// namespaces of their own (ContainPIDNamespace) that are running, so that a start finds its namespaces ready: making an init
+// (a fork, an execve, a few injected calls, a network namespace perhaps)
+// costs about half a millisecond or more, which then overlaps with the
+// previous worker's own start instead of delaying the next one. A spare
+// outlives the last process of its shape by spareLinger, then goes; an
+// init is never used twice (its PID namespace dies with its worker).
+type initPool struct {
+	mu    sync.Mutex
+	slots map[initShape]*initSlot
+}
+
+type initSlot struct {
+	spare  *nsInit
+	users  int  // live processes of this shape
+	making bool // a spare is being made
+	linger *time.Timer
+}
+
+var inits = initPool{slots: map[initShape]*initSlot{}}
+
+// take returns an init for sb: the spare of its shape if one is ready and
+// alive, else a new one. It runs on the fork thread.
+func (p *initPool) take(sb *sandbox.Sandbox) (*nsInit, error) {
+	sh := shapeOf(sb)
+	p.mu.Lock()
+	var n *nsInit
+	if s := p.slots[sh]; s != nil {
+		n, s.spare = s.spare, nil
+	}
+	p.mu.Unlock()
+	if n != nil && n.alive() {
+		return n, nil
+	}
+	n.kill()
+	return newInit(sb)
+}
+
+// started records a running process of sb's shape and has a spare made
+// for the next, in the background.
+func (p *initPool) started(sb *sandbox.Sandbox) {
+	sh := shapeOf(sb)
+	p.mu.Lock()
+	s := p.slots[sh]
+	if s == nil {
+		s = &initSlot{}
+		p.slots[sh] = s
+	}
+	s.users++
+	if s.linger != nil {
+		s.linger.Stop()
+		s.linger = nil
+	}
+	make := s.spare == nil && !s.making
+	s.making = s.making || make
+	p.mu.Unlock()
+	if !make {
+		return
+	}
+	sbCopy := *sb
+	go onForkThread(func() {
+		n, err := newInit(&sbCopy)
+		p.mu.Lock()
+		s.making = false
+		keep := err == nil && s.spare == nil && s.users > 0
+		if keep {
+			s.spare = n
+		}
+		p.mu.Unlock()
+		if err == nil && !keep {
+			n.kill()
+		}
+	})
+}
+
+// ended records the end of a process of the shape; the spare goes
+// spareLinger after the last.
+func (p *initPool) ended(sh initShape) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.slots[sh]
+	if s == nil {
+		return
+	}
+	s.users--
+	if s.users > 0 {
+		return
+	}
+	if s.linger != nil {
+		s.linger.Stop()
+	}
+	s.linger = time.AfterFunc(spareLinger, func() {
+		p.mu.Lock()
+		var n *nsInit
+		if s.users == 0 {
+			n, s.spare = s.spare, nil
+			s.linger = nil
+		}
+		p.mu.Unlock()
+		n.kill()
+	})
+}
+
+// sharedInit is the init of the PID namespace the host's workers share
+// (ContainSharedNamespace): made at the first such start, kept while any
+// of them runs and spareLinger after.
+var sharedInit struct {
+	mu     sync.Mutex
+	init   *nsInit
+	users  int
+	linger *time.Timer
+}
+
+// shared returns the shared init, made (or made again, if it died) on the
+// fork thread, and counts one more user; the caller must call
+// releaseShared once its worker has ended, or at once if it fails to
+// start.
+func shared() (*nsInit, error) {
+	sharedInit.mu.Lock()
+	defer sharedInit.mu.Unlock()
+	if sharedInit.linger != nil {
+		sharedInit.linger.Stop()
+		sharedInit.linger = nil
+	}
+	if n := sharedInit.init; n == nil || !n.alive() {
+		if n != nil && sharedInit.users == 0 {
+			n.kill()
+		}
+		var err error
+		onForkThread(func() { n, err = newInit(&sandbox.Sandbox{}) })
+		if err != nil {
+			return nil, err
+		}
+		sharedInit.init = n
+	}
+	sharedInit.users++
+	return sharedInit.init, nil
+}
+
+// releaseShared counts one user less of init; the last one lets the init
+// go spareLinger later.
+func releaseShared(init *nsInit) {
+	sharedInit.mu.Lock()
+	defer sharedInit.mu.Unlock()
+	if sharedInit.init != init {
+		return // replaced after it died: it is gone already
+	}
+	sharedInit.users--
+	if sharedInit.users > 0 {
+		return
+	}
+	sharedInit.linger = time.AfterFunc(spareLinger, func() {
+		sharedInit.mu.Lock()
+		var n *nsInit
+		if sharedInit.users == 0 && sharedInit.init == init {
+			n, sharedInit.init = init, nil
+		}
+		sharedInit.linger = nil
+		sharedInit.mu.Unlock()
+		n.kill()
+	})
+}

@@ -1,0 +1,5 @@
+package plan
+
+import "syscall"
+
+func errnoError(n int64) error { return syscall.Errno(n) }
