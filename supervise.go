@@ -14,7 +14,11 @@ import (
 // (panics, or escalates because its restart intensity was exceeded and its
 // policy says EscalateToParent) is restarted with a fresh pool, at most 10
 // times a minute; past that it is stopped.
-type rootSupervisor struct{}
+type rootSupervisor struct {
+	// childless are the senders of awaitChildless, answered once the last
+	// child has terminated.
+	childless []*actor.PID
+}
 
 // Messages of the root supervisor.
 type (
@@ -26,8 +30,9 @@ type (
 		pid *actor.PID
 		err error
 	}
-	// countChildren asks how many children it still has.
-	countChildren struct{}
+	// awaitChildless asks to be answered (with struct{}{}) once the
+	// supervisor has no child left: at once if it has none.
+	awaitChildless struct{}
 )
 
 func supervisorProps(d *actors.Dispatcher) *actor.Props {
@@ -38,30 +43,39 @@ func supervisorProps(d *actors.Dispatcher) *actor.Props {
 	if d != nil {
 		opts = append(opts, actor.WithDispatcher(d))
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return rootSupervisor{} }, opts...)
+	return actor.PropsFromProducer(func() actor.Actor { return &rootSupervisor{} }, opts...)
 }
 
-func (rootSupervisor) Receive(ctx actor.Context) {
+func (s *rootSupervisor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *spawnChild:
 		pid, err := ctx.SpawnNamed(m.props, m.name)
 		ctx.Respond(&spawnChildResult{pid: pid, err: err})
-	case *countChildren:
-		ctx.Respond(len(ctx.Children()))
+	case *awaitChildless:
+		if len(ctx.Children()) == 0 {
+			ctx.Respond(struct{}{})
+		} else if sender := ctx.Sender(); sender != nil {
+			s.childless = append(s.childless, sender)
+		}
+	case *actor.Terminated:
+		// A child is gone (protoactor removed it from Children before
+		// this message).
+		if len(ctx.Children()) == 0 {
+			for _, pid := range s.childless {
+				ctx.Send(pid, struct{}{})
+			}
+			s.childless = nil
+		}
 	}
 }
 
-// waitChildless waits until the supervisor at pid has seen every child
-// terminate, so that stopping it sends no Stop to a child already gone.
+// waitChildless waits, at most timeout, until the supervisor at pid has
+// seen every child terminate, so that stopping it sends no Stop to a child
+// already gone. The supervisor answers when its last child's Terminated
+// arrives, which can come after the child's StopFuture has returned
+// (protoactor tells the watchers first, then the parent).
 func waitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		res, err := system.Root.RequestFuture(pid, &countChildren{}, time.Second).Result()
-		if n, ok := res.(int); err != nil || !ok || n == 0 {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
+	_, _ = system.Root.RequestFuture(pid, &awaitChildless{}, timeout).Result()
 }
 
 // spawnUnder asks the supervisor at parent to spawn props as its child

@@ -54,6 +54,9 @@ type config struct {
 	// Jobs is the number of jobs per throughput run of the no-load and
 	// 1 KiB workloads; JobsMiB that of the 1 MiB workload.
 	Jobs, JobsMiB int
+	// MapItems is the number of items per run of the fast modes of the
+	// Map experiment (Map, in-process, Python's map) at 64 B and 1 KiB.
+	MapItems int
 	// StartupCycles is how many times each process isolation level is
 	// started per run; FastCycles how many times the in-process ones are.
 	StartupCycles, FastCycles int
@@ -74,6 +77,9 @@ type config struct {
 	// OTel runs only the OpenTelemetry experiment (telemetry.go): the
 	// 1 KiB pool of 2 with metrics off and on, Runs times.
 	OTel bool
+	// MapOnly runs only the Map, no-copy payload and latency experiments
+	// (mapping.go, fill.go, latency.go).
+	MapOnly bool
 }
 
 // fullConfig is `go run ./bench`: the article's 10,000 jobs per run.
@@ -82,6 +88,7 @@ func fullConfig() config {
 		Runs:          5,
 		Jobs:          10000,
 		JobsMiB:       1000, // the pool's stop, timed too, weighs 3% of a run, not 10%
+		MapItems:      200000,
 		StartupCycles: 100,
 		FastCycles:    20000,
 		Scaling: scalingConfig{
@@ -103,6 +110,7 @@ func quickConfig() config {
 	c.Runs = 1
 	c.Jobs = 300
 	c.JobsMiB = 20
+	c.MapItems = 3000
 	c.StartupCycles = 8
 	c.FastCycles = 1000
 	c.Scaling.Idle = 400 * time.Millisecond
@@ -125,6 +133,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log the pools' warnings to stderr")
 	otelOnly := flag.Bool("otel", false, "run only the OpenTelemetry experiment: the 1 KiB pool of 2 with metrics off, on, and with traces (docs/metrics.md)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the host side: callers, actors, links) to this file")
+	mapOnly := flag.Bool("map", false, "run only the experiments of many small jobs (Map), the no-copy payload (CallFill) and one call's latency")
 	dist := flag.Bool("distributed", false, "run only the distributed experiment (local pool against JetStream with 1 and 3 nodes); writes docs/benchmarks-distributed.md")
 	flag.Parse()
 
@@ -146,6 +155,7 @@ func main() {
 	cfg.Peer = !*noPeer
 	cfg.Python = *python
 	cfg.OTel = *otelOnly
+	cfg.MapOnly = *mapOnly
 	if *verbose {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr})
 	}
@@ -177,9 +187,11 @@ type env struct {
 	cfg       config
 	bin       string // the test worker binary
 	workloads []*workload
-	cores     int
-	root      string       // the module's root directory, "" if unknown
-	sdks      []*sdkWorker // the other languages' SDK workers found
+	// mapWorkloads are the Map experiment's (mapping.go).
+	mapWorkloads []*workload
+	cores        int
+	root         string       // the module's root directory, "" if unknown
+	sdks         []*sdkWorker // the other languages' SDK workers found
 	otelProviders
 }
 
@@ -194,7 +206,7 @@ func run(cfg config) error {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
-	if cfg.Runs < 1 || cfg.Jobs < 1 || cfg.JobsMiB < 1 || cfg.StartupCycles < 1 || cfg.FastCycles < 1 {
+	if cfg.Runs < 1 || cfg.Jobs < 1 || cfg.JobsMiB < 1 || cfg.MapItems < 1 || cfg.StartupCycles < 1 || cfg.FastCycles < 1 {
 		return errors.New("runs, jobs and cycles must be positive")
 	}
 	began := time.Now()
@@ -203,7 +215,7 @@ func run(cfg config) error {
 		return err
 	}
 	defer testbin.Cleanup()
-	e := &env{cfg: cfg, bin: bin, workloads: workloads(), cores: runtime.NumCPU()}
+	e := &env{cfg: cfg, bin: bin, workloads: workloads(), mapWorkloads: mapWorkloads(), cores: runtime.NumCPU()}
 	if cfg.OTel {
 		e.progress("procpool bench: OpenTelemetry experiment, %d run(s) of %d jobs, %d cores\n", cfg.Runs, cfg.Jobs, e.cores)
 		_, err := runTelemetry(context.Background(), e)
@@ -232,6 +244,10 @@ func run(cfg config) error {
 		mode, cfg.Runs, cfg.Jobs, cfg.JobsMiB, e.cores)
 	python, peerNote := findPython(cfg)
 	res.PeerNote = peerNote
+	res.MapModes = mapModes(e.cores, python != "", e.sdks)
+	if cfg.MapOnly {
+		return runMapOnly(ctx, e, python, res)
+	}
 	for r := range cfg.Runs {
 		e.progress("run %d/%d: start-up", r+1, cfg.Runs)
 		if err := runStartup(ctx, e, res); err != nil {
@@ -246,6 +262,10 @@ func run(cfg config) error {
 			if err := runPeer(ctx, e, python, res); err != nil {
 				return err
 			}
+		}
+		e.progress(", map")
+		if err := runMany(ctx, e, python, res); err != nil {
+			return err
 		}
 		for _, w := range e.sdks {
 			if w.Key == "node2" {

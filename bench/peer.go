@@ -32,6 +32,10 @@ type peerTest struct {
 	Jobs int    `json:"jobs"`
 	Kind string `json:"kind"`
 	Hash bool   `json:"hash"`
+	// Mode is "submit" (one submit per job, the default) or "map"
+	// (Executor.map with chunksize Chunk).
+	Mode  string `json:"mode,omitempty"`
+	Chunk int    `json:"chunksize,omitempty"`
 }
 
 // peerResult is what the peer reports for one test.
@@ -66,15 +70,6 @@ func findPython(cfg config) (string, string) {
 // ProcessPoolExecutor with peerWorkers processes, checks every result, and
 // appends the samples to res.
 func runPeer(ctx context.Context, e *env, python string, res *results) error {
-	dir, err := os.MkdirTemp("", "procpool-bench-peer-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "peer.py")
-	if err := os.WriteFile(script, peerScript, 0o644); err != nil {
-		return err
-	}
 	var tests []peerTest
 	byKey := map[string]*workload{}
 	for _, w := range e.workloads {
@@ -84,9 +79,38 @@ func runPeer(ctx context.Context, e *env, python string, res *results) error {
 			byKey[k] = w
 		}
 	}
-	in, err := json.Marshal(map[string]any{"workers": peerWorkers, "seeds": nSeeds, "tests": tests})
+	out, err := runPeerTests(ctx, python, tests)
 	if err != nil {
 		return err
+	}
+	for _, r := range out {
+		w := byKey[r.Key]
+		if w == nil {
+			return fmt.Errorf("python peer: unknown test %q", r.Key)
+		}
+		if want := w.expectedCheck(r.Jobs); r.Check != want {
+			return fmt.Errorf("python peer %s: wrong results (check %s, want %s)", r.Key, r.Check, want)
+		}
+		res.Peer[r.Key] = append(res.Peer[r.Key], r.sample())
+	}
+	return nil
+}
+
+// runPeerTests runs tests in one Python interpreter and returns one
+// result per test; the caller checks them.
+func runPeerTests(ctx context.Context, python string, tests []peerTest) ([]peerResult, error) {
+	dir, err := os.MkdirTemp("", "procpool-bench-peer-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "peer.py")
+	if err := os.WriteFile(script, peerScript, 0o644); err != nil {
+		return nil, err
+	}
+	in, err := json.Marshal(map[string]any{"workers": peerWorkers, "seeds": nSeeds, "tests": tests})
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -95,29 +119,24 @@ func runPeer(ctx context.Context, e *env, python string, res *results) error {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("python peer: %v\n%s", err, stderr.Bytes())
+		return nil, fmt.Errorf("python peer: %v\n%s", err, stderr.Bytes())
 	}
 	var out struct {
 		Version string       `json:"version"`
 		Results []peerResult `json:"results"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		return fmt.Errorf("python peer: bad output: %v\n%s", err, stdout.Bytes())
+		return nil, fmt.Errorf("python peer: bad output: %v\n%s", err, stdout.Bytes())
 	}
 	if len(out.Results) != len(tests) {
-		return fmt.Errorf("python peer: %d results for %d tests", len(out.Results), len(tests))
+		return nil, fmt.Errorf("python peer: %d results for %d tests", len(out.Results), len(tests))
 	}
-	for _, r := range out.Results {
-		w := byKey[r.Key]
-		if w == nil {
-			return fmt.Errorf("python peer: unknown test %q", r.Key)
-		}
-		if want := w.expectedCheck(r.Jobs); r.Check != want {
-			return fmt.Errorf("python peer %s: wrong results (check %s, want %s)", r.Key, r.Check, want)
-		}
-		res.Peer[r.Key] = append(res.Peer[r.Key], sample{N: r.Jobs, Elapsed: time.Duration(r.Seconds * float64(time.Second))})
-	}
-	return nil
+	return out.Results, nil
+}
+
+// sample is the result as a timed run.
+func (r peerResult) sample() sample {
+	return sample{N: r.Jobs, Elapsed: time.Duration(r.Seconds * float64(time.Second))}
 }
 
 // expectedCheck is the SHA-256 of the concatenated results of jobs

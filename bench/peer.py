@@ -3,8 +3,10 @@
 # bench/peer.go; reads its tests as JSON on stdin, writes results as JSON.
 #
 # For each test: start an executor with `workers` processes and warm it up
-# (every process started), then time `jobs` submits (one submit per job),
-# the results collected in order, and the executor's shutdown. `check` is
+# (every process started), then time `jobs` submits (one submit per job;
+# or, with "mode": "map", one Executor.map over the jobs with the test's
+# chunksize), the results collected in order, and the executor's shutdown.
+# `check` is
 # the SHA-256 of the concatenated results, which the bench compares with
 # the expected digests.
 import concurrent.futures
@@ -55,13 +57,22 @@ def run(test, workers, seeds):
         for f in [ex.submit(warm, 0.05) for _ in range(workers)]:
             f.result()
         t0 = time.perf_counter()
-        if kind == "BLOB":
-            futures = [ex.submit(fn, bufs[i % seeds]) for i in range(n)]
-        else:
-            futures = [ex.submit(fn, size, i % seeds) for i in range(n)]
         check = hashlib.sha256()
-        for f in futures:
-            check.update(f.result())
+        if test.get("mode") == "map":
+            chunk = test["chunksize"]
+            if kind == "BLOB":
+                results = ex.map(fn, (bufs[i % seeds] for i in range(n)), chunksize=chunk)
+            else:
+                results = ex.map(fn, [size] * n, [i % seeds for i in range(n)], chunksize=chunk)
+            for r in results:
+                check.update(r)
+        else:
+            if kind == "BLOB":
+                futures = [ex.submit(fn, bufs[i % seeds]) for i in range(n)]
+            else:
+                futures = [ex.submit(fn, size, i % seeds) for i in range(n)]
+            for f in futures:
+                check.update(f.result())
         ex.shutdown(wait=True)
         elapsed = time.perf_counter() - t0
     finally:

@@ -55,8 +55,10 @@ func buildReport(res *results) *report {
 	rp.sdkTable()
 	rp.ratioTable()
 	rp.scalingTable()
+	rp.manyTables()
 	rp.judge()
 	rp.judgeSDK()
+	rp.judgeMany()
 	rp.startupChart()
 	rp.throughputChart()
 	rp.charts = append(rp.charts, chart{

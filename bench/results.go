@@ -33,6 +33,11 @@ type results struct {
 	// SandboxNote says why the sandboxed figures are missing ("" if not).
 	SandboxNote string
 	Scaling     *scalingResult
+	// Map by mapKey: the Map experiment's modes (mapping.go), the
+	// no-copy payload's (fill.go); Latency by latencyKey (latency.go).
+	Map      map[string][]sample
+	MapModes []mapMode
+	Latency  map[string][]latencySample
 }
 
 func newResults(e *env, began time.Time) *results {
@@ -47,6 +52,8 @@ func newResults(e *env, began time.Time) *results {
 		Throughput: map[string][]sample{},
 		Peer:       map[string][]sample{},
 		Piscina:    map[string][]sample{},
+		Map:        map[string][]sample{},
+		Latency:    map[string][]latencySample{},
 	}
 }
 
