@@ -2,7 +2,9 @@ package worker
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/procpool/procpool/codec"
 )
@@ -27,6 +29,8 @@ func (c *conn) runTask(t task) {
 		c.run(t.j)
 		return
 	}
+	h := &heldResponses{c: c}
+	defer h.stop() // also after a handler's runtime.Goexit
 	for {
 		i := int(t.b.next.Add(1)) - 1
 		if i >= len(t.b.jobs) {
@@ -34,7 +38,7 @@ func (c *conn) runTask(t task) {
 		}
 		j := t.b.jobs[i]
 		t.b.jobs[i] = nil // the job is pooled once answered
-		c.runItem(j)
+		c.runItem(j, h)
 	}
 }
 
@@ -43,16 +47,74 @@ func (c *conn) runTask(t task) {
 // handler. After a panic no job starts: one still waiting is dropped
 // unanswered, lost with the worker as the jobs it never read are, so that
 // the host fails or retries it as the job type's policy says.
-func (c *conn) runItem(j *job) {
+func (c *conn) runItem(j *job, h *heldResponses) {
 	if c.panicky.Load() {
 		c.forget(j)
 		return
 	}
 	if err := j.ctx.Err(); err != nil {
-		c.complete(j, nil, err, nil)
+		c.settle(j, nil, err, nil)
+		h.hold(j)
 		return
 	}
-	c.run(j)
+	c.runHolding(j, h)
+}
+
+// holdFor is the longest a batch item's response is held.
+const holdFor = time.Millisecond
+
+// maxHeld is the most responses one runner holds: a batch frame's worth.
+const maxHeld = 256
+
+// heldResponses are the responses of a batch's items that one runner has
+// settled and not yet queued. Queued one by one, the responses of short
+// jobs each find the outbox idle and cost the worker a write system call
+// apiece; held, they go out a few hundred to a batch frame. The rule: a
+// response waits at most holdFor (a timer queues what is held then), at
+// most maxHeld wait, and the runner queues what it holds when it takes no
+// more items of the batch, and at once after a panic. Held jobs count as
+// running, so that a drain waits for them.
+type heldResponses struct {
+	c     *conn
+	mu    sync.Mutex
+	jobs  []*job
+	timer *time.Timer // queues what is held holdFor after the first
+}
+
+// hold holds the settled job j's response.
+func (h *heldResponses) hold(j *job) {
+	h.mu.Lock()
+	h.jobs = append(h.jobs, j)
+	n := len(h.jobs)
+	h.mu.Unlock()
+	switch {
+	case n >= maxHeld:
+		h.flush()
+	case n == 1 && h.timer == nil:
+		h.timer = time.AfterFunc(holdFor, h.flush)
+	case n == 1:
+		h.timer.Reset(holdFor)
+	}
+}
+
+// flush queues every held response.
+func (h *heldResponses) flush() {
+	h.mu.Lock()
+	jobs := h.jobs
+	h.jobs = nil
+	h.mu.Unlock()
+	if len(jobs) > 0 {
+		h.c.sendAll(jobs)
+	}
+}
+
+// stop queues what is held; the runner calls it when it is done with the
+// batch. A timer that fires meanwhile finds nothing held.
+func (h *heldResponses) stop() {
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+	h.flush()
 }
 
 // forget drops a registered job that will never run nor be answered.

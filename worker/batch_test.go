@@ -387,3 +387,63 @@ func mustMarshalT(t *testing.T, v any) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestBatchHeldResponseNotKeptBySlowItem: a runner holds the responses of
+// a batch's short jobs (heldResponses), but not past holdFor: with one
+// runner, the answer to a fast item arrives while the next item, slow,
+// still runs.
+func TestBatchHeldResponseNotKeptBySlowItem(t *testing.T) {
+	s := &Server{BatchConcurrency: 1}
+	release := make(chan struct{})
+	s.Handle("echo", echo)
+	s.Handle("wait", func(ctx context.Context, p []byte) ([]byte, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return p, nil
+	})
+	h := startHost(t, s, hostOptions{features: codec.FeatureBatch})
+	h.send(batchOf(
+		codec.Message{ID: 1, JobType: "echo", Payload: []byte("fast")},
+		codec.Message{ID: 2, JobType: "wait", Payload: []byte("slow")},
+	))
+	got, _, _ := h.answers(1)
+	assert.Equal(t, "fast", string(got[1].Payload))
+	close(release)
+	got, _, _ = h.answers(2)
+	assert.Equal(t, "slow", string(got[2].Payload))
+}
+
+// TestBatchShortJobsShareFrames: the responses to a batch of short jobs
+// leave in batch responses of many items, not one frame per item.
+func TestBatchShortJobsShareFrames(t *testing.T) {
+	s := &Server{BatchConcurrency: 1}
+	s.Handle("echo", echo)
+	h := startHost(t, s, hostOptions{features: codec.FeatureBatch})
+	const n = 200
+	var items []codec.Message
+	var ids []uint64
+	for i := range n {
+		items = append(items, codec.Message{ID: uint64(i + 1), JobType: "echo", Payload: []byte{byte(i)}})
+		ids = append(ids, uint64(i+1))
+	}
+	h.send(batchOf(items...))
+	frames, answered := 0, map[uint64]bool{}
+	for len(answered) < n {
+		m := h.next()
+		frames++
+		switch m.Kind {
+		case codec.KindResponse:
+			answered[m.ID] = true
+		case codec.KindBatchResponse:
+			for _, it := range m.Items {
+				require.False(t, answered[it.ID], "a second answer to %d", it.ID)
+				answered[it.ID] = true
+			}
+		default:
+			t.Fatalf("unexpected %v", m.Kind)
+		}
+	}
+	assert.LessOrEqual(t, frames, 10, "%d frames for %d answers", frames, n)
+}

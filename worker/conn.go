@@ -533,7 +533,12 @@ func (c *conn) runner(tk task) {
 }
 
 // run runs j's handler and queues its response.
-func (c *conn) run(j *job) {
+func (c *conn) run(j *job) { c.runHolding(j, nil) }
+
+// runHolding runs j's handler and queues its response, or, with h, holds
+// it in h (see heldResponses). A panic, or a handler's runtime.Goexit,
+// queues what h holds at once: the worker is leaving.
+func (c *conn) runHolding(j *job, h *heldResponses) {
 	var (
 		result   []byte
 		err      error
@@ -548,7 +553,15 @@ func (c *conn) run(j *job) {
 			}
 			p = &PanicError{JobType: j.jobType, ID: j.id, Value: v, Stack: debug.Stack()}
 		}
-		c.complete(j, result, err, p)
+		c.settle(j, result, err, p)
+		if h == nil {
+			c.send(j)
+			return
+		}
+		h.hold(j)
+		if p != nil {
+			h.flush()
+		}
 	}()
 	result, err = j.h.serve(j.ctx, j)
 	returned = true
@@ -556,6 +569,37 @@ func (c *conn) run(j *job) {
 
 // complete turns a handler's outcome into j's response and queues it.
 func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
+	c.settle(j, result, err, p)
+	c.send(j)
+}
+
+// send queues the response of the settled job j. j belongs to the outbox
+// from the call on.
+func (c *conn) send(j *job) {
+	c.out.send(j)
+	c.ran(1)
+}
+
+// sendAll is send of every job of jobs, queued together.
+func (c *conn) sendAll(jobs []*job) {
+	c.out.sendAll(jobs)
+	c.ran(len(jobs))
+}
+
+// ran counts n answered jobs as no longer running.
+func (c *conn) ran(n int) {
+	c.mu.Lock()
+	c.running -= n
+	if c.running == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+	c.mu.Unlock()
+}
+
+// settle turns a handler's outcome into j's response, ready to be sent;
+// the job counts as running until it is.
+func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
 	j.kind = codec.KindResponse
 	switch {
 	case p != nil:
@@ -588,16 +632,6 @@ func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
 		c.stopReading()
 		close(c.panicked)
 	}
-
-	c.out.send(j) // j belongs to the outbox from now on
-
-	c.mu.Lock()
-	c.running--
-	if c.running == 0 && c.idle != nil {
-		close(c.idle)
-		c.idle = nil
-	}
-	c.mu.Unlock()
 }
 
 // classify returns the error code and message of a failed job.

@@ -94,8 +94,12 @@
 // [Server.BatchConcurrency] of them at once (GOMAXPROCS by default), so that
 // a batch of a thousand small jobs does not start a thousand goroutines. A
 // job whose context ends while it waits for its turn is answered without
-// running. Answers that are ready while another is being written leave
-// together in batch responses, so an answer never waits for the others.
+// running. The answers to a batch's jobs leave together in batch
+// responses: each goroutine running the batch holds its answers and sends
+// them when it has run its share, when a few hundred are held, or when the
+// first has waited a millisecond, whichever comes first; so a batch of
+// short jobs costs a write per few hundred jobs, and an answer waits at
+// most a millisecond for the others.
 //
 // # Streamed results
 //

@@ -69,6 +69,27 @@ func (o *outbox) send(j *job) {
 	}
 }
 
+// sendAll is send of every job of jobs, queued together; jobs itself
+// stays the caller's.
+func (o *outbox) sendAll(jobs []*job) {
+	o.mu.Lock()
+	if o.closed || o.err != nil {
+		o.mu.Unlock()
+		for _, j := range jobs {
+			releaseJob(j)
+		}
+		return
+	}
+	o.queue = append(o.queue, jobs...)
+	if o.writing {
+		o.mu.Unlock()
+		return
+	}
+	o.writing = true
+	o.mu.Unlock()
+	o.drain()
+}
+
 // enqueue queues j's message and reports whether the caller has become the
 // writer, who must then call drain. j belongs to the outbox from the call on.
 func (o *outbox) enqueue(j *job) bool {
