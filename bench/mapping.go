@@ -167,9 +167,11 @@ func measureMap(ctx context.Context, e *env, w *workload, sdk *sdkWorker, n int)
 	defer shutdown(sys)
 	ctx, cancel := context.WithTimeout(ctx, watchdog)
 	defer cancel()
-	// Warm up with a Map as large as the window Map keeps open, so that
-	// the shared memory regions' pages and the buffers are in use.
-	if err := mapItems(ctx, r, w, 2*mapWorkers*mapInFlight*256); err != nil {
+	// Warm up with a Map as large as the window Map keeps open (at most a
+	// tenth of the run), so that the shared memory regions' pages and the
+	// buffers are in use. The workers' CPU time, read when they are reaped,
+	// includes the warm-up's.
+	if err := mapItems(ctx, r, w, warmUpItems(n)); err != nil {
 		return sample{}, poolError(ctx, r, err)
 	}
 	collectGarbage()
@@ -181,6 +183,11 @@ func measureMap(ctx context.Context, e *env, w *workload, sdk *sdkWorker, n int)
 		return sample{}, err
 	}
 	return sw.stop(n), nil
+}
+
+// warmUpItems is the size of the warm-up Map before a run of n items.
+func warmUpItems(n int) int {
+	return min(2*mapWorkers*mapInFlight*256, max(n/10, 2*mapWorkers*mapInFlight))
 }
 
 // mapItems runs items 0..n-1 of w through one Map and checks each result.
