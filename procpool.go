@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/procpool/procpool/actors"
+	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/internal/telemetry"
 	"github.com/procpool/procpool/sandbox"
 )
@@ -282,6 +283,7 @@ func (s *System) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	s.dispatcher.Close()
 	s.actors.Shutdown()
 	s.telemetry.Close()
+	childproc.ReleaseSpares()
 	return errors.Join(uniq(errs)...)
 }
 

@@ -161,3 +161,40 @@ func TestEscapedGrandchildrenDieWithTheirPool(t *testing.T) {
 		return true
 	}, 10*time.Second, 10*time.Millisecond, "a worker's grandchild outlived its pool")
 }
+
+// TestShutdownLeavesNoNamespaceInit: when Shutdown returns, no process of
+// the pool is left, not even the PID namespace inits that childproc keeps
+// ready for the next start (the shared one by default, spares made ahead
+// for workers with namespaces of their own), which used to linger a
+// second longer.
+func TestShutdownLeavesNoNamespaceInit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sb   procpool.Sandbox
+	}{
+		{"shared namespace", procpool.Sandbox{}},
+		{"own namespace", procpool.Sandbox{Namespaces: sandbox.Namespaces{PID: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.sb.Check(); errors.Is(err, sandbox.ErrUnsupported) {
+				t.Skipf("this machine cannot apply the sandbox: %v", err)
+			}
+			sys := procpool.NewSystem(procpool.Config{})
+			jt := jobType(t, "echo")
+			jt.Sandbox = tc.sb
+			jt.MinWorkers, jt.MaxWorkers = 2, 2
+			r, err := sys.Spawn(jt)
+			require.NoError(t, err)
+			_, err = r.Call(context.Background(), procpool.Blob, []byte("x"))
+			require.NoError(t, err)
+			if len(proctest.NamespaceInits()) == 0 {
+				t.Skip("no PID namespace here: nothing to leave behind")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, sys.Shutdown(ctx))
+			assert.Empty(t, proctest.NamespaceInits(), "namespace inits left after Shutdown")
+			assert.Empty(t, proctest.Children())
+		})
+	}
+}

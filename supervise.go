@@ -15,9 +15,9 @@ import (
 // policy says EscalateToParent) is restarted with a fresh pool, at most 10
 // times a minute; past that it is stopped.
 type rootSupervisor struct {
-	// childless are the senders of awaitChildless, answered once the last
+	// childless are the channels of awaitChildless, closed once the last
 	// child has terminated.
-	childless []*actor.PID
+	childless []chan struct{}
 }
 
 // Messages of the root supervisor.
@@ -30,9 +30,10 @@ type (
 		pid *actor.PID
 		err error
 	}
-	// awaitChildless asks to be answered (with struct{}{}) once the
-	// supervisor has no child left: at once if it has none.
-	awaitChildless struct{}
+	// awaitChildless asks the supervisor to close done once it has no
+	// child left: at once if it has none. A channel rather than an answer
+	// to a future: a waiter that gave up leaves no dead letter behind.
+	awaitChildless struct{ done chan struct{} }
 )
 
 func supervisorProps(d *actors.Dispatcher) *actor.Props {
@@ -53,16 +54,16 @@ func (s *rootSupervisor) Receive(ctx actor.Context) {
 		ctx.Respond(&spawnChildResult{pid: pid, err: err})
 	case *awaitChildless:
 		if len(ctx.Children()) == 0 {
-			ctx.Respond(struct{}{})
-		} else if sender := ctx.Sender(); sender != nil {
-			s.childless = append(s.childless, sender)
+			close(m.done)
+		} else {
+			s.childless = append(s.childless, m.done)
 		}
 	case *actor.Terminated:
 		// A child is gone (protoactor removed it from Children before
 		// this message).
 		if len(ctx.Children()) == 0 {
-			for _, pid := range s.childless {
-				ctx.Send(pid, struct{}{})
+			for _, done := range s.childless {
+				close(done)
 			}
 			s.childless = nil
 		}
@@ -75,7 +76,14 @@ func (s *rootSupervisor) Receive(ctx actor.Context) {
 // arrives, which can come after the child's StopFuture has returned
 // (protoactor tells the watchers first, then the parent).
 func waitChildless(system *actor.ActorSystem, pid *actor.PID, timeout time.Duration) {
-	_, _ = system.Root.RequestFuture(pid, &awaitChildless{}, timeout).Result()
+	done := make(chan struct{})
+	system.Root.Send(pid, &awaitChildless{done: done})
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // spawnUnder asks the supervisor at parent to spawn props as its child

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/procpool/procpool/childproc"
 )
 
 // ShutdownMode says what a shutdown does with the jobs it finds.
@@ -75,6 +77,7 @@ func (h *Router) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	}
 	h.env.wg.Wait()
 	h.gate.resizing.Wait()
+	childproc.ReleaseSpares() // no start is coming from this router
 	return err
 }
 

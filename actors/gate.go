@@ -185,7 +185,8 @@ func (g *gate) close(err error) {
 	g.mu.Unlock()
 }
 
-// markStopped records that the router actor is gone for good.
+// markStopped records that the router actor is gone for good: stopped,
+// and its worker actors before it.
 func (g *gate) markStopped() { g.stopOnce.Do(func() { close(g.stopped) }) }
 
 // isStopped reports whether the router actor is gone for good.

@@ -179,6 +179,10 @@ func (r *routerActor) Receive(ctx actor.Context) {
 		r.onStopping(false)
 	case *actor.Restarting:
 		r.onStopping(true)
+	case *actor.Stopped:
+		// Stopped for good, its worker actors (children) stopped before it,
+		// their processes reaped.
+		r.gate.markStopped()
 	}
 	r.ensureWorkers()
 	r.advanceRollout()

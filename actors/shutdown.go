@@ -71,10 +71,10 @@ func (r *routerActor) checkDrained() {
 func (r *routerActor) onStopping(restarting bool) {
 	r.stopped = true
 	if !restarting {
-		// Stopped for good (by its parent, or Shutdown): later calls on its
-		// handle fail at once instead of waiting on a dead mailbox.
+		// Stopping for good (by its parent, or Shutdown): later calls on
+		// its handle fail at once instead of waiting on a dead mailbox.
+		// The gate is marked stopped once the actor is (actor.Stopped).
 		r.gate.close(ErrShuttingDown)
-		r.gate.markStopped()
 	}
 	if r.tick != nil {
 		r.tick.Stop()

@@ -136,6 +136,19 @@ func allChildren() []int {
 	return pids
 }
 
+// NamespaceInits returns the pids of the children of the current process
+// that are childproc's PID namespace inits, live or zombie: those of
+// running workers, and the spares made ahead for workers to come.
+func NamespaceInits() []int {
+	var pids []int
+	for _, pid := range allChildren() {
+		if isNamespaceInit(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // namespaceInit is the command line of childproc's PID namespace inits.
 const namespaceInit = "procpool-init"
 
