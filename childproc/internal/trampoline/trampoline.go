@@ -6,8 +6,9 @@
 // modes:
 //
 //   - exec: read a configuration (an Exec) from a pipe, apply it to
-//     itself on the main thread (rlimits, close every descriptor past the
-//     worker's, the sandbox plan: no_new_privs, Landlock, seccomp), then
+//     itself on the main thread (rlimits, every descriptor past the
+//     worker's marked close-on-exec, the sandbox plan: joining its
+//     namespaces, its user, no_new_privs, Landlock, seccomp), then
 //     execve the worker, which keeps the process, its pid and everything
 //     applied. A failure is written to a status pipe as a Status
 //     (close-on-exec, so a successful execve reads as end of file) and
