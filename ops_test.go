@@ -33,6 +33,7 @@ func TestReadyWaitsForTheMinimum(t *testing.T) {
 }
 
 func TestReadySaysWhyAStartFailed(t *testing.T) {
+	missingDir := t.TempDir()
 	for _, tc := range []struct {
 		name  string
 		spec  func(procpool.JobType) procpool.JobType
@@ -40,12 +41,16 @@ func TestReadySaysWhyAStartFailed(t *testing.T) {
 	}{
 		{"missing binary", func(jt procpool.JobType) procpool.JobType {
 			jt.Command = "./bin/nope"
-			jt.Dir = t.TempDir()
+			jt.Dir = missingDir
 			return jt
 		}, func(t *testing.T, err error) {
 			assert.ErrorIs(t, err, fs.ErrNotExist, "the start's own error is reachable")
 			var pe *fs.PathError
 			assert.ErrorAs(t, err, &pe)
+			msg := err.Error()
+			assert.Equal(t, 1, strings.Count(msg, "./bin/nope"), "the program named once in %q", msg)
+			assert.Equal(t, 1, strings.Count(msg, missingDir), "the dir named once in %q", msg)
+			assert.Contains(t, msg, "childproc: start ./bin/nope (dir "+missingDir+"): no such file or directory")
 		}},
 		{"a name the worker does not serve", func(jt procpool.JobType) procpool.JobType {
 			jt.Name = "no-such-job-type"

@@ -18,9 +18,10 @@
 // Those are the only descriptors the child gets, whatever the host has
 // open: a descriptor without O_CLOEXEC (opened with syscall.Open, or
 // inherited by the host from its own parent) is closed in the child before
-// its program runs (close_range(2) between its execve and its first
-// instruction; see Resource controls). The host ends of the pipes carry
-// O_CLOEXEC, so no other child inherits them.
+// its program runs (by close_range(2) between its execve and its first
+// instruction, or by the trampoline's execve of it; see Resource
+// controls). The host ends of the pipes carry O_CLOEXEC, so no other
+// child inherits them.
 //
 // # Output
 //
@@ -44,17 +45,20 @@
 //
 // No process outlives the worker it descends from: when the worker ends,
 // however it ends (it exits, crashes, is stopped, killed or replaced),
-// every process it started is killed before Done is closed, those that
-// called setsid(2) or forked twice included; and when the host itself is
-// SIGKILLed they die with it. How depends on the host's privileges and
-// kernel: a PID namespace, a cgroup, or a session. Each host takes the
-// strongest it can, once, and logs it; Process.Containment says which a
-// worker got, and the Containment type what each leaves out.
+// every process it started is killed before Done is closed. How depends
+// on the host's privileges and kernel: a PID namespace (of the worker's
+// own, or one the host's workers share, with a cgroup per worker), a
+// cgroup, or a session. Each host takes the strongest it can, once, and
+// logs it; Process.Containment says which a worker got. But in a
+// session, processes that called setsid(2) or forked twice die too; in a
+// PID namespace, everything dies with the host, even when it is
+// SIGKILLed. The Containment type lists what each leaves out.
 //
-// A worker in a PID namespace sees its own pid there (2 in a namespace of
-// its own, whose init is a placeholder: the worker keeps the ordinary
-// signal semantics of a process that is not PID 1), and a /proc of the
-// namespace. Process.PID is always the host's pid of the worker.
+// A worker in a PID namespace sees its own pid there (2, when traced, in
+// a namespace of its own, whose init is a placeholder: the worker keeps
+// the ordinary signal semantics of a process that is not PID 1), and a
+// /proc of the namespace. Process.PID is always the host's pid of the
+// worker.
 //
 // # Resource controls and the sandbox
 //
@@ -67,19 +71,27 @@
 // no_new_privs, a seccomp filter and Landlock rules, most of which a
 // process can only set on itself.
 //
-// Go runs no code between fork and exec, so Start has the child stop
+// Go runs no code of ours between fork and exec, so Start has the child stop
 // right after its execve (ptrace), while it is still single-threaded and
 // has run nothing: it sets the cgroup, rlimits, affinity and nice from
 // outside, then makes the child call what it must call itself (setns,
 // close_range, setresuid, prctl, landlock_restrict_self, seccomp) by
 // injecting the system calls into it, puts its registers back and lets it
 // go. Where ptrace is refused (by a container's seccomp profile, say) or
-// the architecture has no injector, the child is instead the host binary
-// itself, re-executed with a marker that an init function of this
-// package recognises before the program's own code runs: it applies the
-// same controls to itself and execs the worker (a "trampoline", as
-// docker's reexec and runc's init). Either way the worker keeps its pid.
-// docs/isolation.md weighs the two and what each control needs.
+// the architecture has no injector (anything but amd64), the child is
+// instead the host binary itself, re-executed with a marker that an init
+// function of an internal package of childproc recognises before the
+// program's own code runs: it applies the same controls to itself and
+// execs the worker (a "trampoline", as docker's reexec and runc's init).
+// Either way the worker keeps its pid. docs/isolation.md weighs the two
+// and what each control needs.
+//
+// # Errors
+//
+// Start returns Validate's error for a spec it refuses, and a
+// *StartError for a start that fails: it names the program and Dir once
+// each and wraps the cause (an *fs.PathError of a missing program or Dir,
+// an error matching sandbox.ErrUnsupported, ...).
 //
 // # Parent death and reaping
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
@@ -133,9 +134,26 @@ func (l *launch) viaTrampoline() (*started, error) {
 	case err != nil:
 		return fail(fmt.Errorf("childproc: waiting for the trampoline: %w", err))
 	case len(msg) > 0:
-		return fail(fmt.Errorf("%s", msg))
+		return fail(l.trampolineFailure(msg))
 	}
 	return &started{cmd: cmd, init: mine()}, nil
+}
+
+// trampolineFailure is the error a trampoline reported on its status
+// pipe: its execve of the worker fails as a traced start's would (an
+// *fs.PathError of l.path), a step of its set-up as "trampoline: step:
+// errno".
+func (l *launch) trampolineFailure(msg []byte) error {
+	st, err := trampoline.ParseStatus(msg)
+	switch {
+	case err != nil:
+		return fmt.Errorf("childproc: the trampoline failed, with an unreadable status %q: %w", msg, err)
+	case st.Step == trampoline.StepExec && st.Errno != 0:
+		return &fs.PathError{Op: "fork/exec", Path: l.path, Err: st.Errno}
+	case st.Errno != 0:
+		return fmt.Errorf("childproc: trampoline: %s: %w", st.Step, st.Errno)
+	}
+	return fmt.Errorf("childproc: trampoline: %s: %s", st.Step, st.Msg)
 }
 
 // spawnTrampolineInit starts a namespace's init through the trampoline (a

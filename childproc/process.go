@@ -73,7 +73,9 @@ type Process struct {
 // (write), Spec.ExtraFiles on fd 5 and up and no other descriptor of the
 // host, stdout and stderr piped to the logger, stdin from /dev/null, and
 // the resource controls and the sandbox of the spec in effect before it
-// runs any code. Errors carry context; on error nothing is left running or
+// runs any code. A spec that Validate refuses is returned as Validate's
+// error; any other failure is a *StartError, which names the program and
+// Dir once each and wraps the cause. On error nothing is left running or
 // open (but the caller's ExtraFiles, which Start never closes).
 func Start(spec Spec) (*Process, error) {
 	if err := spec.Validate(); err != nil {
@@ -83,7 +85,7 @@ func Start(spec Spec) (*Process, error) {
 	if !strings.ContainsRune(path, '/') {
 		lp, err := exec.LookPath(path)
 		if err != nil {
-			return nil, fmt.Errorf("childproc: starting %q: %w", path, err)
+			return nil, newStartError(path, spec.Dir, err)
 		}
 		path = lp
 	}
@@ -145,7 +147,7 @@ func Start(spec Spec) (*Process, error) {
 		for _, p := range pipes {
 			p.host.Close()
 		}
-		return nil, fmt.Errorf("childproc: starting %s: %w", describe(path, spec.Name), err)
+		return nil, newStartError(path, spec.Dir, err)
 	}
 
 	cmd := s.cmd
@@ -259,13 +261,6 @@ func (l *launch) deleteCgroup() {
 		_ = releaseCgroup(l.cgroup)
 		l.cgroup = nil
 	}
-}
-
-func describe(path, name string) string {
-	if name == "" {
-		return strconv.Quote(path)
-	}
-	return fmt.Sprintf("%q (%s)", path, name)
 }
 
 // cgroupWait bounds the wait, after the reap, for a killed cgroup to

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/procpool/procpool/childproc"
 	"github.com/procpool/procpool/internal/proctest"
+	"github.com/procpool/procpool/sandbox"
 )
 
 func TestEchoWhileSpamming(t *testing.T) {
@@ -392,7 +394,67 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 			p, err := childproc.Start(c.spec)
 			assert.Nil(t, p)
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "childproc: starting")
+			var se *childproc.StartError
+			require.ErrorAs(t, err, &se)
+			assert.Contains(t, err.Error(), "childproc: start "+c.spec.Path)
+		})
+	}
+}
+
+// TestStartErrorNamesPathAndDirOnce: whichever layer fails (the program
+// or the working directory missing, traced or through the trampoline,
+// with or without a namespace), the error names the program and Dir once
+// each, says which was missing, and its cause is reachable.
+func TestStartErrorNamesPathAndDirOnce(t *testing.T) {
+	clean(t)
+	self, err := os.Executable()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for _, mode := range []string{"traced", "trampoline"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == "trampoline" {
+				defer childproc.DisablePtraceForTest()()
+			}
+			for _, c := range []struct {
+				name    string
+				spec    childproc.Spec
+				missing string // the path the cause names
+				wantDir bool   // the working directory is to blame
+				cause   error
+			}{
+				{"missing program", childproc.Spec{Path: "/no/such/bin"}, "/no/such/bin", false, fs.ErrNotExist},
+				{"missing program in a dir", childproc.Spec{Path: "/no/such/bin", Dir: dir}, "/no/such/bin", false, fs.ErrNotExist},
+				{"missing relative program", childproc.Spec{Path: "./no-such-bin", Dir: dir}, "./no-such-bin", false, fs.ErrNotExist},
+				{"missing dir", childproc.Spec{Path: self, Dir: "/no/such/dir"}, "/no/such/dir", true, fs.ErrNotExist},
+				{"missing dir, sandboxed", childproc.Spec{Path: self, Dir: "/no/such/dir",
+					Sandbox: sandbox.Sandbox{NoNewPrivs: true}}, "/no/such/dir", true, fs.ErrNotExist},
+				{"not executable", childproc.Spec{Path: "/etc/passwd", Dir: dir}, "/etc/passwd", false, fs.ErrPermission},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					p, err := childproc.Start(c.spec)
+					require.Nil(t, p)
+					require.Error(t, err)
+					msg := err.Error()
+					t.Log(msg)
+					assert.Equal(t, 1, strings.Count(msg, c.spec.Path), "the program once in %q", msg)
+					if c.spec.Dir != "" {
+						assert.Equal(t, 1, strings.Count(msg, c.spec.Dir), "the dir once in %q", msg)
+					}
+					assert.Equal(t, 1, strings.Count(msg, "childproc:"), "one layer speaks in %q", msg)
+					assert.Equal(t, c.wantDir, strings.Contains(msg, "the working directory"), msg)
+					assert.ErrorIs(t, err, c.cause)
+					var errno syscall.Errno
+					require.ErrorAs(t, err, &errno)
+					assert.True(t, strings.HasSuffix(msg, ": "+errno.Error()), "the cause last in %q", msg)
+					var se *childproc.StartError
+					require.ErrorAs(t, err, &se)
+					assert.Equal(t, c.spec.Path, se.Path)
+					assert.Equal(t, c.spec.Dir, se.Dir)
+					var pe *fs.PathError
+					require.ErrorAs(t, err, &pe)
+					assert.Equal(t, c.missing, pe.Path)
+				})
+			}
 		})
 	}
 }

@@ -25,7 +25,7 @@ func (s *Sandbox) Check() error {
 	}
 	if c := s.Credential; c != nil {
 		same := int(c.UID) == os.Geteuid() && int(c.GID) == os.Getegid() && len(c.Groups) == 0
-		if !same && !hasCap(unix.CAP_SETUID) && !s.Namespaces.User {
+		if !same && !(hasCap(unix.CAP_SETUID) && hasCap(unix.CAP_SETGID)) && !s.Namespaces.User {
 			return fmt.Errorf("%w: Credential %d:%d: changing user needs CAP_SETUID and CAP_SETGID, which the host lacks", ErrUnsupported, c.UID, c.GID)
 		}
 	}

@@ -22,8 +22,8 @@ type Sandbox struct {
 	// every process it starts, counted together by a cgroup of the
 	// worker's own (0: none). Past it the kernel reclaims what it can,
 	// then kills a process of the group; the kill is counted by the
-	// cgroup itself (childproc.ExitInfo.OOMKills) and reported by
-	// procpool as a supervisor.MemoryFailure.
+	// cgroup itself (childproc.ExitInfo.OOMKills, read when the worker
+	// ends) and reported by procpool as a supervisor.MemoryFailure.
 	Memory uint64
 	// CPU is a CPU quota, in CPUs (0.5: half of one CPU's time; 0: none),
 	// shared by the worker and every process it starts.
@@ -70,9 +70,12 @@ type Namespaces struct {
 	// with only a loopback interface, which is down.
 	Network bool
 	// PID requires a PID namespace of the worker's own, in which it and
-	// its descendants see only each other. childproc gives every worker
-	// one where it can (it is how it contains the process tree); with
-	// PID set, a host that cannot refuses the job type.
+	// its descendants see only each other. Where the host can make PID
+	// namespaces, childproc gives one of its own to every worker whose
+	// sandbox asks for any namespace, and puts the others in one the
+	// host's workers share (it is how it contains the process tree); with
+	// PID set, a host that cannot refuses the job type rather than fall
+	// back.
 	PID bool
 	// Mount gives the worker a mount namespace of its own (with private
 	// propagation): what it mounts or unmounts stays there.

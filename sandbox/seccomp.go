@@ -79,7 +79,7 @@ func (s *Seccomp) policy(alsoAllow ...string) (*seccomp.Policy, error) {
 	}
 	if len(s.Allow) > 0 {
 		if len(s.Deny) > 0 {
-			return nil, errors.New("seccomp: Deny has no effect with Allow")
+			return nil, errors.New("with Allow, Deny has no effect")
 		}
 		if err := known(s.Allow, "Allow"); err != nil {
 			return nil, err

@@ -6,12 +6,13 @@
 // modes:
 //
 //   - exec: read a configuration (an Exec) from a pipe, apply it to
-//     itself on the main thread (rlimits, close every descriptor past the
-//     worker's, the sandbox plan: no_new_privs, Landlock, seccomp), then
+//     itself on the main thread (rlimits, every descriptor past the
+//     worker's marked close-on-exec, the sandbox plan: joining its
+//     namespaces, its user, no_new_privs, Landlock, seccomp), then
 //     execve the worker, which keeps the process, its pid and everything
-//     applied. A failure is written to a status pipe (close-on-exec, so a
-//     successful execve reads as end of file) and ends the process with
-//     exit code 127.
+//     applied. A failure is written to a status pipe as a Status
+//     (close-on-exec, so a successful execve reads as end of file) and
+//     ends the process with exit code 127.
 //   - init: be the init of a PID namespace: ignore SIGCHLD (the kernel
 //     then reaps orphans by itself), close every descriptor, make a mount
 //     namespace (its mounts slaves of the host's, or private) with the
@@ -64,6 +65,35 @@ type Exec struct {
 	// Plan is run after the descriptors past the worker's are marked
 	// close-on-exec.
 	Plan *plan.Plan
+}
+
+// StepExec is the Status.Step of the worker's own execve.
+const StepExec = "exec"
+
+// Status is what the exec mode writes on its status pipe when it fails
+// before the worker runs: the step that failed (StepExec, or a step of
+// the plan such as "seccomp"), and the errno of its system call, or a
+// message where the failure is not a system call's.
+type Status struct {
+	Step  string
+	Errno syscall.Errno // 0: see Msg
+	Msg   string
+}
+
+// Marshal encodes s for the status pipe.
+func (s *Status) Marshal() []byte {
+	var enc plan.Encoder
+	enc.String(s.Step)
+	enc.Uint(uint64(s.Errno))
+	enc.String(s.Msg)
+	return enc.B
+}
+
+// ParseStatus decodes what Status.Marshal wrote.
+func ParseStatus(b []byte) (*Status, error) {
+	d := plan.Decoder{B: b}
+	s := &Status{Step: d.String(), Errno: syscall.Errno(d.Uint()), Msg: d.String()}
+	return s, d.Err()
 }
 
 // Rlimit is one resource limit.
@@ -134,12 +164,14 @@ const (
 // runExec is the exec mode; it returns only on failure.
 func runExec(base int) int {
 	status := base + 1
-	fail := func(what string, err error) int {
-		msg := what
-		if err != nil {
-			msg += ": " + err.Error()
+	fail := func(step string, err error) int {
+		st := Status{Step: step}
+		if errno, ok := err.(syscall.Errno); ok {
+			st.Errno = errno
+		} else if err != nil {
+			st.Msg = err.Error()
 		}
-		syscall.Write(status, []byte(msg))
+		syscall.Write(status, st.Marshal())
 		return 127
 	}
 	b, err := readAll(base)
@@ -215,12 +247,12 @@ func runExec(base int) int {
 		_, _, errno := syscall.RawSyscall6(sysExecveat, uintptr(e.Program), uintptr(unsafe.Pointer(&empty[0])),
 			uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), atEmptyPath, 0)
 		if errno != syscall.ENOENT {
-			return fail("starting "+e.Path, errno)
+			return fail(StepExec, errno)
 		}
 	}
 	_, _, errno := syscall.RawSyscall(syscall.SYS_EXECVE,
 		uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
-	return fail("starting "+e.Path, errno)
+	return fail(StepExec, errno)
 }
 
 // restoreOpenFilesLimit puts back the soft RLIMIT_NOFILE this process
