@@ -313,6 +313,7 @@ func TestStatsPerWorkerAndLatencySplit(t *testing.T) {
 		assert.Equal(t, 1, w.Generation)
 		assert.Positive(t, w.RSS)
 		assert.Positive(t, w.Uptime)
+		assert.Contains(t, []string{"session", "cgroup", "shared-namespace", "pid-namespace"}, w.Containment, "the containment tier in force")
 		done += w.JobsDone
 	}
 	assert.Equal(t, uint64(8), done)

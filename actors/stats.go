@@ -108,6 +108,10 @@ type WorkerStats struct {
 	CPU        time.Duration // CPU time used, user and system
 	Uptime     time.Duration // since it was spawned
 	Recycled   bool          // retired by plan
+	// Containment is how its process tree is held, the tier in force
+	// (see childproc.Containment and docs/isolation.md); "" while it
+	// starts.
+	Containment string
 }
 
 // Workers returns the number of live worker processes.
@@ -139,6 +143,7 @@ func (r *routerActor) snapshot() *Stats {
 				ws.RSS = m.RSS - min(m.Shmem, m.RSS)
 			}
 			ws.CPU, _ = w.process.CPUTime()
+			ws.Containment = w.process.Containment().String()
 		}
 		s.PerWorker = append(s.PerWorker, ws)
 		switch w.phase {
