@@ -423,10 +423,8 @@ func TestBatchShortJobsShareFrames(t *testing.T) {
 	h := startHost(t, s, hostOptions{features: codec.FeatureBatch})
 	const n = 200
 	var items []codec.Message
-	var ids []uint64
 	for i := range n {
 		items = append(items, codec.Message{ID: uint64(i + 1), JobType: "echo", Payload: []byte{byte(i)}})
-		ids = append(ids, uint64(i+1))
 	}
 	h.send(batchOf(items...))
 	frames, answered := 0, map[uint64]bool{}

@@ -567,12 +567,6 @@ func (c *conn) runHolding(j *job, h *heldResponses) {
 	returned = true
 }
 
-// complete turns a handler's outcome into j's response and queues it.
-func (c *conn) complete(j *job, result []byte, err error, p *PanicError) {
-	c.settle(j, result, err, p)
-	c.send(j)
-}
-
 // send queues the response of the settled job j. j belongs to the outbox
 // from the call on.
 func (c *conn) send(j *job) {
