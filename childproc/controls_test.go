@@ -3,7 +3,6 @@ package childproc_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,7 +222,7 @@ func TestOpenFilesLimitLeftAsTheHostFoundIt(t *testing.T) {
 			}
 			clean(t)
 			p := start(t, childproc.Spec{Path: "/bin/sh", Args: []string{"-c", "{ ulimit -Sn; ulimit -Hn; } >&4"}})
-			got, err := io.ReadAll(p.Output())
+			got, err := readOutput(p)
 			require.NoError(t, err)
 			assert.Equal(t, string(want), string(got), "soft and hard RLIMIT_NOFILE")
 			waitDone(t, p)

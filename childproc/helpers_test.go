@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"strings"
@@ -178,4 +179,14 @@ func droppedLines(recs []map[string]any, stream string) int {
 		}
 	}
 	return n
+}
+
+// readOutput reads p's fd 4 to its end: io.EOF, or os.ErrClosed once the
+// Process has closed the emptied pipe after the exit (see Output).
+func readOutput(p *childproc.Process) ([]byte, error) {
+	b, err := io.ReadAll(p.Output())
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return b, err
 }

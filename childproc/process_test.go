@@ -44,7 +44,7 @@ func TestEchoWhileSpamming(t *testing.T) {
 		writeErr <- err
 	}()
 	require.NoError(t, p.Output().SetReadDeadline(time.Now().Add(waitLong)))
-	got, err := io.ReadAll(p.Output())
+	got, err := readOutput(p)
 	require.NoError(t, err)
 	require.NoError(t, <-writeErr)
 	require.True(t, bytes.Equal(payload, got), "the protocol pipes corrupted the bytes (%d in, %d out)", len(payload), len(got))
@@ -327,7 +327,7 @@ func TestEnvironmentIsClean(t *testing.T) {
 	spec.InheritEnv = []string{"CHILDPROC_INHERITED", "CHILDPROC_UNSET", "CHILDPROC_OVERRIDDEN", "CHILDPROC_INHERITED"}
 	p := start(t, spec)
 	require.NoError(t, p.Output().SetReadDeadline(time.Now().Add(waitLong)))
-	out, err := io.ReadAll(p.Output())
+	out, err := readOutput(p)
 	require.NoError(t, err)
 	require.True(t, waitDone(t, p).Success())
 	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
