@@ -68,7 +68,8 @@ type Process struct {
 }
 
 // Start validates the spec, creates the pipes and starts the process, in
-// a session and process group of its own, contained (see Containment), in
+// a process group of its own (a session too under ContainSession),
+// contained (see Containment), in
 // its cgroup if it has one, with the protocol pipes on fd 3 (read) and 4
 // (write), Spec.ExtraFiles on fd 5 and up and no other descriptor of the
 // host, stdout and stderr piped to the logger, stdin from /dev/null, and
