@@ -5,7 +5,7 @@
 const net = require('node:net');
 const wire = require('./wire');
 const { openRegion, MIN_PAYLOAD } = require('./shared');
-const { FrameWriter } = require('./writer');
+const { FrameWriter, SMALL_PAYLOAD } = require('./writer');
 
 const { Kind, Payload, Code, ProtocolError } = wire;
 
@@ -576,10 +576,13 @@ class Conn {
     let data;
     if (h.kind === Payload.VALUE) {
       try {
-        data = wire.encodeValue(result);
+        data = wire.encodeValueShared(result);
       } catch (e) {
         throw new ProcpoolError(Code.HANDLER, `encoding the result: ${e.message}`);
       }
+      // The writer copies small payloads at once; a larger one it keeps
+      // until the flush, and the shared region takes only some.
+      if (data.length > SMALL_PAYLOAD) data = Buffer.from(data);
     } else if (result === null || result === undefined) {
       data = Buffer.alloc(0);
     } else if (result instanceof Uint8Array) {

@@ -85,6 +85,14 @@ function encodeValue(v) {
   return valueEncoder.encode(v);
 }
 
+/**
+ * encodeValueShared returns the msgpack encoding of v in the encoder's own
+ * buffer, valid until the next encoding: for bytes copied at once.
+ */
+function encodeValueShared(v) {
+  return valueEncoder.encodeSharedRef(v);
+}
+
 /** Reader reads msgpack elements of one message body. */
 class Reader {
   constructor(buf) {
@@ -323,6 +331,6 @@ function readyFrame(maxFrame, pid, jobTypes, sharedSize, features = []) {
 
 module.exports = {
   VERSION, DEFAULT_MAX_FRAME, MAX_ERR_MESSAGE, Kind, FEATURES, MAX_BATCH, Payload, Code, ProtocolError, Reader,
-  decodeValue, encodeValue, uintBytes, binHeader, header, frame, responsePrefix, chunkPrefix, errorFrame,
+  decodeValue, encodeValue, encodeValueShared, uintBytes, binHeader, header, frame, responsePrefix, chunkPrefix, errorFrame,
   pongFrame, readyFrame,
 };
