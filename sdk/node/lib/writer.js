@@ -13,6 +13,7 @@ const wire = require('./wire');
 const SMALL_PAYLOAD = 4 << 10;
 const INITIAL_BUFFER = 16 << 10;
 const BATCH_HEAD = 5; // [10, array16: 0x92 0x0a 0xdc n n
+const IOV_MAX = 1024; // buffers in one writev (Linux's limit)
 
 /**
  * FrameWriter queues the worker's frames for fd 4 and writes them at the
@@ -205,24 +206,25 @@ class FrameWriter {
     this.segs = [];
     let lent = false; // a part of buf went to the socket: buf may not be reused
     if (segs.length > 0 && !this.failed && !this.socket.destroyed) {
-      let i = 0;
+      let i = 0; // segs[i] from byte off is the first not written
       let off = 0;
-      if (this.socket.writableLength === 0) {
-        let n = 0;
+      while (i < segs.length && this.socket.writableLength === 0) {
+        const group = segs.slice(i, i + IOV_MAX);
+        if (off > 0) group[0] = group[0].subarray(off);
+        let n;
         try {
-          n = segs.length === 1 ? fs.writeSync(this.fd, segs[0]) : fs.writevSync(this.fd, segs);
+          n = group.length === 1 ? fs.writeSync(this.fd, group[0]) : fs.writevSync(this.fd, group);
         } catch (e) {
-          if (e.code !== 'EAGAIN') {
-            this.fail(e);
-            segs.length = 0;
-          }
+          if (e.code === 'EAGAIN') break;
+          this.fail(e);
+          i = segs.length;
+          break;
         }
-        while (i < segs.length && n >= segs[i].length - off) {
-          n -= segs[i].length - off;
-          off = 0;
-          i++;
-        }
-        off += n;
+        let k = 0;
+        while (k < group.length && n >= group[k].length) n -= group[k++].length;
+        off = k === 0 ? off + n : n;
+        i += k;
+        if (k < group.length) break; // the pipe is full
       }
       if (i < segs.length) {
         lent = true;

@@ -113,6 +113,16 @@ test("batches keep within the host's frame limit and 1024 items; without the fea
   assert.deepStrictEqual(t.written().map((m) => [m[0], m[1]]), [[4, 1], [4, 2], [4, 3]]);
 });
 
+test('more buffers in one turn than one writev takes (1024) are all written, in order', () => {
+  const t = fileWriter();
+  const big = Buffer.alloc(SMALL_PAYLOAD + 1, 3);
+  for (let i = 1; i <= 1100; i++) t.w.response(BigInt(i), wire.Payload.BLOB, big);
+  const got = t.written();
+  assert.deepStrictEqual(t.errors, []);
+  assert.deepStrictEqual(got.map((m) => m[1]), Array.from({ length: 1100 }, (_, i) => i + 1));
+  assert.ok(got.every((m) => Buffer.from(m[5]).equals(big)));
+});
+
 test('while the socket holds unwritten bytes, frames follow through it, in order, and later frames do not overwrite them', () => {
   const t = fileWriter({ busySocket: true });
   t.w.response(1n, wire.Payload.BLOB, Buffer.from('first'));
