@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,41 @@ func TestQuick(t *testing.T) {
 		if !bytes.Contains(md, []byte("]("+f+")")) {
 			t.Errorf("benchmarks.md does not link %s", f)
 		}
+	}
+	proctest.VerifyNone(t)
+}
+
+// TestSDKOnly runs `-sdk -workloads 1KiB` briefly: table 5b and its
+// targets only, no other experiment, nothing written; an unknown workload
+// is refused.
+func TestSDKOnly(t *testing.T) {
+	cfg := quickConfig()
+	cfg.Jobs = 100
+	cfg.SDK, cfg.Write = true, false
+	cfg.Workloads = []string{"1KiB"}
+	if testing.Short() {
+		cfg.Peer = false
+	}
+	var out bytes.Buffer
+	cfg.Out = &out
+	err := run(cfg)
+	t.Logf("output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"5b. Worker SDKs", "SHA-512 1 KiB BLOB", "Targets"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{startupTitle, "2b. Throughput", "no-load", scalingTitle} {
+		if bytes.Contains(out.Bytes(), []byte(unwanted)) {
+			t.Errorf("output has %q", unwanted)
+		}
+	}
+	cfg.Workloads = []string{"2KiB"}
+	if err := run(cfg); err == nil || !strings.Contains(err.Error(), "no workload") {
+		t.Errorf("an unknown workload: got %v, want a refusal", err)
 	}
 	proctest.VerifyNone(t)
 }

@@ -10,6 +10,7 @@
 //	go run ./bench -quick   # every experiment briefly; checks results, not speed
 //	go run ./bench -distributed [-quick]  # the distributed experiment only
 //	go run ./bench -otel    # only what OpenTelemetry metrics cost (telemetry.go)
+//	go run ./bench -sdk [-workloads 1KiB]  # only the SDK workers' table (5b) and targets
 //
 // The experiments, one file each:
 //
@@ -38,6 +39,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -80,6 +83,13 @@ type config struct {
 	// MapOnly runs only the Map, no-copy payload and latency experiments
 	// (mapping.go, fill.go, latency.go).
 	MapOnly bool
+	// SDK runs only the other languages' SDK workers, the Go pool of 2
+	// and the peers they are judged against (table 5b and its targets):
+	// no start-up, other throughput modes or scaling; nothing written.
+	SDK bool
+	// Workloads keeps only the workloads with these keys (noop, 1KiB,
+	// 1MiB); empty: all of them.
+	Workloads []string
 }
 
 // fullConfig is `go run ./bench`: the article's 10,000 jobs per run.
@@ -134,6 +144,8 @@ func main() {
 	otelOnly := flag.Bool("otel", false, "run only the OpenTelemetry experiment: the 1 KiB pool of 2 with metrics off, on, and with traces (docs/metrics.md)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the host side: callers, actors, links) to this file")
 	mapOnly := flag.Bool("map", false, "run only the experiments of many small jobs (Map), the no-copy payload (CallFill) and one call's latency")
+	sdkOnly := flag.Bool("sdk", false, "run only the SDK workers' table (5b: Python and Node.js SDK workers, the Go pool of 2, ProcessPoolExecutor, piscina) and their targets; writes nothing")
+	only := flag.String("workloads", "", "comma-separated workload keys to run (noop, 1KiB, 1MiB; default all)")
 	dist := flag.Bool("distributed", false, "run only the distributed experiment (local pool against JetStream with 1 and 3 nodes); writes docs/benchmarks-distributed.md")
 	flag.Parse()
 
@@ -156,6 +168,13 @@ func main() {
 	cfg.Python = *python
 	cfg.OTel = *otelOnly
 	cfg.MapOnly = *mapOnly
+	cfg.SDK = *sdkOnly
+	if *sdkOnly {
+		cfg.Write = false
+	}
+	if *only != "" {
+		cfg.Workloads = strings.Split(*only, ",")
+	}
 	if *verbose {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Warn, Output: os.Stderr})
 	}
@@ -216,6 +235,12 @@ func run(cfg config) error {
 	}
 	defer testbin.Cleanup()
 	e := &env{cfg: cfg, bin: bin, workloads: workloads(), mapWorkloads: mapWorkloads(), cores: runtime.NumCPU()}
+	if len(cfg.Workloads) > 0 {
+		e.workloads = slices.DeleteFunc(e.workloads, func(w *workload) bool { return !slices.Contains(cfg.Workloads, w.Key) })
+		if len(e.workloads) == 0 {
+			return fmt.Errorf("no workload among %q (there are noop, 1KiB, 1MiB)", cfg.Workloads)
+		}
+	}
 	if cfg.OTel {
 		e.progress("procpool bench: OpenTelemetry experiment, %d run(s) of %d jobs, %d cores\n", cfg.Runs, cfg.Jobs, e.cores)
 		_, err := runTelemetry(context.Background(), e)
@@ -234,6 +259,9 @@ func run(cfg config) error {
 	}
 	res.SDKNotes = append(res.SDKNotes, sdkNotes...)
 	res.SandboxNote = e.sandboxNote()
+	if cfg.SDK {
+		return runSDKOnly(context.Background(), e, res)
+	}
 
 	ctx := context.Background()
 	mode := "full"

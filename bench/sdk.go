@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,4 +213,45 @@ func (rp *report) judgeSDK() {
 		nd.Met = r.Median >= 1
 	}
 	rp.targets = append(rp.targets, py, nd)
+}
+
+// runSDKOnly is `go run ./bench -sdk`: every run measures the SDK workers,
+// the Go pool of 2 and the peers (ProcessPoolExecutor, piscina) on the
+// chosen workloads, one after the other; then it prints table 5b and the
+// SDK targets.
+func runSDKOnly(ctx context.Context, e *env, res *results) error {
+	res.Modes = slices.DeleteFunc(res.Modes, func(m mode) bool { return m.sdk == nil && m.Key != "pool2" })
+	python, peerNote := findPython(e.cfg)
+	res.PeerNote = peerNote
+	e.progress("procpool bench (SDK workers only): %d run(s), %d jobs per run (%d for 1 MiB), %d cores\n",
+		e.cfg.Runs, e.cfg.Jobs, e.cfg.JobsMiB, e.cores)
+	for r := range e.cfg.Runs {
+		e.progress("run %d/%d: throughput", r+1, e.cfg.Runs)
+		if err := runThroughput(ctx, e, res); err != nil {
+			return err
+		}
+		if python != "" {
+			e.progress(", python peer")
+			if err := runPeer(ctx, e, python, res); err != nil {
+				return err
+			}
+		}
+		for _, w := range e.sdks {
+			if w.Key == "node2" {
+				e.progress(", piscina")
+				if err := runPiscina(ctx, e, w.Command, res); err != nil {
+					return err
+				}
+			}
+		}
+		e.progress("\n")
+	}
+	res.Took = time.Since(res.Began)
+	res.Machine.LoadEnd = loadAvg()
+	rp := &report{res: res}
+	rp.sdkTable()
+	rp.judgeSDK()
+	rp.print(e.cfg.Out)
+	fmt.Fprintf(e.cfg.Out, "\nbench took %v\n", res.Took.Round(time.Second))
+	return nil
 }

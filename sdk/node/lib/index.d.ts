@@ -11,6 +11,7 @@ export class Job {
   readonly deadline: number | undefined;
   /** Aborted on cancel, deadline, shutdown grace expiry and host exit; its reason is a ProcpoolError. */
   readonly signal: AbortSignal;
+  /** True once the job should stop; also true once the deadline has passed, timer or not. */
   readonly aborted: boolean;
   /** 1 for the first run, more when the host runs the job again after a failure. */
   readonly attempt: number;
@@ -19,6 +20,7 @@ export class Job {
   readonly tracestate: string;
   /** The host asked for partial results: send() may be called. */
   readonly streaming: boolean;
+  /** Throws the abort reason once the job should stop, the deadline included: call it between steps of a loop that never yields. */
   throwIfAborted(): void;
   /** The trace context as headers, a carrier for a propagator's extract(). */
   traceHeaders(): { traceparent?: string; tracestate?: string };

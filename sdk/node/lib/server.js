@@ -5,6 +5,7 @@
 const net = require('node:net');
 const wire = require('./wire');
 const { openRegion, MIN_PAYLOAD } = require('./shared');
+const { FrameWriter, SMALL_PAYLOAD } = require('./writer');
 
 const { Kind, Payload, Code, ProtocolError } = wire;
 
@@ -17,6 +18,16 @@ const EXIT_PANIC = 70; // a handler crashed (EX_SOFTWARE): the host replaces the
 // results that would fit in a frame go through the shared region.
 const SHARED_ENVELOPE = 1 << 10;
 const PANIC_FRAMES = 10;
+// A response's envelope around its payload takes at most this many bytes
+// (array head, kind, a 64-bit id, two empty strings, payload kind, bin head).
+const MAX_ENVELOPE = 2 + 9 + 3 + 5;
+
+// fd 3 is read into buffers of this size, frame after frame, a new buffer
+// only when one is full: the payloads handed to handlers are views of it,
+// never overwritten. A frame larger than what is left goes to a buffer of
+// its own size.
+const READ_BUFFER = 64 << 10;
+const MIN_READ = 4 << 10; // less room than this left: the next read goes to a new buffer
 
 /**
  * An error with a code, thrown by a handler to choose the error code of its
@@ -113,6 +124,7 @@ class Job {
   /** The job's AbortSignal. */
   get signal() {
     if (this._controller === undefined) {
+      this._checkDeadline();
       this._controller = new AbortController();
       if (this._reason !== undefined) this._controller.abort(this._reason);
     }
@@ -120,11 +132,32 @@ class Job {
   }
   /** True once the job should stop. */
   get aborted() {
+    this._checkDeadline();
     return this._reason !== undefined;
   }
   /** Throws the abort reason if the job should stop. */
   throwIfAborted() {
+    this._checkDeadline();
     if (this._reason !== undefined) throw this._reason;
+  }
+  /**
+   * Aborts the job if its deadline has passed. A handler that runs on the
+   * event loop without yielding sees its deadline this way; one that
+   * awaits gets a timer (_arm), armed only then, so that a job answered in
+   * the turn it arrived costs no timer.
+   */
+  _checkDeadline() {
+    if (this._reason === undefined && this.deadline !== undefined && Date.now() >= this.deadline) this._expire();
+  }
+  _expire() {
+    this._abort(new ProcpoolError(Code.DEADLINE, `the job's timeout of ${this.timeoutMs} ms elapsed`));
+  }
+  /** Arms the deadline's timer, once the handler has yielded. */
+  _arm() {
+    if (this.deadline === undefined || this._timer !== undefined || this._reason !== undefined) return;
+    const left = this.deadline - Date.now();
+    if (left <= 0) this._expire();
+    else this._timer = setTimeout(() => this._expire(), left);
   }
   _abort(reason) {
     if (this._reason !== undefined) return;
@@ -219,49 +252,39 @@ class Conn {
     this.handshook = false;
     this.hostMax = wire.DEFAULT_MAX_FRAME;
     this.region = null;
-    this.chunks = [];
-    this.have = 0;
-    this.need = 4;
+    this.rbuf = Buffer.allocUnsafeSlow(READ_BUFFER); // fd 3 is read into rbuf[rend:]
+    this.rstart = 0; // rbuf[rstart, rend) holds the start of a frame not yet whole
+    this.rend = 0;
+    this.nextRead = () => this.readInto();
     this.features = []; // the optional features negotiated in the handshake
     this.batching = false;
-    this.pending = []; // frames to write at the next flush: {parts, size, response}
+    this.writer = null; // the FrameWriter of fd 4
     this.graceTimer = undefined;
-    this.flush = () => {
-      const entries = this.pending;
-      if (entries.length === 0 || this.out.destroyed) return;
-      this.pending = [];
-      const bufs = this.batching ? this.coalesce(entries) : entries.flatMap((e) => e.parts);
-      let n = 0;
-      for (const b of bufs) n += b.length;
-      if (bufs.length === 1) this.out.write(bufs[0]);
-      else if (n <= 256 << 10) this.out.write(Buffer.concat(bufs, n)); // one write, one copy of small frames
-      else {
-        this.out.cork();
-        for (const b of bufs) this.out.write(b);
-        this.out.uncork();
-      }
-    };
   }
 
   serve() {
     return new Promise((resolve) => {
       this.resolve = resolve;
       try {
-        this.in = new net.Socket({ fd: this.inFd, readable: true, writable: false });
-        this.out = new net.Socket({ fd: this.outFd, readable: false, writable: true });
+        this.in = new net.Socket({
+          fd: this.inFd, readable: true, writable: false,
+          onread: { buffer: this.nextRead, callback: (n) => this.onRead(n) },
+        });
+        this.out = new net.Socket({ fd: this.outFd, readable: false, writable: true }); // makes fd 4 non-blocking
       } catch (e) {
         log(`procpool-worker: file descriptors ${this.inFd} and ${this.outFd} are not usable (${e.message}): ` +
           'a worker must be started by a procpool host, which passes its protocol pipes as fds 3 and 4');
         resolve(EXIT_ERROR);
         return;
       }
-      this.out.on('error', (e) => {
+      const onWriteError = (e) => {
         if (e.code !== 'EPIPE') log(`procpool-worker: writing to the host: ${e.message}`);
         this.finish('the host closed the connection', EXIT_OK, true);
-      });
+      };
+      this.writer = new FrameWriter(this.outFd, this.out, onWriteError);
+      this.out.on('error', (e) => this.writer.fail(e));
       this.in.on('error', (e) => this.protocolError(`reading from the host: ${e.message}`));
       this.in.on('end', () => this.onEnd());
-      this.in.on('data', (chunk) => this.onData(chunk));
       this.onUncaught = (e) => this.crash(e);
       process.on('uncaughtException', this.onUncaught);
       process.on('unhandledRejection', this.onUncaught);
@@ -270,42 +293,68 @@ class Conn {
 
   // --- reading ---
 
-  onData(chunk) {
-    if (this.finished) return;
-    this.chunks.push(chunk);
-    this.have += chunk.length;
-    if (this.have < this.need) return;
-    let b = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.have);
-    this.chunks = [];
-    this.have = 0;
-    let pos = 0;
+  /** The buffer the next read of fd 3 goes to: the free end of rbuf, or a new rbuf. */
+  readInto() {
+    const room = this.rbuf.length - this.rend;
+    if (room < MIN_READ) {
+      // Little room: enough if it is the rest of a frame started here
+      // (one of its own size), else a new buffer.
+      const part = this.rend - this.rstart;
+      const whole = part >= 4 ? 4 + Math.min(this.rbuf.readUInt32BE(this.rstart), this.w.maxFrame) : 0;
+      if (room === 0 || whole === 0 || this.rstart + whole > this.rbuf.length) this.moveRead(Math.max(READ_BUFFER, whole));
+    }
+    return this.rbuf.subarray(this.rend);
+  }
+
+  /** Moves the partial frame at rbuf[rstart, rend) to the start of a new buffer of at least size bytes. */
+  moveRead(size) {
+    const part = this.rend - this.rstart;
+    const next = Buffer.allocUnsafeSlow(Math.max(size, part + MIN_READ));
+    this.rbuf.copy(next, 0, this.rstart, this.rend);
+    this.rbuf = next;
+    this.rstart = 0;
+    this.rend = part;
+  }
+
+  /** n more bytes of fd 3 are at rbuf[rend:]: handles every whole frame. */
+  onRead(n) {
+    if (this.finished) return false;
+    this.rend += n;
+    const b = this.rbuf;
+    let pos = this.rstart;
     try {
-      while (b.length - pos >= 4 && !this.finished) {
-        const n = b.readUInt32BE(pos);
-        if (n > this.w.maxFrame) throw new ProtocolError(`frame of ${n} bytes exceeds our limit of ${this.w.maxFrame}`);
-        if (b.length - pos - 4 < n) break;
-        const body = b.subarray(pos + 4, pos + 4 + n);
-        pos += 4 + n;
+      while (this.rend - pos >= 4 && !this.finished) {
+        const len = b.readUInt32BE(pos);
+        if (len > this.w.maxFrame) throw new ProtocolError(`frame of ${len} bytes exceeds our limit of ${this.w.maxFrame}`);
+        if (this.rend - pos - 4 < len) {
+          // Not whole: a frame larger than the room left gets a buffer of its size.
+          if (pos + 4 + len > b.length) {
+            this.rstart = pos;
+            this.moveRead(4 + len);
+            return;
+          }
+          break;
+        }
+        const body = b.subarray(pos + 4, pos + 4 + len);
+        pos += 4 + len;
         if (this.handshook) this.dispatch(body);
         else this.handshake(body);
       }
     } catch (e) {
       if (e instanceof ProtocolError) this.protocolError(e.message);
       else this.protocolError(`internal error: ${e.stack}`);
-      return;
+      return false;
     }
-    if (pos < b.length) {
-      const rest = b.subarray(pos);
-      this.chunks.push(rest);
-      this.have = rest.length;
-      this.need = rest.length >= 4 ? 4 + rest.readUInt32BE(0) : 4;
-    } else {
-      this.need = 4;
+    this.rstart = pos;
+    if (pos === this.rend && this.rbuf.length - pos < MIN_READ) {
+      // Nothing pending and little room left: start the next buffer.
+      this.rbuf = Buffer.allocUnsafeSlow(READ_BUFFER);
+      this.rstart = this.rend = 0;
     }
   }
 
   onEnd() {
-    if (this.chunks.length > 0) return this.protocolError("the host's stream ended inside a frame");
+    if (this.rend > this.rstart) return this.protocolError("the host's stream ended inside a frame");
     if (!this.handshook) return this.finish(null, EXIT_OK, true); // gone before hello
     if (this.shutdown) return; // shut down already: keep draining within the grace
     this.finish('the host closed the connection', EXIT_OK);
@@ -324,15 +373,17 @@ class Conn {
     r.end();
     this.features = wire.FEATURES.filter((f) => offered.includes(f));
     this.batching = this.features.includes('batch');
+    this.writer.batching = this.batching;
     if (version !== wire.VERSION) {
-      this.write([wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), 0)]);
+      this.write(wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), 0));
       throw new ProtocolError(`the host speaks protocol version ${version}, this worker ${wire.VERSION}`);
     }
     if (hostMax <= 0) throw new ProtocolError('hello announces a frame limit of 0');
     this.hostMax = hostMax;
+    this.writer.maxBody = hostMax;
     if (sharedSize > 0) this.region = openRegion(sharedSize, log);
     this.handshook = true;
-    this.write([wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), this.region ? sharedSize : 0, this.features)]);
+    this.write(wire.readyFrame(this.w.maxFrame, process.pid, this.jobTypes(), this.region ? sharedSize : 0, this.features));
   }
 
   jobTypes() {
@@ -348,7 +399,7 @@ class Conn {
         if (n !== 2) throw new ProtocolError('malformed ping');
         const seq = r.uint();
         r.end();
-        this.write([wire.pongFrame(seq)]);
+        this.write(wire.pongFrame(seq));
         return;
       }
       case Kind.REQUEST: {
@@ -454,15 +505,18 @@ class Conn {
     if (this.jobs.has(id)) throw new ProtocolError(`the host reused the id ${id} of a running job`);
     const sink = this.features.includes('stream') ? (j, data) => this.writeChunk(j, data) : undefined;
     const job = new Job(id, jobType, timeoutMs, meta, sink, h.kind);
-    if (timeoutMs > 0) {
-      job._timer = setTimeout(() => job._abort(new ProcpoolError(Code.DEADLINE, `the job's timeout of ${timeoutMs} ms elapsed`)), timeoutMs);
-    }
     this.jobs.set(id, job);
     this.running++;
     this.run(job, h, pk, payload);
   }
 
-  async run(job, h, pk, payload) {
+  /**
+   * Runs job's handler. One that returns a value is answered at once, in
+   * the same turn of the event loop; one that returns a promise gets its
+   * deadline's timer and is answered when the promise settles.
+   */
+  run(job, h, pk, payload) {
+    let result;
     try {
       // As in the Go SDK, the request's payload kind is not checked: a BLOB
       // handler given a value gets its msgpack encoding, a VALUE handler
@@ -477,9 +531,23 @@ class Conn {
           throw new ProcpoolError(Code.BAD_PAYLOAD, `decoding the value: ${e.message}`);
         }
       }
-      let result = h.fn(arg, job);
-      if (result !== null && typeof result === 'object' && typeof result.then === 'function') result = await result;
+      result = h.fn(arg, job);
+      if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+        job._arm();
+        this.settle(job, h, result);
+        return;
+      }
       this.answer(job, h, result);
+    } catch (e) {
+      this.answerError(job, e);
+    }
+    this.complete(job);
+  }
+
+  /** Answers job once the promise its handler returned settles. */
+  async settle(job, h, promise) {
+    try {
+      this.answer(job, h, await promise);
     } catch (e) {
       this.answerError(job, e);
     } finally {
@@ -493,7 +561,7 @@ class Conn {
     if (this.region !== null && n >= MIN_PAYLOAD && n <= this.hostMax - SHARED_ENVELOPE) {
       const off = this.region.put(data);
       if (off >= 0) {
-        this.write([wire.frame([wire.chunkPrefix(job.id, job._kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)])]);
+        this.write(wire.frame([wire.chunkPrefix(job.id, job._kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)]));
         return;
       }
     }
@@ -501,17 +569,20 @@ class Conn {
     const bin = job._kind === Payload.BLOB ? wire.binHeader(n) : Buffer.alloc(0);
     const size = prefix.length + bin.length + n;
     if (size > this.hostMax) throw new ProcpoolError(Code.HANDLER, `a chunk of ${n} bytes exceeds the host's frame limit of ${this.hostMax} bytes`);
-    this.write([wire.header(size), prefix, bin, Buffer.from(data)]); // copied: the caller may reuse its buffer
+    this.write(Buffer.concat([wire.header(size), prefix, bin, data], 4 + size)); // copied: the caller may reuse its buffer
   }
 
   answer(job, h, result) {
     let data;
     if (h.kind === Payload.VALUE) {
       try {
-        data = wire.encodeValue(result);
+        data = wire.encodeValueShared(result);
       } catch (e) {
         throw new ProcpoolError(Code.HANDLER, `encoding the result: ${e.message}`);
       }
+      // The writer copies small payloads at once; a larger one it keeps
+      // until the flush, and the shared region takes only some.
+      if (data.length > SMALL_PAYLOAD) data = Buffer.from(data);
     } else if (result === null || result === undefined) {
       data = Buffer.alloc(0);
     } else if (result instanceof Uint8Array) {
@@ -530,28 +601,18 @@ class Conn {
       // numbered in the order their frames are written.
       const off = this.region.put(data);
       if (off >= 0) {
-        this.write([wire.frame([wire.responsePrefix(job.id, h.kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)])], true);
+        this.write(wire.frame([wire.responsePrefix(job.id, h.kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)]), true);
         return;
       }
     }
-    const prefix = wire.responsePrefix(job.id, h.kind);
-    const bin = h.kind === Payload.BLOB ? wire.binHeader(n) : null;
-    const size = prefix.length + (bin ? bin.length : 0) + n;
-    if (size > this.hostMax) {
-      this.writeError(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`);
-      return;
+    if (n + MAX_ENVELOPE > this.hostMax) {
+      const size = wire.responsePrefix(job.id, h.kind).length + (h.kind === Payload.BLOB ? wire.binHeader(n).length : 0) + n;
+      if (size > this.hostMax) {
+        this.writeError(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`);
+        return;
+      }
     }
-    if (n <= 4096) {
-      // Small: one buffer for the whole frame.
-      const f = Buffer.allocUnsafe(4 + size);
-      f.writeUInt32BE(size, 0);
-      let at = 4 + prefix.copy(f, 4);
-      if (bin) at += bin.copy(f, at);
-      f.set(data, at);
-      this.write([f], true);
-      return;
-    }
-    this.write(bin ? [wire.header(size), prefix, bin, data] : [wire.header(size), prefix, data], true);
+    if (this.writable()) this.writer.response(job.id, h.kind, data);
   }
 
   /** Writes an error response; its detail is dropped, then its message cut, when the frame would exceed the host's limit. */
@@ -559,7 +620,7 @@ class Conn {
     let f = wire.errorFrame(id, code, message, detail);
     if (f.length - 4 > this.hostMax && detail) f = wire.errorFrame(id, code, message);
     if (f.length - 4 > this.hostMax) f = wire.errorFrame(id, code, String(message).slice(0, Math.max(0, this.hostMax - 64)));
-    this.write([f], true);
+    this.write(f, true);
   }
 
   answerError(job, e) {
@@ -596,61 +657,14 @@ class Conn {
 
   // --- writing ---
 
-  /** Queues a frame (its parts, the first starting with the header) for the next flush; response marks a response. */
-  write(bufs, response = false) {
-    if (this.closedOut || this.out.writableEnded || this.out.destroyed) return;
-    if (this.pending.length === 0) setImmediate(this.flush);
-    let size = 0;
-    for (const b of bufs) size += b.length;
-    this.pending.push({ parts: bufs, size, response });
+  /** True while frames may still be written to the host. */
+  writable() {
+    return !(this.closedOut || this.out.writableEnded || this.out.destroyed);
   }
 
-  /**
-   * The buffers to write for entries, with each run of consecutive
-   * responses in as few batch responses as the host's frame limit and
-   * MAX_BATCH allow (a lone one as it is). The order is kept: the shared
-   * region's result blocks are numbered in the order they were placed.
-   */
-  coalesce(entries) {
-    const out = [];
-    let run = [];
-    const flushRun = () => {
-      let i = 0;
-      while (i < run.length) {
-        let j = i;
-        let body = 0;
-        while (j < run.length && j - i < wire.MAX_BATCH && 5 + body + run[j].size - 4 <= this.hostMax) {
-          body += run[j].size - 4;
-          j++;
-        }
-        if (j - i <= 1) {
-          out.push(...run[i].parts);
-          i++;
-          continue;
-        }
-        out.push(wire.batchPrefix(j - i, body));
-        for (const e of run.slice(i, j)) {
-          let skip = 4; // each frame's header
-          for (const p of e.parts) {
-            if (skip >= p.length) { skip -= p.length; continue; }
-            out.push(skip > 0 ? p.subarray(skip) : p);
-            skip = 0;
-          }
-        }
-        i = j;
-      }
-      run = [];
-    };
-    for (const e of entries) {
-      if (e.response) {
-        run.push(e);
-        continue;
-      }
-      flushRun();
-      out.push(...e.parts);
-    }
-    flushRun();
-    return out;
+  /** Queues a whole frame for the next flush (see FrameWriter); response marks a response. */
+  write(f, response = false) {
+    if (this.writable()) this.writer.frame(f, response);
   }
 
   // --- ending ---
@@ -709,7 +723,7 @@ class Conn {
     };
     const drained = () => {
       if (outGone || this.out.destroyed) return done();
-      this.flush();
+      this.writer.flush();
       const t = setTimeout(done, this.w.drainTimeout); // the host may not read any more
       this.out.end(() => {
         clearTimeout(t);

@@ -85,6 +85,14 @@ function encodeValue(v) {
   return valueEncoder.encode(v);
 }
 
+/**
+ * encodeValueShared returns the msgpack encoding of v in the encoder's own
+ * buffer, valid until the next encoding: for bytes copied at once.
+ */
+function encodeValueShared(v) {
+  return valueEncoder.encodeSharedRef(v);
+}
+
 /** Reader reads msgpack elements of one message body. */
 class Reader {
   constructor(buf) {
@@ -307,12 +315,6 @@ function errorFrame(id, code, message, detail = EMPTY) {
 }
 const EMPTY = Buffer.alloc(0);
 
-/** The header and body start of a batch response of n items whose encodings take bodyLen bytes: the items follow. */
-function batchPrefix(n, bodyLen) {
-  const head = n < 16 ? Buffer.from([0x92, 0x0a, 0x90 | n]) : Buffer.from([0x92, 0x0a, 0xdc, n >> 8, n & 0xff]);
-  return Buffer.concat([header(head.length + bodyLen), head]);
-}
-
 function pongFrame(seq) {
   return frame([Buffer.from([0x92, 0x07]), uintBytes(seq)]);
 }
@@ -329,6 +331,6 @@ function readyFrame(maxFrame, pid, jobTypes, sharedSize, features = []) {
 
 module.exports = {
   VERSION, DEFAULT_MAX_FRAME, MAX_ERR_MESSAGE, Kind, FEATURES, MAX_BATCH, Payload, Code, ProtocolError, Reader,
-  decodeValue, encodeValue, uintBytes, binHeader, header, frame, responsePrefix, chunkPrefix, errorFrame, batchPrefix,
+  decodeValue, encodeValue, encodeValueShared, uintBytes, binHeader, header, frame, responsePrefix, chunkPrefix, errorFrame,
   pongFrame, readyFrame,
 };
