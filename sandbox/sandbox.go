@@ -26,7 +26,11 @@ type Sandbox struct {
 	// ends) and reported by procpool as a supervisor.MemoryFailure.
 	Memory uint64
 	// CPU is a CPU quota, in CPUs (0.5: half of one CPU's time; 0: none),
-	// shared by the worker and every process it starts.
+	// shared by the worker and every process it starts. It puts the
+	// worker in a scheduling group of its own, which shares the cores
+	// with the host's group rather than thread by thread: it cost a pool
+	// of 2 on 2 cores up to 30% of its short jobs even with a quota of
+	// every core (docs/isolation.md, Costs).
 	CPU float64
 	// Pids bounds the tasks of the worker's cgroup: its processes and
 	// their threads, the worker's own included (0: none). A fork or a
