@@ -176,3 +176,39 @@ func TestMapValue(t *testing.T) {
 	}
 	assert.Equal(t, 500, i)
 }
+
+// TestMapLargeItemsTakeTheSharedRegion: a Map's items of 64 KiB and more
+// travel through the worker's shared memory region, as a Call's do, the
+// small ones beside them in batch frames; every result is right.
+func TestMapLargeItemsTakeTheSharedRegion(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "sha512")
+	jt.MaxWorkers, jt.InFlight = 1, 2
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx := context.Background()
+	var inputs [][]byte
+	large := 0
+	for i := range 40 {
+		size := 100
+		if i%3 == 0 {
+			size, large = 128<<10, large+1
+		}
+		in := make([]byte, size)
+		for k := range in {
+			in[k] = byte(i + k)
+		}
+		inputs = append(inputs, in)
+	}
+	i := 0
+	for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
+		require.NoError(t, err, "item %d", i)
+		want := sha512.Sum512(inputs[i])
+		require.Equal(t, want[:], sum, "item %d", i)
+		i++
+	}
+	require.Equal(t, len(inputs), i)
+	st, err := r.Stats(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, large, st.SharedRequests, "every large item, and only those, through the region")
+}

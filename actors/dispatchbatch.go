@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/procpool/procpool/codec"
+	"github.com/procpool/procpool/internal/sharedmem"
 )
 
 // dispatchBatch registers the items of Map job j still undelivered and
@@ -32,14 +33,48 @@ func (l *link) dispatchBatch(j *Job) bool {
 		j.timer.Store(time.AfterFunc(l.timeout, func() { l.expireBatch(j, own, attempt) }))
 	}
 	l.r.wake()
+	batched, batchedIDs := items, ids
 	if len(items) > 1 && l.features.Has(codec.FeatureBatch) {
-		l.w.enqueue(outgoing{kind: codec.KindBatchRequest, job: j, timeout: budget, pkind: j.Kind, meta: meta, items: items, ids: ids})
-		return true
+		if l.shared.Load() {
+			batched, batchedIDs = l.sendLarge(j, items, ids, budget, meta)
+		}
+		if len(batched) > 1 {
+			l.w.enqueue(outgoing{kind: codec.KindBatchRequest, job: j, timeout: budget, pkind: j.Kind, meta: meta, items: batched, ids: batchedIDs})
+			return true
+		}
 	}
-	for k, item := range items {
-		l.w.enqueue(outgoing{kind: codec.KindRequest, id: ids[k], job: j, timeout: budget, pkind: j.Kind, payload: b.payloads[item], meta: meta})
+	for k, item := range batched {
+		l.w.enqueue(outgoing{kind: codec.KindRequest, id: batchedIDs[k], job: j, timeout: budget, pkind: j.Kind, payload: b.payloads[item], meta: meta})
 	}
 	return true
+}
+
+// sendLarge sends as requests of their own the items whose payloads go
+// through the worker's shared memory region (sharedmem.MinPayload and up):
+// a batch frame saves nothing on them, and carried in it they would cross
+// the pipe and be copied out of the frame. It returns the other items, and
+// their ids, for the batch.
+func (l *link) sendLarge(j *Job, items []int, ids []uint64, budget time.Duration, meta requestMeta) ([]int, []uint64) {
+	payloads := j.batch.payloads
+	large := 0
+	for _, item := range items {
+		if len(payloads[item]) >= sharedmem.MinPayload {
+			large++
+		}
+	}
+	if large == 0 {
+		return items, ids
+	}
+	small := make([]int, 0, len(items)-large)
+	smallIDs := make([]uint64, 0, len(items)-large)
+	for k, item := range items {
+		if len(payloads[item]) < sharedmem.MinPayload {
+			small, smallIDs = append(small, item), append(smallIDs, ids[k])
+			continue
+		}
+		l.w.enqueue(outgoing{kind: codec.KindRequest, id: ids[k], job: j, timeout: budget, pkind: j.Kind, payload: payloads[item], meta: meta})
+	}
+	return small, smallIDs
 }
 
 // expireBatch fails a Map job whose dispatch ran past JobTimeout: every
