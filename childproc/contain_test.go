@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -279,4 +280,35 @@ func TestOnlyTheProtocolDescriptorsReachAWorker(t *testing.T) {
 		delete(open, fd)
 	}
 	assert.Empty(t, open, "descriptors the worker must not have")
+}
+
+// TestWorkerLeadsASessionOnlyUnderSessionContainment: a worker is in a
+// process group of its own; it leads a session of its own only where the
+// session is its containment (ContainSession). Elsewhere a session per
+// worker would be a scheduler autogroup per worker, which cost a pool a
+// third of its throughput.
+func TestWorkerLeadsASessionOnlyUnderSessionContainment(t *testing.T) {
+	for _, session := range []bool{false, true} {
+		t.Run(fmt.Sprintf("session=%v", session), func(t *testing.T) {
+			clean(t)
+			if session {
+				defer childproc.ForceContainmentForTest(childproc.ContainSession)()
+			}
+			p := start(t, childproc.Spec{Path: "/bin/sh", Args: []string{"-c", "read x <&3"}})
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID()))
+			require.NoError(t, err)
+			// pid (comm) state ppid pgrp session ...
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+			pgrp, sid := f[2], f[3]
+			pid := strconv.Itoa(p.PID())
+			assert.Equal(t, pid, pgrp, "a process group of its own")
+			if session {
+				assert.Equal(t, pid, sid, "ContainSession: a session of its own")
+			} else {
+				assert.NotEqual(t, pid, sid, "%v: no session of its own", p.Containment())
+			}
+			require.NoError(t, p.Input().Close())
+			waitDone(t, p)
+		})
+	}
 }

@@ -2,7 +2,6 @@ package childproc_test
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -143,8 +142,8 @@ func runHostFDs(args []string) int {
 		fmt.Fprintln(os.Stderr, "host:", err)
 		return 1
 	}
-	listing, err := io.ReadAll(p.Output())
-	if err != nil && !errors.Is(err, os.ErrClosed) { // closed once read to its end (see Output)
+	listing, err := readOutput(p)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "host: listing:", err)
 		return 1
 	}

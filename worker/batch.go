@@ -103,9 +103,16 @@ func (h *heldResponses) flush() {
 	jobs := h.jobs
 	h.jobs = nil
 	h.mu.Unlock()
-	if len(jobs) > 0 {
-		h.c.sendAll(jobs)
+	if len(jobs) == 0 {
+		return
 	}
+	h.c.sendAll(jobs) // the outbox keeps the jobs, not the slice
+	clear(jobs)
+	h.mu.Lock()
+	if h.jobs == nil {
+		h.jobs = jobs[:0]
+	}
+	h.mu.Unlock()
 }
 
 // stop queues what is held; the runner calls it when it is done with the
