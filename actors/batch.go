@@ -23,6 +23,7 @@ import (
 type batch struct {
 	job      *Job
 	payloads [][]byte
+	largest  int                                      // the length of the largest payload
 	deliver  func(item int, result []byte, err error) // the Map's sink
 
 	mu       sync.Mutex
@@ -46,11 +47,15 @@ type batch struct {
 
 // newBatch makes j a Map job of payloads.
 func newBatch(j *Job, payloads [][]byte, deliver func(int, []byte, error)) *batch {
-	return &batch{
+	b := &batch{
 		job: j, payloads: payloads, deliver: deliver,
 		done: make([]bool, len(payloads)), left: len(payloads),
 		crashes: make([]uint8, len(payloads)), attempts: make([]uint16, len(payloads)),
 	}
+	for _, p := range payloads {
+		b.largest = max(b.largest, len(p))
+	}
+	return b
 }
 
 // pending returns the items not delivered yet.
@@ -100,19 +105,12 @@ func (b *batch) allDone() bool {
 	return b.left == 0
 }
 
-// largest returns the length of the largest payload not delivered yet.
-func (b *batch) largest() int {
-	n := 0
-	for _, item := range b.pending() {
-		n = max(n, len(b.payloads[item]))
-	}
-	return n
-}
-
-// payloadLen is the length of the largest payload a job sends.
+// payloadLen is the length of the largest payload a job sends: of a Map
+// job, of any of its items (Map refuses the items too large to send
+// before it makes the job).
 func (j *Job) payloadLen() int {
 	if j.batch != nil {
-		return j.batch.largest()
+		return j.batch.largest
 	}
 	return len(j.Payload)
 }

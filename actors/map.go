@@ -85,15 +85,26 @@ type mapRun struct {
 	ordered bool
 	window  int // items pulled and not yet taken, at most
 
-	mu       sync.Mutex
-	ready    map[int]MapResult // delivered and not yet taken (ordered)
-	arrived  []MapResult       // delivered and not yet taken (unordered)
-	taken    int               // items taken by the consumer (ordered: the next index)
-	pulled   int               // items read from the inputs
-	finished bool              // the producer has read its last input
-	wake     chan struct{}     // a result arrived, or the producer finished
-	room     chan struct{}     // the consumer took a result
-	done     chan struct{}     // the producer goroutine ended
+	mu sync.Mutex
+	// ready holds, ordered, the results delivered and not yet taken:
+	// item i's at i % len(ready), which never holds two at once, since at
+	// most window+maxBatchItems items are pulled and not taken.
+	ready    []mapSlot
+	arrived  []MapResult   // delivered and not yet taken (unordered)
+	taken    int           // items taken by the consumer (ordered: the next index)
+	pulled   int           // items read from the inputs
+	finished bool          // the producer has read its last input
+	waiting  bool          // the consumer waits on wake
+	full     bool          // the producer waits on room
+	wake     chan struct{} // what the consumer waits for arrived, or the producer finished
+	room     chan struct{} // the consumer took a result while the producer waited
+	done     chan struct{} // the producer goroutine ended
+}
+
+// mapSlot is a place in mapRun.ready.
+type mapSlot struct {
+	r    MapResult
+	full bool
 }
 
 func (h *Router) startMap(ctx context.Context, kind PayloadKind, inputs iter.Seq[[]byte], ordered bool) *mapRun {
@@ -101,8 +112,10 @@ func (h *Router) startMap(ctx context.Context, kind PayloadKind, inputs iter.Seq
 	m := &mapRun{
 		h: h, kind: kind, ordered: ordered,
 		window: max(2, 2*spec.MaxWorkers*spec.InFlight) * maxBatchItems,
-		ready:  make(map[int]MapResult),
 		wake:   make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	if ordered {
+		m.ready = make([]mapSlot, m.window+maxBatchItems)
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	go m.produce(inputs)
@@ -123,17 +136,24 @@ func notify(c chan struct{}) {
 	}
 }
 
-// put records item index's outcome.
+// put records item index's outcome, and wakes the consumer if it waits
+// for it.
 func (m *mapRun) put(index int, result []byte, err error) {
 	m.mu.Lock()
 	r := MapResult{Index: index, Payload: result, Err: err}
 	if m.ordered {
-		m.ready[index] = r
+		m.ready[index%len(m.ready)] = mapSlot{r: r, full: true}
 	} else {
 		m.arrived = append(m.arrived, r)
 	}
+	wake := m.waiting && (!m.ordered || index == m.taken)
+	if wake {
+		m.waiting = false
+	}
 	m.mu.Unlock()
-	notify(m.wake)
+	if wake {
+		notify(m.wake)
+	}
 }
 
 // next waits for the next result to take; false once every item read has
@@ -144,8 +164,9 @@ func (m *mapRun) next() (MapResult, bool) {
 		var r MapResult
 		ok := false
 		if m.ordered {
-			if r, ok = m.ready[m.taken]; ok {
-				delete(m.ready, m.taken)
+			if s := &m.ready[m.taken%len(m.ready)]; s.full {
+				r, ok = s.r, true
+				*s = mapSlot{}
 			}
 		} else if n := len(m.arrived); n > 0 {
 			r, ok = m.arrived[0], true
@@ -154,11 +175,18 @@ func (m *mapRun) next() (MapResult, bool) {
 		}
 		if ok {
 			m.taken++
+			room := m.full && m.pulled-m.taken < m.window
+			if room {
+				m.full = false
+			}
 			m.mu.Unlock()
-			notify(m.room)
+			if room {
+				notify(m.room)
+			}
 			return r, true
 		}
 		end := m.finished && m.taken == m.pulled
+		m.waiting = !end
 		m.mu.Unlock()
 		if end {
 			return MapResult{}, false
@@ -228,6 +256,7 @@ func (m *mapRun) waitRoom() bool {
 	for {
 		m.mu.Lock()
 		open := m.pulled - m.taken
+		m.full = open >= m.window
 		m.mu.Unlock()
 		if open < m.window {
 			return true

@@ -126,11 +126,8 @@ func (h *heldResponses) stop() {
 
 // forget drops a registered job that will never run nor be answered.
 func (c *conn) forget(j *job) {
-	j.jc.end()
-	if j.stop != nil {
-		j.stop()
-	}
-	j.cancel(nil)
+	j.jc.endStream()
+	j.jc.end(nil)
 	c.mu.Lock()
 	delete(c.jobs, j.id)
 	c.running--
@@ -142,24 +139,57 @@ func (c *conn) forget(j *job) {
 	releaseJob(j)
 }
 
+// frameRef is the pooled buffer of a batch frame whose items' payloads
+// lie in it: each job holding one of them holds a reference, and the
+// last released returns the buffer to its pool, once no handler runs on
+// it and no response that may alias it remains to be written.
+type frameRef struct {
+	buf  *[]byte
+	refs atomic.Int32
+}
+
+// hold takes a reference for a job whose payload lies in the frame.
+func (f *frameRef) hold() *frameRef {
+	f.refs.Add(1)
+	return f
+}
+
+// release drops a reference.
+func (f *frameRef) release() {
+	if f.refs.Add(-1) == 0 {
+		putPayload(f.buf)
+	}
+}
+
 // startBatch accepts every item of the batch request m, as startJob does a
 // request, then runs them in order with at most c.batchWorkers runners at
-// once. The items' payloads are copied out of the frame.
+// once.
 func (c *conn) startBatch(m *codec.Message) error {
 	b := &batchRun{jobs: make([]*job, 0, len(m.Items))}
+	// The items' contexts, in one allocation: never reused, like any
+	// job's, so a context leaked by a handler keeps the array alive.
+	ctxs := make([]jobContext, len(m.Items))
+	// The items' payloads stay in the frame's buffer when it is one of
+	// its own; else (a frame read within the reader's buffer) they are
+	// copied out.
+	var frame *frameRef
+	if c.rd.Owned() && c.big != nil {
+		frame = &frameRef{buf: c.big}
+		frame.refs.Store(1) // startBatch's own, until every item holds one
+		c.big = nil
+	}
 	var err error
 	for i := range m.Items {
 		var j *job
-		if j, err = c.accept(&m.Items[i], true); err != nil {
+		if j, err = c.accept(&m.Items[i], &ctxs[i], frame); err != nil {
 			break
 		}
 		if j != nil {
 			b.jobs = append(b.jobs, j)
 		}
 	}
-	if c.rd.Owned() && c.big != nil {
-		putPayload(c.big) // every item has copied its payload out
-		c.big = nil
+	if frame != nil {
+		frame.release()
 	}
 	if err != nil {
 		// A protocol error: the conversation ends. The items accepted

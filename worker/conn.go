@@ -44,10 +44,9 @@ type job struct {
 	h       *handler
 	payload []byte          // the request's payload, valid until the response is written
 	in      *[]byte         // pooled buffer holding payload, if any
+	frame   *frameRef       // the batch frame holding payload, if any
 	ctx     context.Context // jc, for the handler
 	jc      *jobContext
-	cancel  context.CancelCauseFunc
-	stop    context.CancelFunc // releases the timeout's timer, if any
 
 	// The message written for the job.
 	kind   codec.Kind
@@ -66,6 +65,9 @@ func releaseJob(j *job) {
 	if j.in != nil {
 		putPayload(j.in)
 	}
+	if j.frame != nil {
+		j.frame.release()
+	}
 	if j.enc != nil {
 		putEncoder(j.enc)
 	}
@@ -76,11 +78,14 @@ func releaseJob(j *job) {
 // conn is the state of one ServeConn call.
 type conn struct {
 	handlers map[string]*handler
-	logger   *log.Logger
-	drain    time.Duration
-	src      io.Reader
-	rd       *codec.Reader
-	out      outbox
+	// The last handler the reader looked up, and its job type.
+	lastType    string
+	lastHandler *handler
+	logger      *log.Logger
+	drain       time.Duration
+	src         io.Reader
+	rd          *codec.Reader
+	out         outbox
 
 	// mapShared maps the shared memory region the host announces in its
 	// hello; nil when the streams come without one (ServeConn).
@@ -401,7 +406,7 @@ func (c *conn) dispatch(m *codec.Message) error {
 	case codec.KindCancel:
 		c.mu.Lock()
 		if j := c.jobs[m.ID]; j != nil {
-			j.cancel(errCancelRequested)
+			j.jc.end(errCancelRequested)
 		}
 		c.mu.Unlock()
 	case codec.KindPing:
@@ -429,7 +434,7 @@ func (c *conn) reply(kind codec.Kind, id uint64, code, msg string) {
 
 // startJob starts the job m requests, or answers it at once.
 func (c *conn) startJob(m *codec.Message) error {
-	j, err := c.accept(m, false)
+	j, err := c.accept(m, nil, nil)
 	if j != nil {
 		c.launch(task{j: j})
 	}
@@ -438,10 +443,12 @@ func (c *conn) startJob(m *codec.Message) error {
 
 // accept registers the job m requests and returns it, with its payload
 // its own, ready to run; or answers it at once (unknown job type, shutting
-// down) and returns nil; or returns a protocol error. inBatch says that m
-// is an item of the frame just read, whose buffer, even if Owned, holds
-// other items too: the payload is then copied.
-func (c *conn) accept(m *codec.Message, inBatch bool) (*job, error) {
+// down) and returns nil; or returns a protocol error. jc, when not nil, is
+// the memory of the job's context, and says that m is an item of the batch
+// frame just read, whose buffer, even if Owned, holds other items too: the
+// payload then stays in frame, if not nil, and is copied otherwise.
+func (c *conn) accept(m *codec.Message, jc *jobContext, frame *frameRef) (*job, error) {
+	inBatch := jc != nil
 	var shared []byte
 	if m.Shared {
 		if c.shm == nil {
@@ -452,7 +459,7 @@ func (c *conn) accept(m *codec.Message, inBatch bool) (*job, error) {
 			return nil, fmt.Errorf("worker: request %d: %w", m.ID, err)
 		}
 	}
-	h := c.handlers[m.JobType]
+	h := c.handler(m.JobType)
 	c.mu.Lock()
 	if c.refusing {
 		c.mu.Unlock()
@@ -470,13 +477,11 @@ func (c *conn) accept(m *codec.Message, inBatch bool) (*job, error) {
 	}
 	j := jobPool.Get().(*job)
 	j.id, j.jobType, j.timeout, j.h = m.ID, m.JobType, m.Timeout, h
-	ctx, cancel := context.WithCancelCause(c.ctx)
-	if m.Timeout > 0 {
-		ctx, j.stop = context.WithTimeout(ctx, m.Timeout)
+	if jc == nil {
+		jc = new(jobContext)
 	}
-	j.cancel = cancel
-	j.jc = newJobContext(c, ctx, m, h.kind)
-	j.ctx = j.jc
+	jc.init(c, m, h.kind)
+	j.jc, j.ctx = jc, jc
 	c.jobs[m.ID] = j
 	c.running++
 	c.mu.Unlock()
@@ -484,16 +489,29 @@ func (c *conn) accept(m *codec.Message, inBatch bool) (*job, error) {
 	if m.Shared {
 		j.payload = shared // the host's until it reads the answer
 	} else if n := len(m.Payload); n > 0 {
-		if c.rd.Owned() && !inBatch {
+		switch {
+		case frame != nil:
+			j.frame, j.payload = frame.hold(), m.Payload
+		case c.rd.Owned() && !inBatch:
 			j.in, c.big = c.big, nil // the frame's pooled buffer, if any
 			j.payload = m.Payload
-		} else {
+		default:
 			j.in = getPayload(n)
 			copy(*j.in, m.Payload)
 			j.payload = *j.in
 		}
 	}
 	return j, nil
+}
+
+// handler returns the handler of jobType, or nil. It remembers the last
+// one found: a batch's items usually share their job type. Only the
+// reader calls it.
+func (c *conn) handler(jobType string) *handler {
+	if jobType != c.lastType || c.lastHandler == nil {
+		c.lastType, c.lastHandler = jobType, c.handlers[jobType]
+	}
+	return c.lastHandler
 }
 
 // launch hands t to an idle runner, or to a new one.
@@ -608,10 +626,7 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
 		j.pk, j.result = j.h.kind, result
 	}
 	j.msg = truncate(j.msg, maxErrMessage)
-	if j.stop != nil {
-		j.stop()
-	}
-	j.cancel(nil)
+	j.jc.end(nil)
 
 	c.mu.Lock()
 	delete(c.jobs, j.id)
@@ -621,7 +636,7 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
 		c.panicky.Store(true)
 	}
 	c.mu.Unlock()
-	j.jc.end() // no chunk after the response
+	j.jc.endStream() // no chunk after the response
 	if first {
 		c.stopReading()
 		close(c.panicked)
@@ -645,7 +660,7 @@ func classify(j *job, err error) (code, msg string) {
 	if errors.Is(ctxErr, context.DeadlineExceeded) {
 		return codec.CodeDeadline, fmt.Sprintf("%s (job timeout %v)", msg, j.timeout)
 	}
-	if cause := context.Cause(j.ctx); cause != nil && cause != ctxErr && !errors.Is(err, cause) {
+	if cause := j.jc.causeErr(); cause != nil && cause != ctxErr && !errors.Is(err, cause) {
 		msg = fmt.Sprintf("%s (%v)", msg, cause)
 	}
 	return codec.CodeCancelled, msg

@@ -123,11 +123,12 @@ func (c *TraceCarrier) Keys() []string {
 type jobKey struct{}
 
 // jobContext is the context a handler receives: the job's cancellable
-// context, the job's description and its stream's state. One is allocated
-// per job and never reused, so that a context a handler leaks (to a
-// goroutine that outlives the job) never speaks for a later job.
+// context (a lazyContext: cancel, timeout), the job's description and its
+// stream's state. One is allocated per job and never reused, so that a
+// context a handler leaks (to a goroutine that outlives the job) never
+// speaks for a later job.
 type jobContext struct {
-	context.Context // the job's context: cancel, timeout
+	lazyContext
 
 	c           *conn
 	id          uint64
@@ -150,13 +151,13 @@ func (jc *jobContext) Value(key any) any {
 	if _, ok := key.(jobKey); ok {
 		return jc
 	}
-	return jc.Context.Value(key)
+	return jc.lazyContext.Value(key)
 }
 
-// newJobContext describes the job m requests, for a handler of kind.
-func newJobContext(c *conn, ctx context.Context, m *codec.Message, kind codec.PayloadKind) *jobContext {
-	jc := &jobContext{
-		Context:     ctx,
+// init makes jc, zero, describe the job m requests, for a handler of kind,
+// its context a child of c.ctx that ends when m's timeout elapses.
+func (jc *jobContext) init(c *conn, m *codec.Message, kind codec.PayloadKind) {
+	*jc = jobContext{
 		c:           c,
 		id:          m.ID,
 		jobType:     m.JobType,
@@ -168,5 +169,9 @@ func newJobContext(c *conn, ctx context.Context, m *codec.Message, kind codec.Pa
 	if m.Credit > 0 && c.features.Has(codec.FeatureStream) {
 		jc.streaming, jc.credit = true, uint64(m.Credit)
 	}
-	return jc
+	var deadline time.Time
+	if m.Timeout > 0 {
+		deadline = time.Now().Add(m.Timeout)
+	}
+	jc.lazyContext.begin(c.ctx, deadline)
 }

@@ -128,7 +128,7 @@ func (jc *jobContext) grant(n uint32) {
 
 // end marks the stream ended, before the job's response is queued: Sends
 // fail from then on.
-func (jc *jobContext) end() {
+func (jc *jobContext) endStream() {
 	jc.mu.Lock()
 	jc.done = true
 	if jc.wake != nil {

@@ -1,0 +1,140 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// lazyContext is a job's cancellable context, with an optional deadline,
+// that costs nothing until a handler asks for more than Err or Deadline.
+// The rule it keeps: it behaves as context.WithDeadline over
+// context.WithCancelCause of its parent would (Done, Err, Deadline, Value
+// and context.Cause all agree with that), but the real contexts, with
+// their registration in the parent and their timer, are made only when
+// Done or Value is first called (materialize). Until then Err is computed
+// from what is known: the job's own cancel, the deadline against the
+// clock, the parent's Err. A handler that only computes, as most of a
+// batch's do, thus costs no allocation, lock in the parent or timer.
+//
+// Once cancelled (cancel, the deadline, the parent), its Err never
+// changes; cancel after the end is a no-op, as a CancelCauseFunc's is.
+type lazyContext struct {
+	parent   context.Context
+	deadline time.Time // zero: none of its own
+
+	mu     sync.Mutex
+	err    error // set once ended, before materializing: Canceled or DeadlineExceeded
+	cause  error
+	own    bool            // err comes from end, not from the parent or the deadline
+	real   context.Context // once materialized
+	cancel context.CancelCauseFunc
+	stop   context.CancelFunc // the deadline's timer, once materialized
+}
+
+// begin readies c as a child of parent ending at deadline (zero: none).
+func (c *lazyContext) begin(parent context.Context, deadline time.Time) {
+	c.parent, c.deadline = parent, deadline
+}
+
+// Deadline returns the earlier of its own deadline and its parent's.
+func (c *lazyContext) Deadline() (time.Time, bool) {
+	pd, ok := c.parent.Deadline()
+	switch {
+	case c.deadline.IsZero():
+		return pd, ok
+	case ok && pd.Before(c.deadline):
+		return pd, true
+	}
+	return c.deadline, true
+}
+
+// Done returns the channel closed when the context ends; it materializes c.
+func (c *lazyContext) Done() <-chan struct{} { return c.materialize().Done() }
+
+// Err returns nil while the context lives, else why it ended.
+func (c *lazyContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.real != nil {
+		return c.real.Err()
+	}
+	c.observe()
+	return c.err
+}
+
+// observe records an end that happened without a call to cancel: the
+// parent's, or the deadline's. c.mu is held and c not materialized.
+func (c *lazyContext) observe() {
+	if c.err != nil {
+		return
+	}
+	if err := c.parent.Err(); err != nil {
+		c.err, c.cause = err, context.Cause(c.parent)
+		return
+	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		c.err, c.cause = context.DeadlineExceeded, context.DeadlineExceeded
+	}
+}
+
+// Value materializes c, so that context.Cause finds its cancel cause, and
+// returns what the real context holds for key.
+func (c *lazyContext) Value(key any) any { return c.materialize().Value(key) }
+
+// materialize makes the real contexts, ended already if c has ended: by
+// its own cancel (made again first, so that a deadline past since does
+// not take its place), the parent's (inherited) or the deadline.
+func (c *lazyContext) materialize() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.real != nil {
+		return c.real
+	}
+	c.observe()
+	ctx, cancel := context.WithCancelCause(c.parent)
+	c.cancel = cancel
+	if c.own {
+		cancel(c.cause)
+	}
+	if !c.deadline.IsZero() {
+		ctx, c.stop = context.WithDeadline(ctx, c.deadline)
+	}
+	c.real = ctx
+	return ctx
+}
+
+// end cancels c with cause (nil: context.Canceled) if it has not ended,
+// and releases its timer; a cause passed after the end is not recorded.
+func (c *lazyContext) end(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.real != nil {
+		c.cancel(cause)
+		if c.stop != nil {
+			c.stop()
+		}
+		return
+	}
+	c.observe()
+	if c.err == nil {
+		if cause == nil {
+			cause = context.Canceled
+		}
+		c.err, c.cause, c.own = context.Canceled, cause, true
+	}
+}
+
+// causeErr returns context.Cause of c without materializing it.
+func (c *lazyContext) causeErr() error {
+	c.mu.Lock()
+	real := c.real
+	if real == nil {
+		c.observe()
+		cause := c.cause
+		c.mu.Unlock()
+		return cause
+	}
+	c.mu.Unlock()
+	return context.Cause(real)
+}
