@@ -29,6 +29,7 @@ type Reader struct {
 	buf      []byte // reused frame buffer, at most reuseLimit bytes
 	owned    bool   // the last frame has a buffer of its own
 	alloc    func(n int) []byte
+	allocAt  int // frames larger than this go to alloc (0: reuseLimit)
 	strs     interner
 }
 
@@ -36,7 +37,18 @@ type Reader struct {
 // 256 KiB from alloc, which must return a slice of length n, instead of
 // allocating it; such frames are Owned by the caller, who may recycle the
 // buffer once done with the message. nil restores the default.
-func (r *Reader) SetAlloc(alloc func(n int) []byte) { r.alloc = alloc }
+func (r *Reader) SetAlloc(alloc func(n int) []byte) { r.alloc, r.allocAt = alloc, 0 }
+
+// SetAllocAbove is SetAlloc for frames larger than n bytes (at most 256
+// KiB; n <= 0 means 256 KiB): a caller that keeps the payloads of smaller
+// frames past the next Read (the items of a batch, say) takes their
+// buffers rather than copying each payload out.
+func (r *Reader) SetAllocAbove(n int, alloc func(n int) []byte) {
+	if n <= 0 || n > reuseLimit {
+		n = 0
+	}
+	r.alloc, r.allocAt = alloc, n
+}
 
 // NewReader returns a Reader that reads frames from r and refuses frames
 // longer than maxFrame bytes (header excluded). A maxFrame <= 0 means
@@ -86,7 +98,7 @@ func (r *Reader) Read(m *Message) error {
 		if uint64(n) > uint64(r.maxFrame) {
 			return fmt.Errorf("%w: announced %d bytes, limit %d", ErrFrameTooLarge, n, r.maxFrame)
 		}
-		if int(n) <= reuseLimit {
+		if limit := r.allocAt; int(n) <= reuseLimit && (limit == 0 || r.alloc == nil || int(n) <= limit) {
 			if cap(r.buf) < int(n) {
 				r.buf = make([]byte, n, max(int(n), 4<<10))
 			}

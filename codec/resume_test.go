@@ -88,3 +88,24 @@ func TestSetAllocProvidesLargeFrames(t *testing.T) {
 	require.False(t, r.Owned())
 	require.Len(t, given, 1, "small frames do not call alloc")
 }
+
+// TestSetAllocAboveLowersTheThreshold: with SetAllocAbove, frames past the
+// given size are read into supplied buffers, and smaller ones still share
+// the Reader's.
+func TestSetAllocAboveLowersTheThreshold(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 0)
+	mid := bytes.Repeat([]byte{7}, 20<<10)
+	require.NoError(t, w.Write(&Message{Kind: KindRequest, ID: 1, JobType: "x", Payload: mid}))
+	require.NoError(t, w.Write(&Message{Kind: KindRequest, ID: 2, JobType: "x", Payload: []byte("small")}))
+	r := NewReader(&buf, 0)
+	calls := 0
+	r.SetAllocAbove(16<<10, func(n int) []byte { calls++; return make([]byte, n) })
+	var m Message
+	require.NoError(t, r.Read(&m))
+	require.True(t, r.Owned(), "a 20 KiB frame past a 16 KiB threshold")
+	require.Equal(t, mid, m.Payload)
+	require.NoError(t, r.Read(&m))
+	require.False(t, r.Owned())
+	require.Equal(t, 1, calls, "small frames do not call alloc")
+}

@@ -53,7 +53,7 @@ func (c *conn) runItem(j *job, h *heldResponses) {
 		return
 	}
 	if err := j.ctx.Err(); err != nil {
-		c.settle(j, nil, err, nil)
+		c.settle(j, nil, err, nil, true)
 		h.hold(j)
 		return
 	}
@@ -106,6 +106,7 @@ func (h *heldResponses) flush() {
 	if len(jobs) == 0 {
 		return
 	}
+	h.c.unregister(jobs)
 	h.c.sendAll(jobs) // the outbox keeps the jobs, not the slice
 	clear(jobs)
 	h.mu.Lock()
@@ -124,6 +125,16 @@ func (h *heldResponses) stop() {
 	h.flush()
 }
 
+// unregister removes settled jobs from c.jobs, before their responses are
+// queued: once the host has read one, it may use its id again.
+func (c *conn) unregister(jobs []*job) {
+	c.mu.Lock()
+	for _, j := range jobs {
+		delete(c.jobs, j.id)
+	}
+	c.mu.Unlock()
+}
+
 // forget drops a registered job that will never run nor be answered.
 func (c *conn) forget(j *job) {
 	j.jc.endStream()
@@ -138,6 +149,11 @@ func (c *conn) forget(j *job) {
 	c.mu.Unlock()
 	releaseJob(j)
 }
+
+// batchFrameOwned is the size past which a frame is read into a pooled
+// buffer of its own rather than the reader's: a batch's items then keep
+// their payloads in it (see frameRef) instead of each copying its own out.
+const batchFrameOwned = 16 << 10
 
 // frameRef is the pooled buffer of a batch frame whose items' payloads
 // lie in it: each job holding one of them holds a reference, and the
@@ -165,10 +181,26 @@ func (f *frameRef) release() {
 // request, then runs them in order with at most c.batchWorkers runners at
 // once.
 func (c *conn) startBatch(m *codec.Message) error {
-	b := &batchRun{jobs: make([]*job, 0, len(m.Items))}
+	items := m.Items
+	// Every item's shared payload first: a bad span is a protocol error,
+	// before anything is registered.
+	var shared [][]byte
+	for i := range items {
+		if !items[i].Shared {
+			continue
+		}
+		if shared == nil {
+			shared = make([][]byte, len(items))
+		}
+		var err error
+		if shared[i], err = c.sharedPayload(&items[i]); err != nil {
+			return err
+		}
+	}
+	b := &batchRun{jobs: make([]*job, 0, len(items))}
 	// The items' contexts, in one allocation: never reused, like any
 	// job's, so a context leaked by a handler keeps the array alive.
-	ctxs := make([]jobContext, len(m.Items))
+	ctxs := make([]jobContext, len(items))
 	// The items' payloads stay in the frame's buffer when it is one of
 	// its own; else (a frame read within the reader's buffer) they are
 	// copied out.
@@ -178,18 +210,35 @@ func (c *conn) startBatch(m *codec.Message) error {
 		frame.refs.Store(1) // startBatch's own, until every item holds one
 		c.big = nil
 	}
-	var err error
-	for i := range m.Items {
-		var j *job
-		if j, err = c.accept(&m.Items[i], &ctxs[i], frame); err != nil {
+	var (
+		refusals []refusal
+		err      error
+	)
+	c.mu.Lock() // once for every item
+	for i := range items {
+		it := &items[i]
+		j, ref, rerr := c.register(it, c.handler(it.JobType), &ctxs[i])
+		if rerr != nil {
+			err = rerr
 			break
 		}
-		if j != nil {
-			b.jobs = append(b.jobs, j)
+		if j == nil {
+			refusals = append(refusals, ref)
+			continue
 		}
+		var sh []byte
+		if shared != nil {
+			sh = shared[i]
+		}
+		c.ownPayload(j, it, sh, frame, true)
+		b.jobs = append(b.jobs, j)
 	}
+	c.mu.Unlock()
 	if frame != nil {
 		frame.release()
+	}
+	for _, r := range refusals {
+		c.refuse(r)
 	}
 	if err != nil {
 		// A protocol error: the conversation ends. The items accepted

@@ -445,3 +445,56 @@ func TestBatchShortJobsShareFrames(t *testing.T) {
 	}
 	assert.LessOrEqual(t, frames, 10, "%d frames for %d answers", frames, n)
 }
+
+// TestBatchPayloadsOutliveTheirFrame: the items of a batch frame large
+// enough to have a buffer of its own keep their payloads in it (frameRef),
+// so the buffer must not be reused while one of them runs or awaits its
+// response: here a second large batch is read, run and answered while the
+// first batch's items wait, and the first batch's echoes must still be
+// their own payloads.
+func TestBatchPayloadsOutliveTheirFrame(t *testing.T) {
+	release := make(chan struct{})
+	s := &Server{BatchConcurrency: 64}
+	s.Handle("echo", echo)
+	s.Handle("held", func(ctx context.Context, p []byte) ([]byte, error) {
+		<-release
+		return p, nil
+	})
+	h := startHost(t, s, hostOptions{features: codec.FeatureBatch})
+	const items, size = 40, 2 << 10 // a frame of 80 KiB: past the reader's buffer
+	batch := func(firstID uint64, jobType string, fill byte) (*codec.Message, map[uint64][]byte) {
+		var ms []codec.Message
+		want := map[uint64][]byte{}
+		for i := range items {
+			p := bytes.Repeat([]byte{fill + byte(i)}, size)
+			id := firstID + uint64(i)
+			ms = append(ms, codec.Message{ID: id, JobType: jobType, PayloadKind: codec.Blob, Payload: p})
+			want[id] = p
+		}
+		return batchOf(ms...), want
+	}
+	first, wantFirst := batch(1, "held", 'a')
+	h.send(first)
+	for range 3 { // more frames of the same size, read while the first waits
+		second, wantSecond := batch(1000, "echo", 'A')
+		h.send(second)
+		ids := make([]uint64, 0, items)
+		for id := range wantSecond {
+			ids = append(ids, id)
+		}
+		got, _, _ := h.answers(ids...)
+		for id, p := range wantSecond {
+			require.Equal(t, p, got[id].Payload, "second batch, job %d", id)
+		}
+	}
+	close(release)
+	ids := make([]uint64, 0, items)
+	for id := range wantFirst {
+		ids = append(ids, id)
+	}
+	got, _, _ := h.answers(ids...)
+	for id, p := range wantFirst {
+		require.Equal(t, string(p[:8]), string(got[id].Payload[:min(8, len(got[id].Payload))]), "first batch, job %d: its payload was overwritten", id)
+		require.Equal(t, p, got[id].Payload, "first batch, job %d", id)
+	}
+}

@@ -140,7 +140,7 @@ func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*regio
 		c.handlers[name] = h
 	}
 	s.mu.Unlock()
-	c.rd.SetAlloc(func(n int) []byte {
+	c.rd.SetAllocAbove(batchFrameOwned, func(n int) []byte {
 		c.big = getPayload(n) // only the reading goroutine calls this
 		return *c.big
 	})
@@ -434,7 +434,7 @@ func (c *conn) reply(kind codec.Kind, id uint64, code, msg string) {
 
 // startJob starts the job m requests, or answers it at once.
 func (c *conn) startJob(m *codec.Message) error {
-	j, err := c.accept(m, nil, nil)
+	j, err := c.accept(m)
 	if j != nil {
 		c.launch(task{j: j})
 	}
@@ -443,37 +443,65 @@ func (c *conn) startJob(m *codec.Message) error {
 
 // accept registers the job m requests and returns it, with its payload
 // its own, ready to run; or answers it at once (unknown job type, shutting
-// down) and returns nil; or returns a protocol error. jc, when not nil, is
-// the memory of the job's context, and says that m is an item of the batch
-// frame just read, whose buffer, even if Owned, holds other items too: the
-// payload then stays in frame, if not nil, and is copied otherwise.
-func (c *conn) accept(m *codec.Message, jc *jobContext, frame *frameRef) (*job, error) {
-	inBatch := jc != nil
-	var shared []byte
-	if m.Shared {
-		if c.shm == nil {
-			return nil, fmt.Errorf("worker: request %d has its payload in shared memory, which the handshake did not set up", m.ID)
-		}
-		var err error
-		if shared, err = c.shm.Request(m.Span.Offset, m.Span.Length); err != nil {
-			return nil, fmt.Errorf("worker: request %d: %w", m.ID, err)
-		}
+// down) and returns nil; or returns a protocol error.
+func (c *conn) accept(m *codec.Message) (*job, error) {
+	shared, err := c.sharedPayload(m)
+	if err != nil {
+		return nil, err
 	}
 	h := c.handler(m.JobType)
 	c.mu.Lock()
-	if c.refusing {
-		c.mu.Unlock()
-		c.reply(codec.KindResponse, m.ID, codec.CodeShuttingDown, "the worker is shutting down")
+	j, ref, err := c.register(m, h, nil)
+	c.mu.Unlock()
+	if j == nil {
+		c.refuse(ref)
+		return nil, err
+	}
+	c.ownPayload(j, m, shared, nil, false)
+	return j, nil
+}
+
+// sharedPayload returns the payload of a request that has it in the
+// shared memory region, or nil for one that has not, or a protocol error.
+func (c *conn) sharedPayload(m *codec.Message) ([]byte, error) {
+	if !m.Shared {
 		return nil, nil
 	}
-	if h == nil {
-		c.mu.Unlock()
-		c.reply(codec.KindResponse, m.ID, codec.CodeUnknownJobType, fmt.Sprintf("no handler for job type %q", m.JobType))
-		return nil, nil
+	if c.shm == nil {
+		return nil, fmt.Errorf("worker: request %d has its payload in shared memory, which the handshake did not set up", m.ID)
+	}
+	shared, err := c.shm.Request(m.Span.Offset, m.Span.Length)
+	if err != nil {
+		return nil, fmt.Errorf("worker: request %d: %w", m.ID, err)
+	}
+	return shared, nil
+}
+
+// refusal is a request answered at once, without running it.
+type refusal struct {
+	id        uint64
+	code, msg string
+}
+
+// refuse queues r's response; the zero refusal queues nothing.
+func (c *conn) refuse(r refusal) {
+	if r.code != "" {
+		c.reply(codec.KindResponse, r.id, r.code, r.msg)
+	}
+}
+
+// register registers the job m requests, to run with handler h and jc as
+// its context (nil: a new one); c.mu is held. It returns the job, or the
+// refusal to send once c.mu is released, or a protocol error.
+func (c *conn) register(m *codec.Message, h *handler, jc *jobContext) (*job, refusal, error) {
+	switch {
+	case c.refusing:
+		return nil, refusal{m.ID, codec.CodeShuttingDown, "the worker is shutting down"}, nil
+	case h == nil:
+		return nil, refusal{m.ID, codec.CodeUnknownJobType, fmt.Sprintf("no handler for job type %q", m.JobType)}, nil
 	}
 	if _, dup := c.jobs[m.ID]; dup {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
+		return nil, refusal{}, fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
 	}
 	j := jobPool.Get().(*job)
 	j.id, j.jobType, j.timeout, j.h = m.ID, m.JobType, m.Timeout, h
@@ -484,24 +512,29 @@ func (c *conn) accept(m *codec.Message, jc *jobContext, frame *frameRef) (*job, 
 	j.jc, j.ctx = jc, jc
 	c.jobs[m.ID] = j
 	c.running++
-	c.mu.Unlock()
+	return j, refusal{}, nil
+}
 
-	if m.Shared {
+// ownPayload gives the registered job j the payload of m: shared, if it
+// is in the shared region; else in frame, if not nil; else the frame's own
+// buffer, when the reader handed it over and m is not one of a batch's
+// items (which share it); else a copy.
+func (c *conn) ownPayload(j *job, m *codec.Message, shared []byte, frame *frameRef, inBatch bool) {
+	n := len(m.Payload)
+	switch {
+	case m.Shared:
 		j.payload = shared // the host's until it reads the answer
-	} else if n := len(m.Payload); n > 0 {
-		switch {
-		case frame != nil:
-			j.frame, j.payload = frame.hold(), m.Payload
-		case c.rd.Owned() && !inBatch:
-			j.in, c.big = c.big, nil // the frame's pooled buffer, if any
-			j.payload = m.Payload
-		default:
-			j.in = getPayload(n)
-			copy(*j.in, m.Payload)
-			j.payload = *j.in
-		}
+	case n == 0:
+	case frame != nil:
+		j.frame, j.payload = frame.hold(), m.Payload
+	case c.rd.Owned() && !inBatch:
+		j.in, c.big = c.big, nil // the frame's pooled buffer, if any
+		j.payload = m.Payload
+	default:
+		j.in = getPayload(n)
+		copy(*j.in, m.Payload)
+		j.payload = *j.in
 	}
-	return j, nil
 }
 
 // handler returns the handler of jobType, or nil. It remembers the last
@@ -571,7 +604,7 @@ func (c *conn) runHolding(j *job, h *heldResponses) {
 			}
 			p = &PanicError{JobType: j.jobType, ID: j.id, Value: v, Stack: debug.Stack()}
 		}
-		c.settle(j, result, err, p)
+		c.settle(j, result, err, p, h != nil)
 		if h == nil {
 			c.send(j)
 			return
@@ -610,8 +643,10 @@ func (c *conn) ran(n int) {
 }
 
 // settle turns a handler's outcome into j's response, ready to be sent;
-// the job counts as running until it is.
-func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
+// the job counts as running until it is. A job whose response is held
+// (see heldResponses) stays registered until the flush that sends it;
+// another is unregistered at once.
+func (c *conn) settle(j *job, result []byte, err error, p *PanicError, held bool) {
 	j.kind = codec.KindResponse
 	switch {
 	case p != nil:
@@ -627,7 +662,12 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
 	}
 	j.msg = truncate(j.msg, maxErrMessage)
 	j.jc.end(nil)
-
+	if j.jc.streaming {
+		j.jc.endStream() // no chunk after the response
+	}
+	if held && p == nil {
+		return // unregistered by the flush that sends it (heldResponses)
+	}
 	c.mu.Lock()
 	delete(c.jobs, j.id)
 	first := p != nil && c.panicErr == nil
@@ -636,7 +676,6 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError) {
 		c.panicky.Store(true)
 	}
 	c.mu.Unlock()
-	j.jc.endStream() // no chunk after the response
 	if first {
 		c.stopReading()
 		close(c.panicked)
