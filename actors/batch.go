@@ -26,11 +26,12 @@ type batch struct {
 	largest  int                                      // the length of the largest payload
 	deliver  func(item int, result []byte, err error) // the Map's sink
 
-	mu       sync.Mutex
-	done     []bool
-	left     int      // items not delivered
-	crashes  []uint8  // workers that died running each item
-	attempts []uint16 // dispatches of each item; router-owned, like sent
+	mu        sync.Mutex
+	done      []bool
+	left      int      // items not delivered
+	okToCount int      // items delivered a result, not yet counted (give)
+	crashes   []uint8  // workers that died running each item
+	attempts  []uint16 // dispatches of each item; router-owned, like sent
 
 	// ids[k] is the id of item sent[k] on the worker of the current
 	// dispatch; written by the dispatcher before the frame goes out, read
@@ -71,20 +72,38 @@ func (b *batch) pending() []int {
 	return out
 }
 
+// countEvery is how many of a Map job's results give counts at once.
+const countEvery = 64
+
 // give delivers item's outcome unless it was delivered already, and
-// reports whether no item is left.
+// reports whether no item is left. It counts the outcome in the job type's
+// statistics first: an error at once, results countEvery at a time (as
+// if they had all come with the last), and whatever is left uncounted
+// before the last item is delivered.
 func (b *batch) give(item int, result []byte, err error) (allDone bool) {
 	b.mu.Lock()
 	first := !b.done[item]
 	if first {
 		b.done[item] = true
 		b.left--
+		if err == nil {
+			b.okToCount++
+		}
 	}
 	allDone = b.left == 0
+	ok := 0
+	if b.okToCount >= countEvery || allDone {
+		ok, b.okToCount = b.okToCount, 0
+	}
 	b.mu.Unlock()
 	if first {
 		if g := b.job.gate; g != nil {
-			g.count(b.job, err)
+			if err != nil {
+				g.count(b.job, err)
+			}
+			if ok > 0 {
+				g.countSucceeded(b.job, ok)
+			}
 		}
 		b.deliver(item, result, err)
 	}

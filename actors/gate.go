@@ -162,16 +162,35 @@ func (g *gate) release(j *Job, err error) {
 
 // count records the outcome of a job, or of one of a Map job's items.
 func (g *gate) count(j *Job, err error) {
-	total := time.Since(j.accepted)
-	wait, run := total, time.Duration(0)
-	if d := j.dispatched.Load(); d != 0 {
-		wait = time.Unix(0, d).Sub(j.accepted)
-		run = total - wait
-	}
+	total, wait, run := j.times()
 	g.counters.record(err, total, wait, run)
 	if g.obs != nil {
 		g.obs.JobResolved(g.jobType, err, wait, run)
 	}
+}
+
+// countSucceeded records n of Map job j's items that succeeded, as count
+// would each.
+func (g *gate) countSucceeded(j *Job, n int) {
+	total, wait, run := j.times()
+	g.counters.recordSucceeded(uint64(n), total, wait, run)
+	if g.obs != nil {
+		for range n {
+			g.obs.JobResolved(g.jobType, nil, wait, run)
+		}
+	}
+}
+
+// times returns how long j has been accepted, waited for its last
+// dispatch, and run since.
+func (j *Job) times() (total, wait, run time.Duration) {
+	total = time.Since(j.accepted)
+	wait = total
+	if d := j.dispatched.Load(); d != 0 {
+		wait = time.Unix(0, d).Sub(j.accepted)
+		run = total - wait
+	}
+	return total, wait, run
 }
 
 // close refuses new jobs with err from now on.

@@ -28,6 +28,16 @@ type counters struct {
 
 // record counts a resolved job: total is its life from acceptance, wait
 // the part before its last dispatch, run the rest.
+// recordSucceeded records n jobs that succeeded alike.
+func (c *counters) recordSucceeded(n uint64, total, wait, run time.Duration) {
+	c.queueWait.RecordN(wait, n)
+	if run > 0 {
+		c.runTime.RecordN(run, n)
+	}
+	c.succeeded.Add(n)
+	c.latency.RecordN(total, n)
+}
+
 func (c *counters) record(err error, total, wait, run time.Duration) {
 	c.queueWait.Record(wait)
 	if run > 0 {

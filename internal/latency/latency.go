@@ -27,6 +27,11 @@ func (h *Histogram) Record(d time.Duration) {
 	h.counts[index(uint64(max(d, 0)))].Add(1)
 }
 
+// RecordN adds n observations of d.
+func (h *Histogram) RecordN(d time.Duration, n uint64) {
+	h.counts[index(uint64(max(d, 0)))].Add(n)
+}
+
 // index maps a value to its bucket: values below 8 get a bucket each; above,
 // each power of two is split in 8 equal sub-buckets.
 func index(v uint64) int {
