@@ -80,7 +80,7 @@ func (l *link) answer(m *codec.Message) error {
 		// The reader's buffer is reused; a batch's frame, even one of its
 		// own, is not to be kept alive by one item's result.
 		if result = m.Payload; (!l.r.rd.Owned() || e.item >= 0) && len(result) > 0 {
-			result = bytes.Clone(result)
+			result = l.keep(result)
 		}
 	}
 	if m.Shared && !lost {
@@ -101,12 +101,33 @@ func (l *link) answerBatch(m *codec.Message) error {
 	if !l.features.Has(codec.FeatureBatch) {
 		return fmt.Errorf("%w: a batch response from a worker that did not negotiate batches", errProtocol)
 	}
+	// The results are copied out of the frame into one allocation.
+	n := 0
+	for i := range m.Items {
+		if it := &m.Items[i]; it.ErrCode == "" && !it.Shared {
+			n += len(it.Payload)
+		}
+	}
+	l.slab = make([]byte, 0, n)
+	defer func() { l.slab = nil }()
 	for i := range m.Items {
 		if err := l.answer(&m.Items[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keep returns a copy of a result read from a frame: in the slab of the
+// batch response being read, when it has room, else a copy of its own.
+// Results in one slab keep it alive together, as long as one is kept.
+func (l *link) keep(result []byte) []byte {
+	n := len(l.slab)
+	if cap(l.slab)-n < len(result) {
+		return bytes.Clone(result)
+	}
+	l.slab = append(l.slab, result...)
+	return l.slab[n : n+len(result) : n+len(result)]
 }
 
 // share copies a large request payload into the worker's shared memory

@@ -76,6 +76,9 @@ type link struct {
 	table inflight
 	w     writer
 	r     reader
+	// slab holds the results of the batch response being read; only the
+	// holder of the read role touches it (answerBatch).
+	slab []byte
 
 	shared     atomic.Bool    // the worker mapped the shared memory region
 	peerLimit  atomic.Int64   // the largest request frame the worker takes

@@ -511,3 +511,22 @@ func TestLinkRefusesUnaskedChunksAndBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepCopiesResultsApart: the results a batch response's slab holds
+// are copies, each capped at its own length, so that appending to one
+// never writes over the next; a result past the slab's room gets a copy
+// of its own.
+func TestKeepCopiesResultsApart(t *testing.T) {
+	l := &link{slab: make([]byte, 0, 6)}
+	frame := []byte("abcdefgh")
+	a := l.keep(frame[0:3])
+	b := l.keep(frame[3:6])
+	c := l.keep(frame[6:8]) // no room left in the slab
+	frame[0], frame[3], frame[6] = 'X', 'Y', 'Z'
+	require.Equal(t, "abc", string(a))
+	require.Equal(t, "def", string(b))
+	require.Equal(t, "gh", string(c))
+	require.Equal(t, 3, cap(a), "capped at its length")
+	a = append(a, '!')
+	require.Equal(t, "def", string(b), "appending to one result leaves the next alone")
+}
