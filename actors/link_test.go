@@ -527,6 +527,7 @@ func TestKeepCopiesResultsApart(t *testing.T) {
 	require.Equal(t, "def", string(b))
 	require.Equal(t, "gh", string(c))
 	require.Equal(t, 3, cap(a), "capped at its length")
-	a = append(a, '!')
+	grown := append(a, '!')
+	require.Equal(t, "abc!", string(grown))
 	require.Equal(t, "def", string(b), "appending to one result leaves the next alone")
 }
