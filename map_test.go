@@ -46,6 +46,11 @@ func TestMapYieldsEveryResultInOrder(t *testing.T) {
 			require.NoError(t, err)
 			assert.EqualValues(t, len(inputs), st.Accepted, "items count as jobs")
 			assert.EqualValues(t, len(inputs), st.Succeeded)
+			var done uint64
+			for _, w := range st.PerWorker {
+				done += w.JobsDone
+			}
+			assert.EqualValues(t, len(inputs), done, "the workers' JobsDone count each item")
 		})
 	}
 }

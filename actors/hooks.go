@@ -72,12 +72,15 @@ func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
 	if err != errCallerDecides {
 		b.give(item, result, err)
 	}
-	now := time.Now()
-	h.ws.served.Add(1)
-	h.ws.lastDone.Store(now.UnixNano())
+	// The worker's counts are brought up to date once per dispatch, when
+	// its last item is answered: a dispatch that ends with the worker's
+	// death leaves them, as they go with it.
 	if b.running.Add(-1) != 0 {
 		return
 	}
+	now := time.Now()
+	h.ws.served.Add(int64(len(b.sent)))
+	h.ws.lastDone.Store(now.UnixNano())
 	if d := j.dispatched.Load(); d != 0 && len(b.sent) > 0 {
 		h.counters.itemRun.Record(now.Sub(time.Unix(0, d)) / time.Duration(len(b.sent)))
 	}
