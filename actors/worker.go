@@ -324,7 +324,6 @@ func offeredFeatures(spec *JobType) codec.Features {
 	return codec.AllFeatures
 }
 
-
 // after sends msg to this actor after d, and remembers the timer so that it
 // is stopped with the actor.
 func (w *workerActor) after(d time.Duration, msg any) {
