@@ -510,17 +510,19 @@ type userActor struct {
 	jt     procpool.JobType
 	disp   *actors.Dispatcher
 	router *actor.PID
+	handle *actors.Router
 	result chan *actors.Result
 }
 
 func (u *userActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		props, _, err := actors.RouterProps(u.jt, actors.RouterOptions{Dispatcher: u.disp})
+		props, h, err := actors.RouterProps(u.jt, actors.RouterOptions{Dispatcher: u.disp})
 		if err != nil {
 			u.result <- &actors.Result{Err: err}
 			return
 		}
+		u.handle = h
 		u.router = ctx.Spawn(props)
 	case string:
 		ctx.Request(u.router, actors.NewJob(procpool.Blob, []byte(msg)))
@@ -543,8 +545,15 @@ func TestRouterAsChildOfUserActor(t *testing.T) {
 	}
 	require.Equal(t, 1, liveChildren())
 	// Stopping the user's actor stops its router and the router's workers.
-	require.NoError(t, sys.ActorSystem().Root.StopFuture(pid).Wait())
-	require.Eventually(t, func() bool { return liveChildren() == 0 }, 10*time.Second, 10*time.Millisecond)
+	// The router's Shutdown, called while that happens, returns once every
+	// worker process has been reaped, as it promises, not when the router
+	// begins to stop.
+	stopped := sys.ActorSystem().Root.StopFuture(pid)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, u.handle.Shutdown(ctx))
+	assert.Equal(t, 0, liveChildren(), "a worker process outlived Router.Shutdown")
+	require.NoError(t, stopped.Wait())
 }
 
 func TestStatsAndConcurrentCalls(t *testing.T) {
