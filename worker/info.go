@@ -50,7 +50,7 @@ func Info(ctx context.Context) (JobInfo, bool) {
 		Attempt:     max(1, int(jc.attempt)),
 		TraceParent: jc.traceParent,
 		TraceState:  jc.traceState,
-		Streaming:   jc.streaming,
+		Streaming:   jc.stream != nil,
 	}
 	info.Deadline, _ = jc.Deadline()
 	return info, true
@@ -137,8 +137,11 @@ type jobContext struct {
 	traceParent string
 	traceState  string
 	kind        codec.PayloadKind // of the handler's results, and so of its chunks
-	streaming   bool
+	stream      *streamState      // nil unless the host asked for partial results
+}
 
+// streamState is the state of a job's stream of partial results.
+type streamState struct {
 	mu     sync.Mutex
 	credit uint64        // chunks the host still accepts
 	done   bool          // the handler returned: no more chunks
@@ -167,7 +170,7 @@ func (jc *jobContext) init(c *conn, m *codec.Message, kind codec.PayloadKind) {
 		kind:        kind,
 	}
 	if m.Credit > 0 && c.features.Has(codec.FeatureStream) {
-		jc.streaming, jc.credit = true, uint64(m.Credit)
+		jc.stream = &streamState{credit: uint64(m.Credit)}
 	}
 	var deadline time.Time
 	if m.Timeout > 0 {

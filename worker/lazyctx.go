@@ -23,13 +23,18 @@ type lazyContext struct {
 	parent   context.Context
 	deadline time.Time // zero: none of its own
 
-	mu     sync.Mutex
-	err    error // set once ended, before materializing: Canceled or DeadlineExceeded
-	cause  error
-	own    bool            // err comes from end, not from the parent or the deadline
-	real   context.Context // once materialized
+	mu    sync.Mutex
+	err   error // set once ended, before materializing: Canceled or DeadlineExceeded
+	cause error
+	own   bool          // err comes from end, not from the parent or the deadline
+	real  *realContexts // once materialized
+}
+
+// realContexts are a lazyContext's standard contexts, once made.
+type realContexts struct {
+	ctx    context.Context
 	cancel context.CancelCauseFunc
-	stop   context.CancelFunc // the deadline's timer, once materialized
+	stop   context.CancelFunc // the deadline's timer, if any
 }
 
 // begin readies c as a child of parent ending at deadline (zero: none).
@@ -57,7 +62,7 @@ func (c *lazyContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.real != nil {
-		return c.real.Err()
+		return c.real.ctx.Err()
 	}
 	c.observe()
 	return c.err
@@ -89,18 +94,19 @@ func (c *lazyContext) materialize() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.real != nil {
-		return c.real
+		return c.real.ctx
 	}
 	c.observe()
 	ctx, cancel := context.WithCancelCause(c.parent)
-	c.cancel = cancel
+	r := &realContexts{cancel: cancel}
 	if c.own {
 		cancel(c.cause)
 	}
 	if !c.deadline.IsZero() {
-		ctx, c.stop = context.WithDeadline(ctx, c.deadline)
+		ctx, r.stop = context.WithDeadline(ctx, c.deadline)
 	}
-	c.real = ctx
+	r.ctx = ctx
+	c.real = r
 	return ctx
 }
 
@@ -109,10 +115,10 @@ func (c *lazyContext) materialize() context.Context {
 func (c *lazyContext) end(cause error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.real != nil {
-		c.cancel(cause)
-		if c.stop != nil {
-			c.stop()
+	if r := c.real; r != nil {
+		r.cancel(cause)
+		if r.stop != nil {
+			r.stop()
 		}
 		return
 	}
@@ -136,5 +142,5 @@ func (c *lazyContext) causeErr() error {
 		return cause
 	}
 	c.mu.Unlock()
-	return context.Cause(real)
+	return context.Cause(real.ctx)
 }

@@ -119,9 +119,7 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError, held bool
 	}
 	j.msg = truncate(j.msg, maxErrMessage)
 	j.jc.end(nil)
-	if j.jc.streaming {
-		j.jc.endStream() // no chunk after the response
-	}
+	j.jc.endStream() // no chunk after the response
 	if held && p == nil {
 		return // unregistered by the flush that sends it (heldResponses)
 	}

@@ -45,9 +45,10 @@ const chunkEnvelope = 1 + 1 + 9 + 1 + 5
 // returned.
 func Send(ctx context.Context, chunk []byte) error {
 	jc, ok := ctx.Value(jobKey{}).(*jobContext)
-	if !ok || !jc.streaming {
+	if !ok || jc.stream == nil {
 		return ErrNotStreaming
 	}
+	st := jc.stream
 	if len(chunk)+chunkEnvelope > jc.c.out.cw.MaxFrame() {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrChunkTooLarge, len(chunk), jc.c.out.cw.MaxFrame())
 	}
@@ -60,17 +61,17 @@ func Send(ctx context.Context, chunk []byte) error {
 		}
 	}
 	for {
-		jc.mu.Lock()
-		if jc.done {
-			jc.mu.Unlock()
+		st.mu.Lock()
+		if st.done {
+			st.mu.Unlock()
 			return ErrStreamClosed
 		}
 		if err := ctx.Err(); err != nil {
-			jc.mu.Unlock()
+			st.mu.Unlock()
 			return err
 		}
-		if jc.credit > 0 {
-			jc.credit--
+		if st.credit > 0 {
+			st.credit--
 			j := jobPool.Get().(*job)
 			j.kind, j.id, j.pk = codec.KindChunk, jc.id, jc.kind
 			if len(chunk) > 0 {
@@ -78,21 +79,21 @@ func Send(ctx context.Context, chunk []byte) error {
 				copy(*j.in, chunk)
 				j.result = *j.in
 			}
-			// Queued under jc.mu, so that the job's response, which is
+			// Queued under st.mu, so that the job's response, which is
 			// queued once done is set under it, comes after every chunk.
 			writer := jc.c.out.enqueue(j)
-			jc.mu.Unlock()
+			st.mu.Unlock()
 			if writer {
 				jc.c.out.drain()
 			}
 			return nil
 		}
-		wake := jc.wake
+		wake := st.wake
 		if wake == nil {
 			wake = make(chan struct{})
-			jc.wake = wake
+			st.wake = wake
 		}
-		jc.mu.Unlock()
+		st.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
@@ -114,26 +115,34 @@ func SendValue(ctx context.Context, v any) error {
 // grant adds n chunks to the job's window and wakes the Sends waiting for
 // room.
 func (jc *jobContext) grant(n uint32) {
-	jc.mu.Lock()
-	defer jc.mu.Unlock()
-	if jc.done || !jc.streaming {
+	st := jc.stream
+	if st == nil {
 		return
 	}
-	jc.credit += uint64(n)
-	if jc.wake != nil {
-		close(jc.wake)
-		jc.wake = nil
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return
+	}
+	st.credit += uint64(n)
+	if st.wake != nil {
+		close(st.wake)
+		st.wake = nil
 	}
 }
 
-// end marks the stream ended, before the job's response is queued: Sends
-// fail from then on.
+// endStream marks the stream ended, before the job's response is queued:
+// Sends fail from then on.
 func (jc *jobContext) endStream() {
-	jc.mu.Lock()
-	jc.done = true
-	if jc.wake != nil {
-		close(jc.wake)
-		jc.wake = nil
+	st := jc.stream
+	if st == nil {
+		return
 	}
-	jc.mu.Unlock()
+	st.mu.Lock()
+	st.done = true
+	if st.wake != nil {
+		close(st.wake)
+		st.wake = nil
+	}
+	st.mu.Unlock()
 }
