@@ -205,13 +205,11 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 		m.mu.Unlock()
 		notify(m.wake)
 	}()
-	feed := make(chan []byte, 2*maxBatchItems)
+	in := newFeed(2 * maxBatchItems)
 	go func() {
-		defer close(feed)
+		defer in.close()
 		for p := range inputs {
-			select {
-			case feed <- p:
-			case <-m.ctx.Done():
+			if !in.put(m.ctx, p) {
 				return
 			}
 		}
@@ -223,29 +221,16 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 		if !m.waitRoom() {
 			return
 		}
-		var first []byte
-		select {
-		case p, ok := <-feed:
-			if !ok {
-				return
-			}
-			first = p
-		case <-m.ctx.Done():
+		first, atHand := in.take(m.ctx, 1, true)
+		if first == nil {
 			return
 		}
-		size := m.batchSize(len(first), len(feed), spread, spec.JobTimeout)
-		batch = append(batch[:0], first)
-	more:
-		for len(batch) < size {
-			select {
-			case p, ok := <-feed:
-				if !ok {
-					break more
-				}
-				batch = append(batch, p)
-			default:
-				break more
-			}
+		p := first[0]
+		size := m.batchSize(len(p), atHand, spread, spec.JobTimeout)
+		batch = append(batch[:0], p)
+		if size > 1 {
+			more, _ := in.take(m.ctx, size-1, false)
+			batch = append(batch, more...)
 		}
 		m.submit(batch)
 	}

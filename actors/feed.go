@@ -1,0 +1,98 @@
+package actors
+
+import (
+	"context"
+	"sync"
+)
+
+// feed carries a Map's inputs from the goroutine that ranges over them to
+// the producer that batches them, as a buffered channel would, but at the
+// cost of a lock per input rather than a channel operation, and with the
+// producer taking every input at hand at once. The rule: at most limit
+// inputs wait; put blocks while limit wait (until the producer takes some,
+// or ctx ends); take blocks while none wait (until one is put, the feed is
+// closed, or ctx ends); a waiting side is woken only when it waits.
+type feed struct {
+	limit int
+
+	mu      sync.Mutex
+	items   [][]byte
+	closed  bool          // the inputs ended: take returns what is left, then nothing
+	hungry  bool          // take waits on ready
+	full    bool          // put waits on room
+	ready   chan struct{} // an input arrived, or the feed closed, while take waited
+	room    chan struct{} // inputs were taken while put waited
+	scratch [][]byte      // take's previous result, reused
+}
+
+func newFeed(limit int) *feed {
+	return &feed{limit: limit, items: make([][]byte, 0, limit),
+		ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+// put adds p, waiting for room; false if ctx ended first.
+func (f *feed) put(ctx context.Context, p []byte) bool {
+	for {
+		f.mu.Lock()
+		if len(f.items) < f.limit {
+			f.items = append(f.items, p)
+			wake := f.hungry
+			f.hungry = false
+			f.mu.Unlock()
+			if wake {
+				notify(f.ready)
+			}
+			return true
+		}
+		f.full = true
+		f.mu.Unlock()
+		select {
+		case <-f.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// close marks the inputs ended.
+func (f *feed) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	notify(f.ready)
+}
+
+// take returns up to max of the inputs waiting, with the number still
+// waiting after them; with wait, it first waits for at least one. It
+// returns nil when none waits (without wait), once the feed is closed and
+// empty, or when ctx ends. The slice is valid until the next take.
+func (f *feed) take(ctx context.Context, max int, wait bool) (items [][]byte, left int) {
+	for {
+		f.mu.Lock()
+		if n := min(max, len(f.items)); n > 0 {
+			out := append(f.scratch[:0], f.items[:n]...)
+			rest := copy(f.items, f.items[n:])
+			clear(f.items[rest:])
+			f.items = f.items[:rest]
+			wake := f.full
+			f.full = false
+			f.mu.Unlock()
+			if wake {
+				notify(f.room)
+			}
+			f.scratch = out
+			return out, rest
+		}
+		if f.closed || !wait {
+			f.mu.Unlock()
+			return nil, 0
+		}
+		f.hungry = true
+		f.mu.Unlock()
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return nil, 0
+		}
+	}
+}
