@@ -24,6 +24,13 @@ var errCallerDecides = errors.New("left to the caller's context")
 // the worker's half of the region. The job then stays in the table, for
 // the worker's end to settle.
 func (l *link) answer(m *codec.Message) error {
+	return l.answerTaken(m, nil)
+}
+
+// answerTaken is answer, with what the table held for m taken out
+// already when pre is not nil (answerBatch takes a frame's at once); on a
+// protocol violation it puts that back.
+func (l *link) answerTaken(m *codec.Message, pre *taken) error {
 	var (
 		shared []byte // the result's bytes in the shared region
 		lost   bool   // the result went with the shared memory region
@@ -34,11 +41,22 @@ func (l *link) answer(m *codec.Message) error {
 		case errors.Is(err, sharedmem.ErrClosed):
 			lost = true
 		case err != nil:
+			if pre != nil && pre.ok {
+				l.table.restore([]codec.Message{*m}, []taken{*pre})
+			}
 			return err
 		}
 		shared = b
 	}
-	e, ok := l.table.take(m.ID)
+	var (
+		e  entry
+		ok bool
+	)
+	if pre != nil {
+		e, ok = pre.e, pre.ok
+	} else {
+		e, ok = l.table.take(m.ID)
+	}
 	j := e.j
 	if !ok {
 		if m.Shared && !lost {
@@ -110,8 +128,11 @@ func (l *link) answerBatch(m *codec.Message) error {
 	}
 	l.slab = make([]byte, 0, n)
 	defer func() { l.slab = nil }()
+	l.found = l.table.takeEach(m.Items, l.found)
+	defer clear(l.found)
 	for i := range m.Items {
-		if err := l.answer(&m.Items[i]); err != nil {
+		if err := l.answerTaken(&m.Items[i], &l.found[i]); err != nil {
+			l.table.restore(m.Items[i+1:], l.found[i+1:]) // for the worker's end
 			return err
 		}
 	}

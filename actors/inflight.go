@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // inflight is the table of the jobs dispatched to one worker and not yet
@@ -12,7 +14,9 @@ import (
 //	add      dispatcher → table. The job gets its id on this worker (ids
 //	         count up from 1 and are never reused), and its link. A Map
 //	         job's items (see batch) get an id each, all naming the job.
-//	take     table → the reader of its answer, which settles it.
+//	take     table → the reader of its answer, which settles it (takeEach:
+//	         a batch response's at once; restore puts back those a
+//	         protocol error left unsettled).
 //	drop     table → the writer that did not send its request (too large
 //	         for the worker, or the job resolved before it was written).
 //	takeAll  table → the router, once the worker is gone; the table is
@@ -94,6 +98,45 @@ func (t *inflight) take(id uint64) (entry, bool) {
 		t.n.Add(-1)
 	}
 	return e, ok
+}
+
+// taken is what take found for one id.
+type taken struct {
+	e  entry
+	ok bool
+}
+
+// takeEach is take of the id of every message of ms, under one lock; the
+// results go in out, one per message, and out is returned.
+func (t *inflight) takeEach(ms []codec.Message, out []taken) []taken {
+	out = out[:0]
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for i := range ms {
+		e, ok := t.jobs[ms[i].ID]
+		if ok {
+			delete(t.jobs, ms[i].ID)
+			n++
+		}
+		out = append(out, taken{e, ok})
+	}
+	t.n.Add(int32(-n))
+	return out
+}
+
+// restore puts back what takeEach took for ms, where found: the answers
+// of a batch response left unsettled after a protocol error, for the
+// worker's end to settle.
+func (t *inflight) restore(ms []codec.Message, found []taken) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range found {
+		if found[i].ok {
+			t.jobs[ms[i].ID] = found[i].e
+			t.n.Add(1)
+		}
+	}
 }
 
 // lookup returns what id names, leaving it in the table.

@@ -77,7 +77,8 @@ type link struct {
 	r     reader
 	// slab holds the results of the batch response being read; only the
 	// holder of the read role touches it (answerBatch).
-	slab []byte
+	slab  []byte
+	found []taken // the table's entries for the batch response being read
 
 	shared     atomic.Bool    // the worker mapped the shared memory region
 	peerLimit  atomic.Int64   // the largest request frame the worker takes

@@ -531,3 +531,38 @@ func TestKeepCopiesResultsApart(t *testing.T) {
 	require.Equal(t, "abc!", string(grown))
 	require.Equal(t, "def", string(b), "appending to one result leaves the next alone")
 }
+
+// TestLinkBatchResponseWithAnUnknownID: a batch response that answers an
+// id the worker was never given kills the link as a protocol violation;
+// the items answered before it are settled, and those after it stay in the
+// table for the worker's end to settle (takeEach took them with the
+// frame; restore puts them back).
+func TestLinkBatchResponseWithAnUnknownID(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := newPipes(t)
+	l, o, wg := startLink(t, p, linkConfig{offer: codec.AllFeatures})
+	r := newRawPeer(t, p, codec.Message{Kind: codec.KindReady, Version: codec.Version, JobTypes: []string{"echo"}, Features: codec.FeatureBatch})
+	waitReady(t, o)
+	j := NewJob(Blob, nil)
+	delivered := make(chan int, 3)
+	j.batch = newBatch(j, [][]byte{[]byte("a"), []byte("b"), []byte("c")}, func(item int, _ []byte, err error) {
+		assert.NoError(t, err)
+		delivered <- item
+	})
+	require.True(t, l.dispatch(j, viaWriter))
+	req := r.next(t)
+	require.Equal(t, codec.KindBatchRequest, req.Kind)
+	require.Len(t, req.Items, 3)
+	ids := []uint64{req.Items[0].ID, req.Items[1].ID, req.Items[2].ID}
+	r.send(t, &codec.Message{Kind: codec.KindBatchResponse, Items: []codec.Message{
+		{Kind: codec.KindResponse, ID: ids[0], Payload: []byte("A")},
+		{Kind: codec.KindResponse, ID: ids[2] + 99},
+		{Kind: codec.KindResponse, ID: ids[2], Payload: []byte("C")},
+	}})
+	assert.ErrorIs(t, o.waitClosed(t), errProtocol)
+	assert.Equal(t, 0, <-delivered, "the item answered before the violation is settled")
+	assert.Equal(t, 2, l.table.len(), "the unanswered item and the one after the violation wait for the worker's end")
+	assert.True(t, l.running(ids[1]))
+	assert.True(t, l.running(ids[2]))
+	finish(t, p, l, o, wg, nil)
+}
