@@ -153,7 +153,7 @@ func (c *conn) forget(j *job) {
 // batchFrameOwned is the size past which a frame is read into a pooled
 // buffer of its own rather than the reader's: a batch's items then keep
 // their payloads in it (see frameRef) instead of each copying its own out.
-const batchFrameOwned = 16 << 10
+const batchFrameOwned = 4 << 10
 
 // frameRef is the pooled buffer of a batch frame whose items' payloads
 // lie in it: each job holding one of them holds a reference, and the
