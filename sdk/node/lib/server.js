@@ -1,11 +1,17 @@
 'use strict';
-// The worker's side of the procpool protocol: handshake, reading fd 3,
-// handlers, cancel, deadlines, shutdown, panics, writing fd 4.
+// The worker's side of the procpool protocol: Worker, and its conversation
+// with the host (Conn): setting up fds 3 and 4, the handshake, the host's
+// messages, a handler's exception or panic, shutdown and the end. Conn's
+// other methods are in intake.js (reading fd 3, requests, running jobs) and
+// answers.js (a job's chunks and response, writing frames).
 
 const net = require('node:net');
 const wire = require('./wire');
-const { openRegion, MIN_PAYLOAD } = require('./shared');
-const { FrameWriter, SMALL_PAYLOAD } = require('./writer');
+const { openRegion } = require('./shared');
+const { FrameWriter } = require('./writer');
+const { Job, ProcpoolError } = require('./job');
+const { Intake, READ_BUFFER } = require('./intake');
+const { Answers } = require('./answers');
 
 const { Kind, Payload, Code, ProtocolError } = wire;
 
@@ -14,158 +20,7 @@ const EXIT_OK = 0;
 const EXIT_ERROR = 1; // a protocol error, or fds 3 and 4 missing
 const EXIT_PANIC = 70; // a handler crashed (EX_SOFTWARE): the host replaces the worker
 
-// Besides its payload, a response frame holds at most this many bytes: only
-// results that would fit in a frame go through the shared region.
-const SHARED_ENVELOPE = 1 << 10;
-const PANIC_FRAMES = 10;
-// A response's envelope around its payload takes at most this many bytes
-// (array head, kind, a 64-bit id, two empty strings, payload kind, bin head).
-const MAX_ENVELOPE = 2 + 9 + 3 + 5;
-
-// fd 3 is read into buffers of this size, frame after frame, a new buffer
-// only when one is full: the payloads handed to handlers are views of it,
-// never overwritten. A frame larger than what is left goes to a buffer of
-// its own size.
-const READ_BUFFER = 64 << 10;
-const MIN_READ = 4 << 10; // less room than this left: the next read goes to a new buffer
-
-/**
- * An error with a code, thrown by a handler to choose the error code of its
- * response; the host's *RemoteError carries code and message as they are.
- * Any other exception a handler throws (or rejects with) is a crash: it is
- * answered with code "panic" and the worker exits non-zero, unless the job
- * was aborted first, in which case it is answered "cancelled" or "deadline".
- */
-class ProcpoolError extends Error {
-  constructor(code, message = '') {
-    super(message);
-    this.name = 'ProcpoolError';
-    this.code = code || Code.HANDLER;
-  }
-}
-
-/**
- * A job as its handler sees it: id (a BigInt: ids are 64-bit), jobType,
- * deadline (a Date.now() timestamp, or undefined without a timeout),
- * attempt (1 for the first run, more when the host runs it again after a
- * failure), traceparent and tracestate (the caller's W3C trace context, ''
- * when the host sent none), streaming (the host asked for partial results:
- * send() may be called) and signal, an AbortSignal aborted when the host
- * cancels the job, its timeout elapses, the shutdown grace runs out or the
- * host goes away; its reason is a ProcpoolError with code "cancelled" or
- * "deadline".
- */
-class Job {
-  constructor(id, jobType, timeoutMs, meta = {}, sink = undefined, kind = Payload.BLOB) {
-    this.id = id;
-    this.jobType = jobType;
-    this.timeoutMs = timeoutMs;
-    this.deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
-    this.attempt = Math.max(1, meta.attempt || 1);
-    this.traceparent = meta.traceparent || '';
-    this.tracestate = meta.tracestate || '';
-    this.streaming = sink !== undefined && (meta.credit || 0) > 0;
-    this._credit = this.streaming ? meta.credit : 0;
-    this._sink = sink; // writes a chunk's bytes; throws if they are too large
-    this._kind = kind;
-    this._done = false;
-    this._waiters = []; // resolvers of send() calls waiting for credit
-    this._reason = undefined;
-    this._controller = undefined; // made when signal is first asked for
-    this._timer = undefined;
-  }
-  /** The trace context as header names and values, a carrier for a propagator's extract(). */
-  traceHeaders() {
-    const h = {};
-    if (this.traceparent) h.traceparent = this.traceparent;
-    if (this.tracestate) h.tracestate = this.tracestate;
-    return h;
-  }
-  /**
-   * Sends a partial result before the handler returns: bytes (a Uint8Array
-   * or a string) in a BLOB handler, any value in a VALUE handler. Resolves
-   * once the chunk is queued; waits while the host's window of chunks is
-   * used up, until it grants more. Rejects with the abort reason when the job
-   * must stop, and with a ProcpoolError when the host did not ask for partial
-   * results or the handler has returned.
-   */
-  async send(chunk) {
-    if (!this.streaming) throw new ProcpoolError(Code.HANDLER, "the host did not ask for this job's partial results");
-    let data;
-    if (this._kind === Payload.VALUE) data = wire.encodeValue(chunk);
-    else if (typeof chunk === 'string') data = Buffer.from(chunk, 'utf8');
-    else if (chunk instanceof Uint8Array) data = chunk;
-    else throw new ProcpoolError(Code.HANDLER, `a blob chunk must be bytes, not ${typeof chunk}`);
-    for (;;) {
-      if (this._done) throw new ProcpoolError(Code.HANDLER, "the job's stream ended with its response");
-      this.throwIfAborted();
-      if (this._credit > 0) {
-        this._sink(this, data);
-        this._credit--;
-        return;
-      }
-      await new Promise((resolve) => this._waiters.push(resolve));
-    }
-  }
-  _grant(n) {
-    if (this._done || !this.streaming) return;
-    this._credit += n;
-    this._wake();
-  }
-  _end() {
-    this._done = true;
-    this._wake();
-  }
-  _wake() {
-    const w = this._waiters;
-    this._waiters = [];
-    for (const resolve of w) resolve();
-  }
-  /** The job's AbortSignal. */
-  get signal() {
-    if (this._controller === undefined) {
-      this._checkDeadline();
-      this._controller = new AbortController();
-      if (this._reason !== undefined) this._controller.abort(this._reason);
-    }
-    return this._controller.signal;
-  }
-  /** True once the job should stop. */
-  get aborted() {
-    this._checkDeadline();
-    return this._reason !== undefined;
-  }
-  /** Throws the abort reason if the job should stop. */
-  throwIfAborted() {
-    this._checkDeadline();
-    if (this._reason !== undefined) throw this._reason;
-  }
-  /**
-   * Aborts the job if its deadline has passed. A handler that runs on the
-   * event loop without yielding sees its deadline this way; one that
-   * awaits gets a timer (_arm), armed only then, so that a job answered in
-   * the turn it arrived costs no timer.
-   */
-  _checkDeadline() {
-    if (this._reason === undefined && this.deadline !== undefined && Date.now() >= this.deadline) this._expire();
-  }
-  _expire() {
-    this._abort(new ProcpoolError(Code.DEADLINE, `the job's timeout of ${this.timeoutMs} ms elapsed`));
-  }
-  /** Arms the deadline's timer, once the handler has yielded. */
-  _arm() {
-    if (this.deadline === undefined || this._timer !== undefined || this._reason !== undefined) return;
-    const left = this.deadline - Date.now();
-    if (left <= 0) this._expire();
-    else this._timer = setTimeout(() => this._expire(), left);
-  }
-  _abort(reason) {
-    if (this._reason !== undefined) return;
-    this._reason = reason;
-    if (this._controller !== undefined) this._controller.abort(reason);
-    this._wake();
-  }
-}
+const PANIC_FRAMES = 10; // frames of its stack in a panic's detail
 
 function log(msg) {
   process.stderr.write(`${msg}\n`); // the host logs stderr line by line
@@ -291,68 +146,9 @@ class Conn {
     });
   }
 
-  // --- reading ---
+  // --- the host's messages ---
 
-  /** The buffer the next read of fd 3 goes to: the free end of rbuf, or a new rbuf. */
-  readInto() {
-    const room = this.rbuf.length - this.rend;
-    if (room < MIN_READ) {
-      // Little room: enough if it is the rest of a frame started here
-      // (one of its own size), else a new buffer.
-      const part = this.rend - this.rstart;
-      const whole = part >= 4 ? 4 + Math.min(this.rbuf.readUInt32BE(this.rstart), this.w.maxFrame) : 0;
-      if (room === 0 || whole === 0 || this.rstart + whole > this.rbuf.length) this.moveRead(Math.max(READ_BUFFER, whole));
-    }
-    return this.rbuf.subarray(this.rend);
-  }
-
-  /** Moves the partial frame at rbuf[rstart, rend) to the start of a new buffer of at least size bytes. */
-  moveRead(size) {
-    const part = this.rend - this.rstart;
-    const next = Buffer.allocUnsafeSlow(Math.max(size, part + MIN_READ));
-    this.rbuf.copy(next, 0, this.rstart, this.rend);
-    this.rbuf = next;
-    this.rstart = 0;
-    this.rend = part;
-  }
-
-  /** n more bytes of fd 3 are at rbuf[rend:]: handles every whole frame. */
-  onRead(n) {
-    if (this.finished) return false;
-    this.rend += n;
-    const b = this.rbuf;
-    let pos = this.rstart;
-    try {
-      while (this.rend - pos >= 4 && !this.finished) {
-        const len = b.readUInt32BE(pos);
-        if (len > this.w.maxFrame) throw new ProtocolError(`frame of ${len} bytes exceeds our limit of ${this.w.maxFrame}`);
-        if (this.rend - pos - 4 < len) {
-          // Not whole: a frame larger than the room left gets a buffer of its size.
-          if (pos + 4 + len > b.length) {
-            this.rstart = pos;
-            this.moveRead(4 + len);
-            return;
-          }
-          break;
-        }
-        const body = b.subarray(pos + 4, pos + 4 + len);
-        pos += 4 + len;
-        if (this.handshook) this.dispatch(body);
-        else this.handshake(body);
-      }
-    } catch (e) {
-      if (e instanceof ProtocolError) this.protocolError(e.message);
-      else this.protocolError(`internal error: ${e.stack}`);
-      return false;
-    }
-    this.rstart = pos;
-    if (pos === this.rend && this.rbuf.length - pos < MIN_READ) {
-      // Nothing pending and little room left: start the next buffer.
-      this.rbuf = Buffer.allocUnsafeSlow(READ_BUFFER);
-      this.rstart = this.rend = 0;
-    }
-  }
-
+  /** fd 3 reached its end. */
   onEnd() {
     if (this.rend > this.rstart) return this.protocolError("the host's stream ended inside a frame");
     if (!this.handshook) return this.finish(null, EXIT_OK, true); // gone before hello
@@ -451,178 +247,7 @@ class Conn {
     }
   }
 
-  /** Reads the request of n elements at r (after its kind) and starts it. */
-  request(r, n) {
-    if (n !== 6 && n !== 7) throw new ProtocolError('malformed request');
-    const id = r.uint();
-    const jobType = r.str();
-    const timeoutMs = r.small();
-    const meta = n === 7 ? this.meta(r, id) : {};
-    const pk = r.small();
-    let payload;
-    if (pk === Payload.BLOB) {
-      payload = r.bin();
-    } else if (pk === Payload.VALUE) {
-      const start = r.pos;
-      r.skip();
-      payload = r.buf.subarray(start, r.pos); // the value's encoding, decoded by the job
-    } else if (pk === Payload.SHARED_BLOB || pk === Payload.SHARED_VALUE) {
-      if (r.arrayLen() !== 2) throw new ProtocolError(`request ${id}: malformed shared memory span`);
-      const off = r.small();
-      const len = r.small();
-      if (this.region === null) throw new ProtocolError(`request ${id} has its payload in shared memory, which the handshake did not set up`);
-      try {
-        payload = this.region.request(off, len);
-      } catch (e) {
-        throw new ProtocolError(`request ${id}: ${e.message}`);
-      }
-    } else {
-      throw new ProtocolError(`request ${id}: payload kind ${pk}`);
-    }
-    this.start(id, jobType, timeoutMs, pk, payload, meta);
-  }
-
-  /** Reads a request's meta map: attempt, traceparent, tracestate, credit; other keys skipped. */
-  meta(r, id) {
-    const meta = {};
-    for (let i = r.mapLen(); i > 0; i--) {
-      const key = r.str();
-      if (key === 'attempt' || key === 'credit') meta[key] = r.small();
-      else if (key === 'traceparent' || key === 'tracestate') meta[key] = r.str();
-      else r.skip();
-    }
-    if (meta.credit > 0xffffffff || meta.attempt > 0xffffffff) throw new ProtocolError(`request ${id}: meta out of range`);
-    return meta;
-  }
-
-  // --- running ---
-
-  start(id, jobType, timeoutMs, pk, payload, meta = {}) {
-    if (this.panicked) return; // lost with the worker, as on any crash
-    if (this.refusing) return this.writeError(id, Code.SHUTTING_DOWN, 'the worker is shutting down');
-    const h = this.handlers.get(jobType);
-    if (h === undefined) return this.writeError(id, Code.UNKNOWN_JOB_TYPE, `no handler for job type ${JSON.stringify(jobType)}`);
-    if (this.jobs.has(id)) throw new ProtocolError(`the host reused the id ${id} of a running job`);
-    const sink = this.features.includes('stream') ? (j, data) => this.writeChunk(j, data) : undefined;
-    const job = new Job(id, jobType, timeoutMs, meta, sink, h.kind);
-    this.jobs.set(id, job);
-    this.running++;
-    this.run(job, h, pk, payload);
-  }
-
-  /**
-   * Runs job's handler. One that returns a value is answered at once, in
-   * the same turn of the event loop; one that returns a promise gets its
-   * deadline's timer and is answered when the promise settles.
-   */
-  run(job, h, pk, payload) {
-    let result;
-    try {
-      // As in the Go SDK, the request's payload kind is not checked: a BLOB
-      // handler given a value gets its msgpack encoding, a VALUE handler
-      // given a blob decodes its bytes as msgpack.
-      let arg;
-      if (h.kind === Payload.BLOB) {
-        arg = payload;
-      } else {
-        try {
-          arg = wire.decodeValue(payload);
-        } catch (e) {
-          throw new ProcpoolError(Code.BAD_PAYLOAD, `decoding the value: ${e.message}`);
-        }
-      }
-      result = h.fn(arg, job);
-      if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-        job._arm();
-        this.settle(job, h, result);
-        return;
-      }
-      this.answer(job, h, result);
-    } catch (e) {
-      this.answerError(job, e);
-    }
-    this.complete(job);
-  }
-
-  /** Answers job once the promise its handler returned settles. */
-  async settle(job, h, promise) {
-    try {
-      this.answer(job, h, await promise);
-    } catch (e) {
-      this.answerError(job, e);
-    } finally {
-      this.complete(job);
-    }
-  }
-
-  /** Writes a chunk of job's, through the shared region when it is large; throws when it is too large for the host. */
-  writeChunk(job, data) {
-    const n = data.length;
-    if (this.region !== null && n >= MIN_PAYLOAD && n <= this.hostMax - SHARED_ENVELOPE) {
-      const off = this.region.put(data);
-      if (off >= 0) {
-        this.write(wire.frame([wire.chunkPrefix(job.id, job._kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)]));
-        return;
-      }
-    }
-    const prefix = wire.chunkPrefix(job.id, job._kind);
-    const bin = job._kind === Payload.BLOB ? wire.binHeader(n) : Buffer.alloc(0);
-    const size = prefix.length + bin.length + n;
-    if (size > this.hostMax) throw new ProcpoolError(Code.HANDLER, `a chunk of ${n} bytes exceeds the host's frame limit of ${this.hostMax} bytes`);
-    this.write(Buffer.concat([wire.header(size), prefix, bin, data], 4 + size)); // copied: the caller may reuse its buffer
-  }
-
-  answer(job, h, result) {
-    let data;
-    if (h.kind === Payload.VALUE) {
-      try {
-        data = wire.encodeValueShared(result);
-      } catch (e) {
-        throw new ProcpoolError(Code.HANDLER, `encoding the result: ${e.message}`);
-      }
-      // The writer copies small payloads at once; a larger one it keeps
-      // until the flush, and the shared region takes only some.
-      if (data.length > SMALL_PAYLOAD) data = Buffer.from(data);
-    } else if (result === null || result === undefined) {
-      data = Buffer.alloc(0);
-    } else if (result instanceof Uint8Array) {
-      data = result;
-    } else if (result instanceof ArrayBuffer) {
-      data = new Uint8Array(result);
-    } else if (typeof result === 'string') {
-      data = Buffer.from(result, 'utf8');
-    } else {
-      throw new ProcpoolError(Code.HANDLER, `a blob handler returned ${typeof result}, not bytes`);
-    }
-    job._end();
-    const n = data.length;
-    if (this.region !== null && n >= MIN_PAYLOAD && n <= this.hostMax - SHARED_ENVELOPE) {
-      // Allocated and written in one go on the one thread: blocks are
-      // numbered in the order their frames are written.
-      const off = this.region.put(data);
-      if (off >= 0) {
-        this.write(wire.frame([wire.responsePrefix(job.id, h.kind | 2), Buffer.from([0x92]), wire.uintBytes(off), wire.uintBytes(n)]), true);
-        return;
-      }
-    }
-    if (n + MAX_ENVELOPE > this.hostMax) {
-      const size = wire.responsePrefix(job.id, h.kind).length + (h.kind === Payload.BLOB ? wire.binHeader(n).length : 0) + n;
-      if (size > this.hostMax) {
-        this.writeError(job.id, Code.TOO_LARGE, `the response (${n} bytes of payload) exceeds the host's frame limit of ${this.hostMax} bytes`);
-        return;
-      }
-    }
-    if (this.writable()) this.writer.response(job.id, h.kind, data);
-  }
-
-  /** Writes an error response; its detail is dropped, then its message cut, when the frame would exceed the host's limit. */
-  writeError(id, code, message, detail) {
-    let f = wire.errorFrame(id, code, message, detail);
-    if (f.length - 4 > this.hostMax && detail) f = wire.errorFrame(id, code, message);
-    if (f.length - 4 > this.hostMax) f = wire.errorFrame(id, code, String(message).slice(0, Math.max(0, this.hostMax - 64)));
-    this.write(f, true);
-  }
-
+  /** Answers job with what its handler threw: its code, the stop's, or a panic that ends the worker. */
   answerError(job, e) {
     job._end();
     if (e instanceof ProcpoolError || (e instanceof Error && typeof e.code === 'string' && e.name === 'ProcpoolError')) {
@@ -648,26 +273,15 @@ class Conn {
     this.onPanic();
   }
 
+  // --- ending ---
+
+  /** job is answered: forgets it, and ends a shutdown when it was the last. */
   complete(job) {
     if (job._timer !== undefined) clearTimeout(job._timer);
     this.jobs.delete(job.id);
     this.running--;
     if (this.running === 0 && this.shutdown) this.finish(null, EXIT_OK);
   }
-
-  // --- writing ---
-
-  /** True while frames may still be written to the host. */
-  writable() {
-    return !(this.closedOut || this.out.writableEnded || this.out.destroyed);
-  }
-
-  /** Queues a whole frame for the next flush (see FrameWriter); response marks a response. */
-  write(f, response = false) {
-    if (this.writable()) this.writer.frame(f, response);
-  }
-
-  // --- ending ---
 
   onPanic() {
     if (this.panicked) return;
@@ -742,6 +356,17 @@ class Conn {
       clearTimeout(t);
       drained();
     });
+  }
+}
+
+// Intake and Answers only carry methods of Conn: they are defined on
+// Conn.prototype as they are, non-enumerable as its own. A name defined
+// twice is a mistake, caught when the module loads.
+for (const part of [Intake, Answers]) {
+  for (const name of Object.getOwnPropertyNames(part.prototype)) {
+    if (name === 'constructor') continue;
+    if (Object.prototype.hasOwnProperty.call(Conn.prototype, name)) throw new Error(`Conn.${name} is defined twice`);
+    Object.defineProperty(Conn.prototype, name, Object.getOwnPropertyDescriptor(part.prototype, name));
   }
 }
 

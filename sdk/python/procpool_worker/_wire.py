@@ -1,5 +1,6 @@
-"""The protocol's constants and the encoding of the worker's messages
-(docs/protocol.md sections 2 to 5). Bytes only: no threads, no I/O."""
+"""The protocol's constants, the decoding of the host's messages and the
+encoding of the worker's (docs/protocol.md sections 2 to 5). Bytes only: no
+threads, no I/O."""
 import struct
 
 import msgpack
@@ -31,6 +32,18 @@ CODE_SHUTTING_DOWN = "shutting_down"
 MAX_ERR_MESSAGE = 16 << 10  # as the Go SDK: longer messages are cut
 
 _pack_int = msgpack.Packer(use_bin_type=True).pack
+
+
+class ProtocolError(Exception):
+    """The host sent something the protocol does not allow."""
+
+
+def unpack(body):
+    """The message in a frame's body, decoded; raises ProtocolError."""
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+    except Exception as e:
+        raise ProtocolError(f"malformed frame: {e}") from None
 
 
 def frame(msg):
