@@ -62,11 +62,20 @@ class AsyncHandlerTest(unittest.TestCase):
             await asyncio.sleep(60)
             return payload
 
+        holding, release = threading.Event(), threading.Event()
+
+        @w.blob("hold")
+        async def hold(payload):
+            holding.set()
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+            return payload
+
         h = Host(w)
         h.send([1, 1, 1 << 20])
         ready = h.recv()
         self.assertEqual(ready[:2], [2, 1])
-        self.assertEqual(ready[4], ["double", "wait"])
+        self.assertEqual(ready[4], ["double", "hold", "wait"])
         h.send([3, 2**64 - 1, "double", 0, 1, 21])
         self.assertEqual(h.recv(), [4, 2**64 - 1, "", "", 1, 42])
         h.send([3, 7, "wait", 0, 0, b"x"])
@@ -78,9 +87,16 @@ class AsyncHandlerTest(unittest.TestCase):
         self.assertEqual(h.recv()[:3], [4, 8, "deadline"])
         h.send([6, 2**62 + 7])
         self.assertEqual(h.recv(), [7, 2**62 + 7])
+        # A job runs across the shutdown, so that the worker, not idle, is
+        # still reading when the request after the shutdown arrives (idle,
+        # it may finish first: that request then goes unanswered).
+        h.send([3, 10, "hold", 0, 0, b"h"])
+        self.assertTrue(holding.wait(10))
         h.send([8, 5000])
         h.send([3, 9, "double", 0, 1, 1])
         self.assertEqual(h.recv()[:3], [4, 9, "shutting_down"])
+        release.set()
+        self.assertEqual(h.recv(), [4, 10, "", "", 0, b"h"])
         h.t.join(10)
         self.assertEqual(h.code, procpool_worker.EXIT_OK)
 
