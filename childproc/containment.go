@@ -126,7 +126,7 @@ func containmentFor(sb *sandbox.Sandbox, log hclog.Logger) Containment {
 
 // wantsNamespaces reports whether sb asks for a namespace: the worker then
 // gets an init of its own to hold them.
-func wantsNamespaces(sb *sandbox.Sandbox) bool { return sb.Namespaces != (sandbox.Namespaces{}) }
+func wantsNamespaces(sb *sandbox.Sandbox) bool { return sb.Namespaces.Any() }
 
 func probeHost() *hostSupport {
 	containment.once.Do(func() { containment.host = detectContainment() })

@@ -13,9 +13,10 @@ import (
 
 // The fork thread
 //
-// Every child is forked by one goroutine of this package that, from the
-// first Start on, stays locked to its OS thread and runs nothing else, so
-// that thread never exits. Three things depend on it:
+// Every worker is forked by one goroutine of this package (and every init
+// of a PID namespace by another: initMaker) that, from the first Start on,
+// stays locked to its OS thread and runs nothing else, so that thread
+// never exits. Three things depend on it:
 //
 //   - The parent-death signal of a child (Pdeathsig) fires when the thread
 //     that forked it exits, and Go destroys a thread when a goroutine
@@ -32,30 +33,54 @@ import (
 // forker is the fork thread's request channel; it starts with the first
 // fork.
 var forker struct {
-	once sync.Once
-	reqs chan func()
+	lockedThread
 	// in is the init whose PID namespace the fork thread's next children
 	// join, or nil for the host's (see forkIn); only the fork thread uses
 	// it.
 	in *nsInit
 }
 
+// initMaker is the thread that makes the inits of PID namespaces (see
+// nsInit), a second fork thread for the same reasons (an init has the
+// parent-death signal, and is traced by the thread that forks it), which
+// never joins another PID namespace. An init of its own costs a worker a
+// fork, an execve and a few injected calls, half a millisecond or more:
+// made on a thread of its own, the spare inits made ahead (initPool) are
+// made while the fork thread starts workers, on the other core, rather
+// than delaying the next start.
+var initMaker lockedThread
+
 // onForkThread runs fn on the fork thread and waits for it.
-func onForkThread(fn func()) {
-	forker.once.Do(func() {
-		forker.reqs = make(chan func())
-		go forkLoop(forker.reqs)
+func onForkThread(fn func()) { forker.run(fn) }
+
+// onInitThread runs fn on the thread that makes inits and waits for it.
+func onInitThread(fn func()) { initMaker.run(fn) }
+
+// lockedThread is a goroutine that, from its first request on, stays
+// locked to its OS thread and runs the requests it is sent, one at a
+// time, so that the thread never exits.
+type lockedThread struct {
+	once sync.Once
+	reqs chan func()
+}
+
+// run runs fn on the thread and waits for it.
+func (t *lockedThread) run(fn func()) {
+	t.once.Do(func() {
+		t.reqs = make(chan func())
+		go forkLoop(t.reqs)
 	})
 	done := make(chan struct{})
-	forker.reqs <- func() {
+	t.reqs <- func() {
 		defer close(done)
 		fn()
 	}
 	<-done
 }
 
-// forkLoop is the fork thread. It never unlocks its thread and never
-// returns, so the thread never exits.
+// forkLoop is the loop of a locked thread (the fork thread, the init
+// thread). It never unlocks its thread and never returns, so the thread
+// never exits.
 func forkLoop(reqs <-chan func()) {
 	runtime.LockOSThread()
 	for fn := range reqs {

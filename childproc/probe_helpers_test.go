@@ -83,6 +83,11 @@ func runProbe() int {
 				parts = append(parts, i.Name+":"+state)
 			}
 			out = strings.Join(parts, " ")
+		case "loup":
+			out = "ok"
+			if err := loopbackUp(); err != nil {
+				out = "error: " + errText(err)
+			}
 		case "read":
 			b, err := os.ReadFile(arg(1))
 			if err != nil {
@@ -182,6 +187,25 @@ func runProbe() int {
 		say("%s", out)
 	}
 	return 0
+}
+
+// loopbackUp brings the loopback interface up (SIOCSIFFLAGS), which takes
+// CAP_NET_ADMIN over the network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // errText names an error by its errno where it has one (EPERM, EACCES, ...).

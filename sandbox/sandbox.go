@@ -89,6 +89,27 @@ type Namespaces struct {
 	IPC bool
 	// UTS gives the worker its own host and domain names.
 	UTS bool
+
+	// PerWorker gives every worker network, IPC, UTS and user namespaces
+	// of its own. Without it, where the worker has a PID namespace of its
+	// own (childproc.ContainPIDNamespace), the workers of one job type
+	// (the same childproc.Spec.Name and Sandbox) share one set of them,
+	// made for the first and gone with the last: a network namespace is
+	// the dearest part of a sandboxed start, a millisecond or two. They
+	// then share an empty network (its loopback interface down, and
+	// abstract Unix sockets), System V IPC objects and POSIX message
+	// queues, host names, and the user namespace's keyrings; each keeps
+	// its own PID and mount namespaces, so none sees or signals another's
+	// processes (docs/isolation.md, Namespaces). PerWorker alone asks for
+	// no namespace.
+	PerWorker bool
+}
+
+// Any reports whether n asks for any namespace (PerWorker alone asks for
+// none).
+func (n Namespaces) Any() bool {
+	n.PerWorker = false
+	return n != (Namespaces{})
 }
 
 // Seccomp describes a system call filter. In its default form it denies
@@ -135,7 +156,7 @@ var ErrUnsupported = errors.New("sandbox: not supported here")
 // IsZero reports whether s applies no control.
 func (s *Sandbox) IsZero() bool {
 	return s.Credential == nil && s.Memory == 0 && s.CPU == 0 && s.Pids == 0 &&
-		s.Namespaces == (Namespaces{}) && !s.NoNewPrivs && s.Seccomp == nil && s.Landlock == nil
+		!s.Namespaces.Any() && !s.NoNewPrivs && s.Seccomp == nil && s.Landlock == nil
 }
 
 // NeedsCgroup reports whether s sets a cgroup limit.
