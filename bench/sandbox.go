@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -105,6 +106,59 @@ func bareFor(p *childproc.Process) *bareWorker {
 }
 
 // sandboxDescription says what benchSandbox applies, for the notes.
-const sandboxDescription = "uid and gid 65534 in a user namespace of their own; PID, network, mount, IPC and UTS namespaces; " +
+const sandboxDescription = "uid and gid 65534 in a user namespace; PID and mount namespaces of its own, network, IPC and UTS " +
+	"namespaces (with the user one, shared by the job type's workers); " +
 	"a cgroup with memory (1 GiB), CPU (every core) and tasks (256) limits; no_new_privs; the default seccomp profile; " +
 	"Landlock reads of the worker's directory only"
+
+// runSandboxOnly is `go run ./bench -sandbox`: every run measures the
+// start-up levels the sandbox's start-up target is judged on (bare spawn,
+// worker ready, sandboxed worker ready), interleaved, then the 1 KiB BLOB
+// pool of 2 without and with the sandbox, one after the other; then it
+// prints the start-up figures and the sandbox's targets. It writes
+// nothing.
+func runSandboxOnly(ctx context.Context, e *env, res *results) error {
+	if res.SandboxNote != "" {
+		return fmt.Errorf("the sandbox cannot run here: %s", res.SandboxNote)
+	}
+	ls := slices.DeleteFunc(levels(), func(l level) bool {
+		return !slices.Contains([]string{"spawn", "ready", "sandboxed"}, l.Key)
+	})
+	ms := slices.DeleteFunc(slices.Clone(res.Modes), func(m mode) bool { return m.Key != "pool2" && m.Key != "pool2sb" })
+	w := e.workload("1KiB")
+	e.progress("procpool bench (sandbox only): %d run(s) of %d start-ups per level and %d jobs per pool, %d cores, load %s\n",
+		e.cfg.Runs, e.cfg.StartupCycles, e.cfg.Jobs, e.cores, loadAvg())
+	for r := range e.cfg.Runs {
+		e.progress("run %d/%d: start-up", r+1, e.cfg.Runs)
+		if err := runStartupLevels(ctx, e, res, ls); err != nil {
+			return err
+		}
+		e.progress(", throughput")
+		for _, m := range ms {
+			s, err := measureThroughput(ctx, e, w, procpool.Blob, m, e.jobsFor(w))
+			if err != nil {
+				return failf("throughput "+w.Name+", "+m.Name, err)
+			}
+			k := throughputKey(w, procpool.Blob, m.Key)
+			res.Throughput[k] = append(res.Throughput[k], s)
+		}
+		e.progress(" (load %s)\n", loadAvg())
+	}
+	res.Took = time.Since(res.Began)
+	res.Machine.LoadEnd = loadAvg()
+	rp := &report{res: res}
+	t := &table{Title: "Sandbox: start-up (runs/s) and 1 KiB BLOB pool of 2 (jobs/s), per run",
+		Header: []string{"run", "bare spawn", "worker ready", "sandboxed ready", "sandboxed / spawn", "pool of 2", "sandboxed pool of 2", "sandboxed / not"}}
+	sp, rd, sb := rp.startup("spawn"), rp.startup("ready"), rp.startup("sandboxed")
+	p2, p2sb := rp.tput("1KiB", procpool.Blob, "pool2"), rp.tput("1KiB", procpool.Blob, "pool2sb")
+	for i := range sp {
+		t.Rows = append(t.Rows, []string{fmt.Sprint(i + 1), num(sp[i]), num(rd[i]), num(sb[i]), fmt.Sprintf("%.0f%%", 100*sb[i]/sp[i]),
+			num(p2[i]), num(p2sb[i]), fmt.Sprintf("%.0f%%", 100*p2sb[i]/p2[i])})
+	}
+	t.Notes = append(t.Notes, "the sandbox: "+sandboxDescription, "CPU per start-up (median): "+rp.startupCPU())
+	rp.tables = append(rp.tables, t)
+	rp.judgeSandbox()
+	rp.print(e.cfg.Out)
+	fmt.Fprintf(e.cfg.Out, "\nbench took %v\n", res.Took.Round(time.Second))
+	return nil
+}
