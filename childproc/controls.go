@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/procpool/procpool/sandbox"
 )
 
 // The fork thread
@@ -214,10 +216,20 @@ func (l Limits) list() []rlimit {
 	return out
 }
 
-// applyThreadControls sets the spec's affinity and nice on thread tid (the
-// only thread of a process that has not run yet: its threads inherit
-// them).
+// applyThreadControls sets the spec's affinity, scheduling policy and nice
+// on thread tid (the only thread of a process that has not run yet: its
+// threads and children inherit them).
+//
+// A worker with a CPU quota runs under SCHED_BATCH (see batchUnderQuota).
 func applyThreadControls(tid int, spec *Spec) error {
+	if batchUnderQuota(&spec.Sandbox) {
+		// sched_setscheduler(2) keeps the thread's nice (sched_param is
+		// one int, the static priority: 0 for SCHED_BATCH).
+		var param int32
+		if _, _, errno := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(tid), unix.SCHED_BATCH, uintptr(unsafe.Pointer(&param))); errno != 0 {
+			return fmt.Errorf("childproc: setting SCHED_BATCH on pid %d: %w", tid, errno)
+		}
+	}
 	if len(spec.Affinity) > 0 {
 		var set unix.CPUSet
 		for _, cpu := range spec.Affinity {
@@ -241,3 +253,24 @@ func derefOr(p *uint64, def uint64) uint64 {
 	}
 	return *p
 }
+
+// batchUnderQuota reports whether a worker with sandbox sb runs under
+// SCHED_BATCH: it does when it has a CPU quota, which puts it in a
+// scheduling group (a cpu cgroup) of its own.
+//
+// The rule, and why: the scheduler then shares the cores between groups
+// (the host's session, each worker) rather than between threads, and a
+// waking worker preempts the host's running thread (and the host's, the
+// worker's) across groups where, within one group, it would mostly wait
+// its turn. On 1 KiB jobs with a pool of 2 on 2 cores, that doubled the
+// involuntary context switches per job, of the workers and of the host,
+// and cost 10-25% more CPU per job (docs/isolation.md, Costs): the
+// quota's timer and the groups' weights were not the cause (no throttling
+// at a quota of every core; any cpu.shares from 256 to 2048 no better).
+// SCHED_BATCH is the kernel's policy for non-interactive, CPU-bound work:
+// the same fair scheduler, nice and quota, and the same share of the
+// CPU, but its wake-ups do not preempt a running thread: they wait for
+// the next tick or an idle core, as a thread of the host's own group
+// would mostly have. A worker may set its policy back (SCHED_OTHER needs
+// no privilege); the quota does not depend on it.
+func batchUnderQuota(sb *sandbox.Sandbox) bool { return sb.CPU > 0 }

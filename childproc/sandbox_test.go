@@ -304,3 +304,40 @@ func TestSandboxRefusedWithItsReason(t *testing.T) {
 		assert.Contains(t, err.Error(), "needs ptrace")
 	})
 }
+
+// TestSandboxCPUQuotaCapsASpinningWorker: under a quota of a quarter of a
+// CPU, a worker spinning two threads for a second gets about a quarter of
+// a second of CPU, as the kernel's own counters show (its cgroup throttled
+// it; its CPU time from getrusage, not the wall clock); it runs under
+// SCHED_BATCH with its nice kept, and a worker without a quota does not.
+func TestSandboxCPUQuotaCapsASpinningWorker(t *testing.T) {
+	for _, mode := range startModes {
+		t.Run(mode, func(t *testing.T) {
+			inMode(t, mode)
+			clean(t)
+			sb := sandbox.Sandbox{CPU: 0.25}
+			requireSupported(t, sb)
+			spec := selfSpec(t, "probe")
+			spec.Sandbox = sb
+			nice := 3
+			spec.Nice = &nice
+			p := start(t, spec)
+			pr := &prober{t: t, p: p, lines: newLineReader(t, p)}
+			assert.Equal(t, "3 3", pr.ask("policy"), "SCHED_BATCH (3), nice 3")
+			f := strings.Fields(pr.ask("spin 1000 2"))
+			require.Len(t, f, 2)
+			cpuMS, throttled := atoi(f[0]), atoi(f[1])
+			t.Logf("spinning 2 threads for 1 s under a quota of 0.25 CPU: %d ms of CPU, throttled %d times", cpuMS, throttled)
+			assert.Positive(t, throttled, "the quota throttled the worker")
+			// 25 ms per 100 ms period, and a period's worth of slack.
+			assert.LessOrEqual(t, cpuMS, 250+50, "at most a quarter of a CPU over a second")
+			exit := pr.p.Stop(context.Background(), waitLong)
+			assert.True(t, exit.Success(), "exit %v, stderr %q", exit, exit.StderrTail)
+
+			free := startProbe(t, sandbox.Sandbox{})
+			assert.Equal(t, "0 0", free.ask("policy"), "SCHED_OTHER without a quota")
+			exit = free.p.Stop(context.Background(), waitLong)
+			assert.True(t, exit.Success(), "exit %v", exit)
+		})
+	}
+}

@@ -26,11 +26,16 @@ type Sandbox struct {
 	// ends) and reported by procpool as a supervisor.MemoryFailure.
 	Memory uint64
 	// CPU is a CPU quota, in CPUs (0.5: half of one CPU's time; 0: none),
-	// shared by the worker and every process it starts. It puts the
-	// worker in a scheduling group of its own, which shares the cores
-	// with the host's group rather than thread by thread: it cost a pool
-	// of 2 on 2 cores up to 30% of its short jobs even with a quota of
-	// every core (docs/isolation.md, Costs).
+	// shared by the worker and every process it starts: CPU x 100 ms of
+	// CPU time per 100 ms period, enforced by the kernel (CFS bandwidth
+	// control) on a cpu cgroup of the worker's own. That cgroup is also a
+	// scheduling group of its own, and the scheduler then shares the
+	// cores between the host's group and each worker's rather than
+	// thread by thread, with wake-ups preempting across groups: on short
+	// jobs that cost a pool of 2 on 2 cores 10-30% of its throughput, even
+	// with a quota of every core. So a worker with a quota runs under
+	// SCHED_BATCH (its wake-ups do not preempt; the same fair share, nice
+	// and quota), which took most of that back (docs/isolation.md, Costs).
 	CPU float64
 	// Pids bounds the tasks of the worker's cgroup: its processes and
 	// their threads, the worker's own included (0: none). A fork or a
