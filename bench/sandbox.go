@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/procpool/procpool"
@@ -34,14 +35,22 @@ func benchSandbox(e *env) procpool.Sandbox {
 	}
 }
 
-// sandboxNote is why the sandboxed figures are missing, or "".
+// sandboxNote is why the sandboxed figures are missing, or "": checked
+// once (a start-up cycle must not pay for it).
 func (e *env) sandboxNote() string {
-	sb := benchSandbox(e)
-	if err := sb.Check(); err != nil {
-		return "not measured: " + err.Error()
-	}
-	return ""
+	sandboxChecked.Do(func() {
+		sb := benchSandbox(e)
+		if err := sb.Check(); err != nil {
+			sandboxCheck = "not measured: " + err.Error()
+		}
+	})
+	return sandboxCheck
 }
+
+var (
+	sandboxChecked sync.Once
+	sandboxCheck   string
+)
 
 // sandboxedCycle is the worker-ready cycle with the whole sandbox: start,
 // handshake, stop.
