@@ -228,7 +228,7 @@ func (l *launch) prepareAndStart() (*started, error) {
 	l.cwd = cwd
 	killable := l.mode == ContainCgroup || l.mode == ContainSharedNamespace
 	if sb.NeedsCgroup() || killable {
-		cg, err := takeCgroup(sb, killable)
+		cg, err := takeCgroup(l.spec.Name, sb, killable)
 		if err != nil {
 			return nil, err
 		}
