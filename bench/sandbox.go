@@ -89,8 +89,10 @@ func (rp *report) judgeSandbox() {
 	tg.Met = r.Runs > 0 && r.Median >= 0.6
 	us := func(k string) float64 { return 1e6 / summarize(rp.startup(k)).Median }
 	tg.Why = append(tg.Why, fmt.Sprintf("a sandboxed start costs %.0f µs more than an unsandboxed one: its own PID namespace's init "+
-		"(made ahead, while the previous worker starts), its network, mount, IPC, UTS and user namespaces, a cgroup in three v1 "+
-		"hierarchies (or one v2), and a dozen system calls injected before its first instruction", us("sandboxed")-us("ready")))
+		"(made ahead on the init thread, torn down before Done) with its mount namespace and /proc, the move into a cgroup in three "+
+		"v1 hierarchies (or one v2), and a dozen system calls injected before its first instruction; and a worker ready "+
+		"without a sandbox is itself at %s of the bare spawn (docs/isolation.md, Costs)", us("sandboxed")-us("ready"),
+		pctOf(ratios(rp.startup("ready"), spawn))))
 	rp.targets = append(rp.targets, tg)
 
 	p2, p2sb := rp.tput("1KiB", procpool.Blob, "pool2"), rp.tput("1KiB", procpool.Blob, "pool2sb")

@@ -23,7 +23,9 @@ import (
 // process, logged once); Process.Containment says which.
 //
 //   - ContainPIDNamespace, for a worker whose sandbox asks for namespaces:
-//     a PID namespace of its own, whose init holds them all.
+//     a PID namespace of its own, whose init holds its mount namespace;
+//     its other namespaces are those of its job type's workers (or, with
+//     Namespaces.PerWorker, the init's too).
 //   - ContainSharedNamespace, for the others, where the host has
 //     CAP_SYS_ADMIN and a cgroup it can kill: a cgroup of its own,
 //     within a PID namespace that the host's workers share.

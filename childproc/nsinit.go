@@ -17,9 +17,10 @@ import (
 
 // nsInit is the init (PID 1) of a worker's PID namespace: a process that
 // runs no code of its own. It ignores SIGCHLD, so the kernel reaps the
-// orphans it inherits; it holds the worker's other namespaces (mount, with
-// a /proc of the PID namespace mounted, and those of the worker's sandbox:
-// network, IPC, UTS, user), which the worker joins; it dies with the fork
+// orphans it inherits; it holds the worker's mount namespace, with a /proc
+// of the PID namespace mounted (and, with Namespaces.PerWorker, the
+// worker's network, IPC, UTS and user namespaces; else those are its job
+// type's: see nsShare), which the worker joins; it dies with the init
 // thread (parent-death signal), and the kernel kills every other process
 // of the namespace when it dies. Like the pause container of a Kubernetes
 // pod, it is what the worker's namespaces belong to.

@@ -35,7 +35,8 @@ type Sandbox struct {
 	// jobs that cost a pool of 2 on 2 cores 10-30% of its throughput, even
 	// with a quota of every core. So a worker with a quota runs under
 	// SCHED_BATCH (its wake-ups do not preempt; the same fair share, nice
-	// and quota), which took most of that back (docs/isolation.md, Costs).
+	// and quota), which took that back: 97-115% of the unsandboxed pool
+	// in the same runs (docs/isolation.md, Costs).
 	CPU float64
 	// Pids bounds the tasks of the worker's cgroup: its processes and
 	// their threads, the worker's own included (0: none). A fork or a
