@@ -87,6 +87,9 @@ type config struct {
 	// and the peers they are judged against (table 5b and its targets):
 	// no start-up, other throughput modes or scaling; nothing written.
 	SDK bool
+	// SandboxOnly runs only the sandbox's experiments (runSandboxOnly);
+	// nothing written.
+	SandboxOnly bool
 	// Workloads keeps only the workloads with these keys (noop, 1KiB,
 	// 1MiB); empty: all of them.
 	Workloads []string
@@ -146,6 +149,7 @@ func main() {
 	mapOnly := flag.Bool("map", false, "run only the experiments of many small jobs (Map), the no-copy payload (CallFill) and one call's latency")
 	sdkOnly := flag.Bool("sdk", false, "run only the SDK workers' table (5b: Python and Node.js SDK workers, the Go pool of 2, ProcessPoolExecutor, piscina) and their targets; writes nothing")
 	only := flag.String("workloads", "", "comma-separated workload keys to run (noop, 1KiB, 1MiB; default all)")
+	sandboxOnly := flag.Bool("sandbox", false, "run only the sandbox's experiments: the start-up of a bare spawn, a worker and a sandboxed worker, and the 1 KiB BLOB pool of 2 with and without the sandbox, with their targets; writes nothing")
 	dist := flag.Bool("distributed", false, "run only the distributed experiment (local pool against JetStream with 1 and 3 nodes); writes docs/benchmarks-distributed.md")
 	flag.Parse()
 
@@ -169,7 +173,8 @@ func main() {
 	cfg.OTel = *otelOnly
 	cfg.MapOnly = *mapOnly
 	cfg.SDK = *sdkOnly
-	if *sdkOnly {
+	cfg.SandboxOnly = *sandboxOnly
+	if *sdkOnly || *sandboxOnly {
 		cfg.Write = false
 	}
 	if *only != "" {
@@ -261,6 +266,9 @@ func run(cfg config) error {
 	res.SandboxNote = e.sandboxNote()
 	if cfg.SDK {
 		return runSDKOnly(context.Background(), e, res)
+	}
+	if cfg.SandboxOnly {
+		return runSandboxOnly(context.Background(), e, res)
 	}
 
 	ctx := context.Background()

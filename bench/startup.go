@@ -110,8 +110,12 @@ func systemCycle(context.Context, *env, *workload) error {
 // interleaved cycle by cycle, so that a noisy spell of the machine hits
 // them alike: their ratios are what the targets judge.
 func runStartup(ctx context.Context, e *env, res *results) error {
+	return runStartupLevels(ctx, e, res, levels())
+}
+
+// runStartupLevels measures the levels ls once, as runStartup does.
+func runStartupLevels(ctx context.Context, e *env, res *results, ls []level) error {
 	w := e.workload("1KiB")
-	ls := levels()
 	var procs []level
 	for _, l := range ls {
 		if l.Process {

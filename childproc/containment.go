@@ -23,7 +23,9 @@ import (
 // process, logged once); Process.Containment says which.
 //
 //   - ContainPIDNamespace, for a worker whose sandbox asks for namespaces:
-//     a PID namespace of its own, whose init holds them all.
+//     a PID namespace of its own, whose init holds its mount namespace;
+//     its other namespaces are those of its job type's workers (or, with
+//     Namespaces.PerWorker, the init's too).
 //   - ContainSharedNamespace, for the others, where the host has
 //     CAP_SYS_ADMIN and a cgroup it can kill: a cgroup of its own,
 //     within a PID namespace that the host's workers share.
@@ -126,7 +128,7 @@ func containmentFor(sb *sandbox.Sandbox, log hclog.Logger) Containment {
 
 // wantsNamespaces reports whether sb asks for a namespace: the worker then
 // gets an init of its own to hold them.
-func wantsNamespaces(sb *sandbox.Sandbox) bool { return sb.Namespaces != (sandbox.Namespaces{}) }
+func wantsNamespaces(sb *sandbox.Sandbox) bool { return sb.Namespaces.Any() }
 
 func probeHost() *hostSupport {
 	containment.once.Do(func() { containment.host = detectContainment() })

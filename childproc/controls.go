@@ -9,13 +9,16 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/procpool/procpool/sandbox"
 )
 
 // The fork thread
 //
-// Every child is forked by one goroutine of this package that, from the
-// first Start on, stays locked to its OS thread and runs nothing else, so
-// that thread never exits. Three things depend on it:
+// Every worker is forked by one goroutine of this package (and every init
+// of a PID namespace by another: initMaker) that, from the first Start on,
+// stays locked to its OS thread and runs nothing else, so that thread
+// never exits. Three things depend on it:
 //
 //   - The parent-death signal of a child (Pdeathsig) fires when the thread
 //     that forked it exits, and Go destroys a thread when a goroutine
@@ -32,30 +35,54 @@ import (
 // forker is the fork thread's request channel; it starts with the first
 // fork.
 var forker struct {
-	once sync.Once
-	reqs chan func()
+	lockedThread
 	// in is the init whose PID namespace the fork thread's next children
 	// join, or nil for the host's (see forkIn); only the fork thread uses
 	// it.
 	in *nsInit
 }
 
+// initMaker is the thread that makes the inits of PID namespaces (see
+// nsInit), a second fork thread for the same reasons (an init has the
+// parent-death signal, and is traced by the thread that forks it), which
+// never joins another PID namespace. An init of its own costs a worker a
+// fork, an execve and a few injected calls, half a millisecond or more:
+// made on a thread of its own, the spare inits made ahead (initPool) are
+// made while the fork thread starts workers, on the other core, rather
+// than delaying the next start.
+var initMaker lockedThread
+
 // onForkThread runs fn on the fork thread and waits for it.
-func onForkThread(fn func()) {
-	forker.once.Do(func() {
-		forker.reqs = make(chan func())
-		go forkLoop(forker.reqs)
+func onForkThread(fn func()) { forker.run(fn) }
+
+// onInitThread runs fn on the thread that makes inits and waits for it.
+func onInitThread(fn func()) { initMaker.run(fn) }
+
+// lockedThread is a goroutine that, from its first request on, stays
+// locked to its OS thread and runs the requests it is sent, one at a
+// time, so that the thread never exits.
+type lockedThread struct {
+	once sync.Once
+	reqs chan func()
+}
+
+// run runs fn on the thread and waits for it.
+func (t *lockedThread) run(fn func()) {
+	t.once.Do(func() {
+		t.reqs = make(chan func())
+		go forkLoop(t.reqs)
 	})
 	done := make(chan struct{})
-	forker.reqs <- func() {
+	t.reqs <- func() {
 		defer close(done)
 		fn()
 	}
 	<-done
 }
 
-// forkLoop is the fork thread. It never unlocks its thread and never
-// returns, so the thread never exits.
+// forkLoop is the loop of a locked thread (the fork thread, the init
+// thread). It never unlocks its thread and never returns, so the thread
+// never exits.
 func forkLoop(reqs <-chan func()) {
 	runtime.LockOSThread()
 	for fn := range reqs {
@@ -189,10 +216,20 @@ func (l Limits) list() []rlimit {
 	return out
 }
 
-// applyThreadControls sets the spec's affinity and nice on thread tid (the
-// only thread of a process that has not run yet: its threads inherit
-// them).
+// applyThreadControls sets the spec's affinity, scheduling policy and nice
+// on thread tid (the only thread of a process that has not run yet: its
+// threads and children inherit them).
+//
+// A worker with a CPU quota runs under SCHED_BATCH (see batchUnderQuota).
 func applyThreadControls(tid int, spec *Spec) error {
+	if batchUnderQuota(&spec.Sandbox) {
+		// sched_setscheduler(2) keeps the thread's nice (sched_param is
+		// one int, the static priority: 0 for SCHED_BATCH).
+		var param int32
+		if _, _, errno := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(tid), unix.SCHED_BATCH, uintptr(unsafe.Pointer(&param))); errno != 0 {
+			return fmt.Errorf("childproc: setting SCHED_BATCH on pid %d: %w", tid, errno)
+		}
+	}
 	if len(spec.Affinity) > 0 {
 		var set unix.CPUSet
 		for _, cpu := range spec.Affinity {
@@ -216,3 +253,24 @@ func derefOr(p *uint64, def uint64) uint64 {
 	}
 	return *p
 }
+
+// batchUnderQuota reports whether a worker with sandbox sb runs under
+// SCHED_BATCH: it does when it has a CPU quota, which puts it in a
+// scheduling group (a cpu cgroup) of its own.
+//
+// The rule, and why: the scheduler then shares the cores between groups
+// (the host's session, each worker) rather than between threads, and a
+// waking worker preempts the host's running thread (and the host's, the
+// worker's) across groups where, within one group, it would mostly wait
+// its turn. On 1 KiB jobs with a pool of 2 on 2 cores, that doubled the
+// involuntary context switches per job, of the workers and of the host,
+// and cost 10-25% more CPU per job (docs/isolation.md, Costs): the
+// quota's timer and the groups' weights were not the cause (no throttling
+// at a quota of every core; any cpu.shares from 256 to 2048 no better).
+// SCHED_BATCH is the kernel's policy for non-interactive, CPU-bound work:
+// the same fair scheduler, nice and quota, and the same share of the
+// CPU, but its wake-ups do not preempt a running thread: they wait for
+// the next tick or an idle core, as a thread of the host's own group
+// would mostly have. A worker may set its policy back (SCHED_OTHER needs
+// no privilege); the quota does not depend on it.
+func batchUnderQuota(sb *sandbox.Sandbox) bool { return sb.CPU > 0 }

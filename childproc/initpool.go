@@ -12,9 +12,11 @@ import (
 const spareLinger = time.Second
 
 // initPool keeps one init made ahead for each shape of workers with PID
-// namespaces of their own (ContainPIDNamespace) that are running, so that a start finds its namespaces ready: making an init
-// (a fork, an execve, a few injected calls, a network namespace perhaps)
-// costs about half a millisecond or more, which then overlaps with the
+// namespaces of their own (ContainPIDNamespace) that are running, so that
+// a start finds its namespaces ready: making an init (a fork, an execve, a
+// few injected calls, a mount namespace with its /proc, and with
+// Namespaces.PerWorker a network namespace perhaps) costs about half a
+// millisecond or more, which then overlaps, on the init thread, with the
 // previous worker's own start instead of delaying the next one. A spare
 // outlives the last process of its shape by spareLinger, then goes; an
 // init is never used twice (its PID namespace dies with its worker).
@@ -25,20 +27,27 @@ type initPool struct {
 
 type initSlot struct {
 	spare  *nsInit
-	users  int  // live processes of this shape
-	making bool // a spare is being made
+	users  int           // live processes of this shape
+	making chan struct{} // closed when the spare being made is ready (or failed); nil: none is
 	linger *time.Timer
 }
 
 var inits = initPool{slots: map[initShape]*initSlot{}}
 
 // take returns an init for sb: the spare of its shape if one is ready and
-// alive, else a new one. It runs on the fork thread.
+// alive, or being made (making another would only queue behind it on the
+// init thread), else a new one.
 func (p *initPool) take(sb *sandbox.Sandbox) (*nsInit, error) {
 	sh := shapeOf(sb)
 	p.mu.Lock()
 	var n *nsInit
 	if s := p.slots[sh]; s != nil {
+		if s.spare == nil && s.making != nil {
+			making := s.making
+			p.mu.Unlock()
+			<-making
+			p.mu.Lock()
+		}
 		n, s.spare = s.spare, nil
 	}
 	p.mu.Unlock()
@@ -46,7 +55,9 @@ func (p *initPool) take(sb *sandbox.Sandbox) (*nsInit, error) {
 		return n, nil
 	}
 	n.kill()
-	return newInit(sb)
+	var err error
+	onInitThread(func() { n, err = newInit(sb, sh) })
+	return n, err
 }
 
 // started records a running process of sb's shape and has a spare made
@@ -64,22 +75,26 @@ func (p *initPool) started(sb *sandbox.Sandbox) {
 		s.linger.Stop()
 		s.linger = nil
 	}
-	make := s.spare == nil && !s.making
-	s.making = s.making || make
-	p.mu.Unlock()
-	if !make {
+	if s.spare != nil || s.making != nil {
+		p.mu.Unlock()
 		return
 	}
+	making := make(chan struct{})
+	s.making = making
+	p.mu.Unlock()
 	sbCopy := *sb
-	go onForkThread(func() {
-		n, err := newInit(&sbCopy)
+	go onInitThread(func() {
+		n, err := newInit(&sbCopy, sh)
 		p.mu.Lock()
-		s.making = false
-		keep := err == nil && s.spare == nil && s.users > 0
+		s.making = nil
+		// Kept while a process of the shape runs or has just ended (the
+		// linger then ends the spare).
+		keep := err == nil && s.spare == nil && (s.users > 0 || s.linger != nil)
 		if keep {
 			s.spare = n
 		}
 		p.mu.Unlock()
+		close(making)
 		if err == nil && !keep {
 			n.kill()
 		}
@@ -125,7 +140,7 @@ var sharedInit struct {
 }
 
 // shared returns the shared init, made (or made again, if it died) on the
-// fork thread, and counts one more user; the caller must call
+// init thread, and counts one more user; the caller must call
 // releaseShared once its worker has ended, or at once if it fails to
 // start.
 func shared() (*nsInit, error) {
@@ -140,7 +155,7 @@ func shared() (*nsInit, error) {
 			n.kill()
 		}
 		var err error
-		onForkThread(func() { n, err = newInit(&sandbox.Sandbox{}) })
+		onInitThread(func() { n, err = newInit(&sandbox.Sandbox{}, initShape{}) })
 		if err != nil {
 			return nil, err
 		}

@@ -108,6 +108,7 @@ type launch struct {
 	mode      Containment
 	cgroup    *sandbox.Cgroup
 	shared    *nsInit  // the shared namespace's init (ContainSharedNamespace)
+	share     *nsShare // the namespaces shared with the job type's workers, or nil
 	cgroupDir *os.File // the cgroup's v2 directory the child is cloned into, or nil
 	log       hclog.Logger
 }
@@ -131,6 +132,28 @@ func (l *launch) joinInit() (init *nsInit, own bool, err error) {
 		return init, true, err
 	}
 	return nil, false, nil
+}
+
+// nsJoins returns the namespaces the worker joins, in order: those of
+// init (its own, or the shared one; nil: none), its job type's shared
+// ones, then its user namespace; and the descriptors they need, to pass to
+// the worker from descriptor base on.
+func (l *launch) nsJoins(init *nsInit, base int) (joins []nsJoin, files []*os.File) {
+	if init == nil {
+		return nil, nil
+	}
+	joins = append(joins, nsJoin{fd: base, flags: init.shape.joinFlags(), what: "join the init's namespaces"})
+	files = append(files, init.pidfd)
+	if l.share != nil {
+		for _, n := range l.share.ns {
+			joins = append(joins, nsJoin{fd: base + len(files), flags: n.flag, what: "join the job type's " + n.name + " namespace"})
+			files = append(files, n.f)
+		}
+	}
+	if init.shape.user {
+		joins = append(joins, nsJoin{fd: base, flags: unix.CLONE_NEWUSER, what: "join the init's user namespace"})
+	}
+	return joins, files
 }
 
 // program is the worker's program as an absolute path (Path relative to
@@ -240,7 +263,7 @@ func (l *launch) start() (*started, error) {
 func (l *launch) traced() (*started, error) {
 	sb := &l.spec.Sandbox
 	var extra []*os.File
-	opts := planOpts{joinFD: -1, landlockFD: -1}
+	opts := planOpts{landlockFD: -1}
 	init, own, err := l.joinInit()
 	if err != nil {
 		return nil, err
@@ -252,8 +275,8 @@ func (l *launch) traced() (*started, error) {
 		return nil
 	}
 	if init != nil {
-		opts.joinFD, opts.joinFlags, opts.joinUser, opts.cwd, opts.creds = l.base(), init.shape.joinFlags(), init.shape.user, l.cwd, sb.Credential
-		extra = append(extra, init.pidfd)
+		opts.joins, extra = l.nsJoins(init, l.base())
+		opts.cwd, opts.creds = l.cwd, sb.Credential
 	}
 	ll, llFlags, err := landlockRuleset(sb, init, l.program())
 	if err != nil {

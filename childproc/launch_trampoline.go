@@ -44,7 +44,7 @@ func (l *launch) viaTrampoline() (*started, error) {
 	}
 	defer statR.Close()
 	extra := []*os.File{cfgR, statW}
-	opts := planOpts{joinFD: -1, landlockFD: -1, unshareFS: true, extraAllow: []string{"execve", "execveat"}}
+	opts := planOpts{landlockFD: -1, unshareFS: true, extraAllow: []string{"execve", "execveat"}}
 	var init *nsInit
 	own := false
 	onForkThread(func() { init, own, err = l.joinInit() })
@@ -60,8 +60,9 @@ func (l *launch) viaTrampoline() (*started, error) {
 		return nil
 	}
 	if init != nil {
-		opts.joinFD, opts.joinFlags, opts.cwd, opts.creds = base+len(extra), init.shape.joinFlags(), l.cwd, sb.Credential
-		extra = append(extra, init.pidfd)
+		joins, files := l.nsJoins(init, base+len(extra))
+		opts.joins, opts.cwd, opts.creds = joins, l.cwd, sb.Credential
+		extra = append(extra, files...)
 	}
 	ll, llFlags, err := landlockRuleset(sb, init, l.program())
 	if err == nil && ll != nil {
@@ -158,8 +159,8 @@ func (l *launch) trampolineFailure(msg []byte) error {
 
 // spawnTrampolineInit starts a namespace's init through the trampoline (a
 // Go program doing what initPlan describes, then sleeping), and waits
-// until it says it is ready. It runs on the fork thread.
-func spawnTrampolineInit(sb *sandbox.Sandbox) (*nsInit, error) {
+// until it says it is ready. It runs on the init thread.
+func spawnTrampolineInit(sh initShape) (*nsInit, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("childproc: init pipe: %w", err)
@@ -167,17 +168,13 @@ func spawnTrampolineInit(sb *sandbox.Sandbox) (*nsInit, error) {
 	defer r.Close()
 	none := ^uintptr(0)
 	pidfd := -1
-	attr := &syscall.ProcAttr{Files: []uintptr{none, none, none, w.Fd()}, Sys: initAttr(sb, &pidfd)}
+	attr := &syscall.ProcAttr{Files: []uintptr{none, none, none, w.Fd()}, Sys: initAttr(&pidfd)}
 	prop := "slave"
-	if sb.Namespaces.Mount {
+	if sh.private {
 		prop = "private"
 	}
-	var pid int
-	err = forkIn(nil, func() (err error) {
-		flags := strconv.FormatUint(uint64(shapeOf(sb).flags), 10)
-		pid, err = syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop, flags}, attr)
-		return err
-	})
+	flags := strconv.FormatUint(uint64(sh.flags), 10)
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{trampoline.Marker, trampoline.ModeInit, prop, flags}, attr)
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("childproc: starting a PID namespace init: %w", err)

@@ -17,9 +17,10 @@ import (
 
 // nsInit is the init (PID 1) of a worker's PID namespace: a process that
 // runs no code of its own. It ignores SIGCHLD, so the kernel reaps the
-// orphans it inherits; it holds the worker's other namespaces (mount, with
-// a /proc of the PID namespace mounted, and those of the worker's sandbox:
-// network, IPC, UTS, user), which the worker joins; it dies with the fork
+// orphans it inherits; it holds the worker's mount namespace, with a /proc
+// of the PID namespace mounted (and, with Namespaces.PerWorker, the
+// worker's network, IPC, UTS and user namespaces; else those are its job
+// type's: see nsShare), which the worker joins; it dies with the init
 // thread (parent-death signal), and the kernel kills every other process
 // of the namespace when it dies. Like the pause container of a Kubernetes
 // pod, it is what the worker's namespaces belong to.
@@ -29,10 +30,11 @@ type nsInit struct {
 	shape initShape
 }
 
-// initShape is what an init holds for its worker: the namespaces it makes
-// besides the PID and mount ones, its mount propagation, and a user
-// namespace mapping only the worker's ids. Workers of the same shape can
-// use inits made ahead (see initPool).
+// initShape is what an init holds for its worker: its mount propagation
+// and, for a worker whose sandbox has Namespaces.PerWorker, the namespaces
+// it makes besides the PID and mount ones and a user namespace mapping
+// only the worker's ids (else those are shared: see nsShare). Workers of
+// the same shape can use inits made ahead (see initPool).
 type initShape struct {
 	flags   uintptr // CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS
 	private bool    // private mount propagation (else slave)
@@ -41,13 +43,25 @@ type initShape struct {
 	gids    string // gid and groups, for the key
 }
 
-// shapeOf returns the shape of init a worker with sandbox sb needs.
-func shapeOf(sb *sandbox.Sandbox) initShape {
+// nsShape returns the namespaces, besides the PID and mount ones, of a
+// worker with sandbox sb, as the shape of an init that would make them
+// all.
+func nsShape(sb *sandbox.Sandbox) initShape {
 	sh := initShape{flags: sb.CloneFlags() &^ (unix.CLONE_NEWNS | unix.CLONE_NEWUSER), private: sb.Namespaces.Mount}
 	if sb.Namespaces.User {
 		c := sb.Credential
 		sh.user, sh.uid = true, c.UID
 		sh.gids = fmt.Sprint(c.GID, c.Groups)
+	}
+	return sh
+}
+
+// shapeOf returns the shape of init a worker with sandbox sb needs: its
+// namespaces, but those it shares with its job type.
+func shapeOf(sb *sandbox.Sandbox) initShape {
+	sh := nsShape(sb)
+	if !sb.Namespaces.PerWorker {
+		sh = initShape{private: sh.private}
 	}
 	return sh
 }
@@ -93,8 +107,8 @@ func (n *nsInit) wait() {
 const procFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
 // initAttr is how an init is forked: in a new PID namespace, in a session
-// of its own, dying with the fork thread.
-func initAttr(sb *sandbox.Sandbox, pidfd *int) *syscall.SysProcAttr {
+// of its own, dying with the thread that forks it (the init thread).
+func initAttr(pidfd *int) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
@@ -104,18 +118,19 @@ func initAttr(sb *sandbox.Sandbox, pidfd *int) *syscall.SysProcAttr {
 	return attr
 }
 
-// newInit makes an init for sb's shape, traced or through the trampoline.
-// It runs on the fork thread.
-func newInit(sb *sandbox.Sandbox) (*nsInit, error) {
+// newInit makes an init of shape sh (with the ids of sb's credential),
+// traced or through the trampoline. It runs on the init thread
+// (onInitThread), which stays in the host's PID namespace.
+func newInit(sb *sandbox.Sandbox, sh initShape) (*nsInit, error) {
 	var n *nsInit
 	var err error
 	if useTracer() {
-		n, err = spawnFrozenInit(sb)
+		n, err = spawnFrozenInit(sb, sh)
 	} else {
-		n, err = spawnTrampolineInit(sb)
+		n, err = spawnTrampolineInit(sh)
 	}
 	if n != nil {
-		n.shape = shapeOf(sb)
+		n.shape = sh
 	}
 	return n, err
 }
@@ -123,17 +138,13 @@ func newInit(sb *sandbox.Sandbox) (*nsInit, error) {
 // spawnFrozenInit starts a namespace's init the traced way: the host
 // binary, stopped after its execve before it runs anything, made to
 // ignore SIGCHLD, hold no descriptor and mount /proc in a mount namespace
-// of its own, then parked in pause(2) for good. It runs on the fork
+// of its own, then parked in pause(2) for good. It runs on the init
 // thread.
-func spawnFrozenInit(sb *sandbox.Sandbox) (*nsInit, error) {
+func spawnFrozenInit(sb *sandbox.Sandbox, sh initShape) (*nsInit, error) {
 	pidfd := -1
-	attr := &syscall.ProcAttr{Sys: initAttr(sb, &pidfd)}
+	attr := &syscall.ProcAttr{Sys: initAttr(&pidfd)}
 	attr.Sys.Ptrace = true
-	var pid int
-	err := forkIn(nil, func() (err error) {
-		pid, err = syscall.ForkExec("/proc/self/exe", []string{initArgv0}, attr)
-		return err
-	})
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArgv0}, attr)
 	if err != nil {
 		return nil, fmt.Errorf("childproc: starting a PID namespace init: %w", err)
 	}
@@ -150,10 +161,10 @@ func spawnFrozenInit(sb *sandbox.Sandbox) (*nsInit, error) {
 		return fail(err)
 	}
 	defer t.Close()
-	if err := t.Run(initPlan(sb)); err != nil {
+	if err := t.Run(initPlan(sh)); err != nil {
 		return fail(err)
 	}
-	if sb.Namespaces.User {
+	if sh.user {
 		if err := writeIDMaps(pid, sb.Credential); err != nil {
 			return fail(err)
 		}
@@ -164,26 +175,26 @@ func spawnFrozenInit(sb *sandbox.Sandbox) (*nsInit, error) {
 	return n, nil
 }
 
-// initPlan is what an init does to itself: ignore SIGCHLD, close every
-// descriptor, make a mount namespace (its mounts slaves of the host's, so
-// that the host's later mounts show through, or private with
-// Namespaces.Mount) and the sandbox's network, IPC and UTS namespaces,
-// and mount the PID namespace's /proc.
-func initPlan(sb *sandbox.Sandbox) *plan.Plan {
+// initPlan is what an init of shape sh does to itself: ignore SIGCHLD,
+// close every descriptor, make a mount namespace (its mounts slaves of
+// the host's, so that the host's later mounts show through, or private
+// with Namespaces.Mount) and the shape's network, IPC and UTS namespaces,
+// mount the PID namespace's /proc, and make the shape's user namespace.
+func initPlan(sh initShape) *plan.Plan {
 	p := &plan.Plan{}
 	act := make([]byte, 32) // struct kernel_sigaction { handler; flags; restorer; mask }
 	binary.NativeEndian.PutUint64(act, 1)
 	p.Add("ignore SIGCHLD", unix.SYS_RT_SIGACTION, plan.Val(uintptr(unix.SIGCHLD)), p.Blob(act), plan.Val(0), plan.Val(8))
 	p.Add("close descriptors", unix.SYS_CLOSE_RANGE, plan.Val(0), plan.Val(uintptr(^uint32(0))), plan.Val(0))
-	p.Add("namespaces", unix.SYS_UNSHARE, plan.Val(uintptr(unix.CLONE_NEWNS)|shapeOf(sb).flags))
+	p.Add("namespaces", unix.SYS_UNSHARE, plan.Val(uintptr(unix.CLONE_NEWNS)|sh.flags))
 	prop := uintptr(unix.MS_REC | unix.MS_SLAVE)
-	if sb.Namespaces.Mount {
+	if sh.private {
 		prop = unix.MS_REC | unix.MS_PRIVATE
 	}
 	p.Add("mount propagation", unix.SYS_MOUNT, plan.Val(0), p.Blob(cstr("/")), plan.Val(0), plan.Val(prop), plan.Val(0))
 	p.Add("mount /proc", unix.SYS_MOUNT, p.Blob(cstr("proc")), p.Blob(cstr("/proc")), p.Blob(cstr("proc")),
 		plan.Val(procFlags), plan.Val(0))
-	if sb.Namespaces.User {
+	if sh.user {
 		// Last: the other namespaces belong to the host's user namespace,
 		// so a worker in this one cannot change them.
 		p.Add("user namespace", unix.SYS_UNSHARE, plan.Val(unix.CLONE_NEWUSER))

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -83,6 +84,20 @@ func runProbe() int {
 				parts = append(parts, i.Name+":"+state)
 			}
 			out = strings.Join(parts, " ")
+		case "policy":
+			attr, err := unix.SchedGetAttr(0, 0)
+			if err != nil {
+				out = "error: " + errText(err)
+			} else {
+				out = fmt.Sprintf("%d %d", attr.Policy, attr.Nice)
+			}
+		case "spin":
+			out = spin(time.Duration(atoi(arg(1)))*time.Millisecond, atoi(arg(2)))
+		case "loup":
+			out = "ok"
+			if err := loopbackUp(); err != nil {
+				out = "error: " + errText(err)
+			}
 		case "read":
 			b, err := os.ReadFile(arg(1))
 			if err != nil {
@@ -182,6 +197,59 @@ func runProbe() int {
 		say("%s", out)
 	}
 	return 0
+}
+
+// spin keeps threads busy for d of wall time and reports the CPU time the
+// process used meanwhile, in milliseconds, and how many times its cgroup's
+// CPU quota throttled it (nr_throttled of the v1 cpu.stat, or of the v2
+// one).
+func spin(d time.Duration, threads int) string {
+	var before, after unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &before)
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			for time.Now().Before(end) {
+			}
+		}()
+	}
+	wg.Wait()
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+	stat := readOwnCgroup("cpu", "cpu.stat")
+	if strings.HasPrefix(stat, "error") {
+		stat = readOwnCgroup("unified", "cpu.stat")
+	}
+	throttled := "?"
+	for _, l := range strings.Split(stat, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "nr_throttled" {
+			throttled = f[1]
+		}
+	}
+	return fmt.Sprintf("%d %s", cpu.Milliseconds(), throttled)
+}
+
+// loopbackUp brings the loopback interface up (SIOCSIFFLAGS), which takes
+// CAP_NET_ADMIN over the network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // errText names an error by its errno where it has one (EPERM, EACCES, ...).

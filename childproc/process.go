@@ -47,6 +47,7 @@ type Process struct {
 	contain    Containment
 	init       *nsInit         // the init of its own PID namespace, or nil
 	shared     *nsInit         // the shared namespace's init, or nil
+	share      *nsShare        // the namespaces shared with its job type, or nil
 	cgroup     *sandbox.Cgroup // its cgroup, or nil
 
 	input  *os.File // host write end of host→worker (fd 3 in the child)
@@ -160,6 +161,7 @@ func Start(spec Spec) (*Process, error) {
 		contain:    l.mode,
 		init:       s.init,
 		shared:     l.shared,
+		share:      l.share,
 		cgroup:     l.cgroup,
 		input:      in.host,
 		output:     out.host,
@@ -226,11 +228,19 @@ func (l *launch) prepareAndStart() (*started, error) {
 	l.cwd = cwd
 	killable := l.mode == ContainCgroup || l.mode == ContainSharedNamespace
 	if sb.NeedsCgroup() || killable {
-		cg, err := takeCgroup(sb, killable)
+		cg, err := takeCgroup(l.spec.Name, sb, killable)
 		if err != nil {
 			return nil, err
 		}
 		l.cgroup = cg
+	}
+	if l.mode == ContainPIDNamespace {
+		share, err := acquireShare(l.spec.Name, sb)
+		if err != nil {
+			l.deleteCgroup()
+			return nil, err
+		}
+		l.share = share
 	}
 	if l.mode == ContainSharedNamespace {
 		init, err := shared()
@@ -248,6 +258,7 @@ func (l *launch) prepareAndStart() (*started, error) {
 		if l.shared != nil {
 			releaseShared(l.shared)
 		}
+		l.share.release()
 		l.deleteCgroup()
 		return nil, err
 	}
@@ -300,6 +311,7 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 		p.init.wait() // returns once every other process of the namespace is gone
 		inits.ended(p.init.shape)
 	}
+	p.share.release()
 	if p.shared != nil {
 		defer releaseShared(p.shared) // once the cgroup is empty
 	}

@@ -304,3 +304,103 @@ func TestSandboxRefusedWithItsReason(t *testing.T) {
 		assert.Contains(t, err.Error(), "needs ptrace")
 	})
 }
+
+// TestSandboxCPUQuotaCapsASpinningWorker: under a quota of a quarter of a
+// CPU, a worker spinning two threads for a second gets about a quarter of
+// a second of CPU, as the kernel's own counters show (its cgroup throttled
+// it; its CPU time from getrusage, not the wall clock); it runs under
+// SCHED_BATCH with its nice kept, and a worker without a quota does not.
+func TestSandboxCPUQuotaCapsASpinningWorker(t *testing.T) {
+	for _, mode := range startModes {
+		t.Run(mode, func(t *testing.T) {
+			inMode(t, mode)
+			clean(t)
+			sb := sandbox.Sandbox{CPU: 0.25}
+			requireSupported(t, sb)
+			spec := selfSpec(t, "probe")
+			spec.Sandbox = sb
+			nice := 3
+			spec.Nice = &nice
+			p := start(t, spec)
+			pr := &prober{t: t, p: p, lines: newLineReader(t, p)}
+			assert.Equal(t, "3 3", pr.ask("policy"), "SCHED_BATCH (3), nice 3")
+			f := strings.Fields(pr.ask("spin 1000 2"))
+			require.Len(t, f, 2)
+			cpuMS, throttled := atoi(f[0]), atoi(f[1])
+			t.Logf("spinning 2 threads for 1 s under a quota of 0.25 CPU: %d ms of CPU, throttled %d times", cpuMS, throttled)
+			assert.Positive(t, throttled, "the quota throttled the worker")
+			// 25 ms per 100 ms period, and a period's worth of slack.
+			assert.LessOrEqual(t, cpuMS, 250+50, "at most a quarter of a CPU over a second")
+			exit := pr.p.Stop(context.Background(), waitLong)
+			assert.True(t, exit.Success(), "exit %v, stderr %q", exit, exit.StderrTail)
+
+			free := startProbe(t, sandbox.Sandbox{})
+			assert.Equal(t, "0 0", free.ask("policy"), "SCHED_OTHER without a quota")
+			exit = free.p.Stop(context.Background(), waitLong)
+			assert.True(t, exit.Success(), "exit %v", exit)
+		})
+	}
+}
+
+// TestLimitedCgroupReusedWithinAJobType: the empty cgroup of an ended
+// worker with limits is given to the next worker of the same job type and
+// limits, its OOM kill count starting from zero again for it (the
+// kernel's own counter keeps its predecessor's kill); a worker of another
+// job type gets another cgroup; ReleaseSpares removes them all.
+func TestLimitedCgroupReusedWithinAJobType(t *testing.T) {
+	clean(t)
+	memory := uint64(96 << 20)
+	if raceEnabled {
+		memory = 256 << 20
+	}
+	sb := sandbox.Sandbox{Memory: memory, CPU: 1, Pids: 64}
+	requireSupported(t, sb)
+	startAs := func(name string) *prober {
+		spec := selfSpec(t, "probe")
+		spec.Name, spec.Sandbox = name, sb
+		p := start(t, spec)
+		return &prober{t: t, p: p, lines: newLineReader(t, p)}
+	}
+	a := startAs("echo")
+	dir := memoryCgroupDir(t, a.p.PID())
+	assert.Equal(t, "signal: killed", a.ask("hog 400"), "a child past the memory limit is OOM-killed")
+	exit := a.p.Stop(context.Background(), waitLong)
+	require.Positive(t, exit.OOMKills)
+
+	b := startAs("echo")
+	assert.Equal(t, dir, memoryCgroupDir(t, b.p.PID()), "the next worker of the job type reuses the cgroup")
+	other := startAs("other")
+	assert.NotEqual(t, dir, memoryCgroupDir(t, other.p.PID()), "another job type's worker does not")
+	for _, pr := range []*prober{b, other} {
+		exit := pr.p.Stop(context.Background(), waitLong)
+		assert.True(t, exit.Success(), "exit %v", exit)
+		assert.Zero(t, exit.OOMKills, "no OOM kill of its own")
+	}
+	oom, err := os.ReadFile(filepath.Join(dir, "memory.oom_control"))
+	if err == nil { // v1: the kernel's counter still has a's kill
+		assert.NotContains(t, string(oom), "oom_kill 0\n")
+	}
+	childproc.ReleaseSpares()
+	_, err = os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "ReleaseSpares removes the cgroups kept for reuse")
+}
+
+// memoryCgroupDir returns the directory of process pid's memory cgroup
+// (v1), or of its unified one.
+func memoryCgroupDir(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	require.NoError(t, err)
+	unified := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		switch {
+		case len(parts) != 3:
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			return filepath.Join("/sys/fs/cgroup/memory", parts[2])
+		case parts[1] == "":
+			unified = filepath.Join("/sys/fs/cgroup/unified", parts[2])
+		}
+	}
+	return unified
+}

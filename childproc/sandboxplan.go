@@ -17,14 +17,11 @@ type planOpts struct {
 	// which must stop sharing its file system attributes with its other
 	// threads before it may join a mount namespace.
 	unshareFS bool
-	// joinFD is the descriptor, in the child, of a pidfd of its
-	// namespace's init, whose namespaces of joinFlags it joins first, then
-	// changes to directory cwd (joining a mount namespace moves to its
-	// root); -1: none.
-	joinFD    int
-	joinFlags uintptr
-	joinUser  bool // then its user namespace
-	cwd       string
+	// joins are the namespaces the process joins first, in order; then
+	// it changes to directory cwd (joining a mount namespace moves to its
+	// root).
+	joins []nsJoin
+	cwd   string
 	// creds, if not nil, are set by the plan (after the join: the mount
 	// of the init's /proc needed root).
 	creds *sandbox.Credential
@@ -37,6 +34,15 @@ type planOpts struct {
 	extraAllow []string
 }
 
+// nsJoin is one setns(2) of a plan: the descriptor, in the child, of a
+// namespace or of a pidfd (whose namespaces of flags it joins), and what
+// it is, for errors.
+type nsJoin struct {
+	fd    int
+	flags uintptr
+	what  string
+}
+
 // newSandboxPlan returns the calls a worker makes on itself: pre before the
 // host's descriptors are closed (it uses some), post after: only seccomp,
 // last because nothing after it runs under our control.
@@ -45,11 +51,10 @@ func newSandboxPlan(s *sandbox.Sandbox, o planOpts) (pre, post *plan.Plan, err e
 	if o.unshareFS {
 		pre.Add("unshare CLONE_FS", unix.SYS_UNSHARE, plan.Val(unix.CLONE_FS))
 	}
-	if o.joinFD >= 0 {
-		pre.Add("join the init's namespaces", unix.SYS_SETNS, plan.Val(uintptr(o.joinFD)), plan.Val(o.joinFlags))
-		if o.joinUser {
-			pre.Add("join the init's user namespace", unix.SYS_SETNS, plan.Val(uintptr(o.joinFD)), plan.Val(unix.CLONE_NEWUSER))
-		}
+	for _, j := range o.joins {
+		pre.Add(j.what, unix.SYS_SETNS, plan.Val(uintptr(j.fd)), plan.Val(j.flags))
+	}
+	if len(o.joins) > 0 {
 		pre.Add("chdir "+o.cwd, unix.SYS_CHDIR, pre.Blob(cstr(o.cwd)))
 	}
 	if c := o.creds; c != nil {

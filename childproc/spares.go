@@ -3,7 +3,7 @@ package childproc
 // ReleaseSpares ends at once what the package keeps ready for starts to
 // come and no running process uses: the init of the PID namespace workers
 // share, the inits and the cgroups made ahead, the empty cgroups kept for
-// reuse. Left alone they go spareLinger after the last process that used
+// reuse, the namespaces a job type's workers share. Left alone they go spareLinger after the last process that used
 // them, so that a worker restarted at once finds them ready; a caller that
 // knows no start is coming (a pool that has shut down) calls
 // ReleaseSpares so that no process of the package outlives its workers. It
@@ -12,6 +12,7 @@ package childproc
 func ReleaseSpares() {
 	inits.releaseUnused()
 	releaseSharedIfUnused()
+	releaseUnusedShares()
 	cgroupPool.releaseUnused()
 }
 

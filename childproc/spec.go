@@ -71,7 +71,11 @@ type Spec struct {
 	// the child's when they are set in the parent (e.g. "PATH", "HOME").
 	// An entry of Env with the same key takes precedence.
 	InheritEnv []string
-	// Name is a label for the logs, e.g. the job type. Optional.
+	// Name is a label for the logs, e.g. the job type. Optional. It also
+	// names the workers that share what a job type's workers share: the
+	// network, IPC, UTS and user namespaces of their sandbox (see
+	// sandbox.Namespaces.PerWorker) and the cgroups with limits reused from
+	// one worker to the next. procpool gives it the job type's name.
 	Name string
 	// Logger receives the child's stdout and stderr, one record per line,
 	// with the fields pid, name and stream ("stdout" or "stderr"), and the

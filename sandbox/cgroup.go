@@ -44,6 +44,9 @@ type Cgroup struct {
 	killed bool
 	// limited: it has limits (memory, CPU, tasks).
 	limited bool
+	// oomBase is the kernel's OOM kill count when ResetCounters was last
+	// called: OOMKills counts from there.
+	oomBase uint64
 }
 
 var cgroupSeq atomic.Uint64
@@ -178,7 +181,8 @@ func v1Resources(s *Sandbox, memsw bool) *specs.LinuxResources {
 func (c *Cgroup) Name() string { return c.name }
 
 // Limited reports whether the cgroup has limits: its memory charge and
-// counters then belong to its worker, and it is not to be reused.
+// counters then belong to its workers, and it is reused, if at all, only
+// for a worker with the same limits, after ResetCounters.
 func (c *Cgroup) Limited() bool { return c.limited }
 
 // Killable reports whether Kill can empty the cgroup.
@@ -297,8 +301,31 @@ func (c *Cgroup) KillAll(d time.Duration) error {
 
 // OOMKills returns the number of processes the kernel's OOM killer has
 // killed in the cgroup for being over its Memory limit, from the cgroup's
-// own counter (memory.events on v2, memory.oom_control on v1).
+// own counter (memory.events on v2, memory.oom_control on v1), since it
+// was made or since ResetCounters.
 func (c *Cgroup) OOMKills() (uint64, error) {
+	n, err := c.oomKills()
+	if err != nil || n < c.oomBase {
+		return 0, err
+	}
+	return n - c.oomBase, nil
+}
+
+// ResetCounters makes the counters the cgroup reports (OOMKills) start
+// from zero again, for an empty cgroup given to another worker. The
+// kernel's own counters keep counting; so do its charges (the page cache
+// and tmpfs files its members left, which stay charged to it).
+func (c *Cgroup) ResetCounters() error {
+	n, err := c.oomKills()
+	if err != nil {
+		return fmt.Errorf("sandbox: resetting the counters of cgroup %s: %w", c.name, err)
+	}
+	c.oomBase = n
+	return nil
+}
+
+// oomKills is the kernel's OOM kill count of the cgroup.
+func (c *Cgroup) oomKills() (uint64, error) {
 	if c.v2 != nil && c.v1 == nil {
 		return readKey(filepath.Join(c.v2Path(), "memory.events"), "oom_kill")
 	}

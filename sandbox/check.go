@@ -48,11 +48,9 @@ func (s *Sandbox) Check() error {
 		}
 	}
 	if s.Landlock != nil {
-		fd, _, err := s.Landlock.Ruleset()
-		if err != nil {
+		if err := s.Landlock.check(); err != nil {
 			return err
 		}
-		unix.Close(fd)
 	}
 	return nil
 }

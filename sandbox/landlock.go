@@ -36,6 +36,27 @@ func LandlockABI() int {
 // set no_new_privs. A path that does not exist is an error.
 func (l *Landlock) Ruleset() (fd int, flags uint32, err error) { return l.RulesetAt("") }
 
+// check reports what Ruleset would refuse, without making a ruleset:
+// Landlock missing from the kernel, a path that does not exist.
+func (l *Landlock) check() error {
+	if LandlockABI() == 0 {
+		return errNoLandlock
+	}
+	for _, list := range []struct {
+		what  string
+		paths []string
+	}{{"ReadOnly", l.ReadOnly}, {"ReadWrite", l.ReadWrite}} {
+		for _, p := range list.paths {
+			if _, err := os.Stat(p); err != nil {
+				return fmt.Errorf("sandbox: Landlock.%s: %w", list.what, err)
+			}
+		}
+	}
+	return nil
+}
+
+var errNoLandlock = fmt.Errorf("%w: Landlock: the kernel has no Landlock (Linux 5.13 with CONFIG_SECURITY_LANDLOCK, and landlock in the lsm= boot list)", ErrUnsupported)
+
 // RulesetAt is Ruleset with every path looked up under root, a directory
 // that shows another mount namespace (such as /proc/<pid>/root): the
 // rules then name the files the worker will see there, a /proc of its
@@ -44,7 +65,7 @@ func (l *Landlock) Ruleset() (fd int, flags uint32, err error) { return l.Rulese
 // ruleset takes effect.
 func (l *Landlock) RulesetAt(root string, programs ...string) (fd int, flags uint32, err error) {
 	if LandlockABI() == 0 {
-		return -1, 0, fmt.Errorf("%w: Landlock: the kernel has no Landlock (Linux 5.13 with CONFIG_SECURITY_LANDLOCK, and landlock in the lsm= boot list)", ErrUnsupported)
+		return -1, 0, errNoLandlock
 	}
 	// Directory rights on a file are refused: split each list.
 	split := func(what string, paths []string) (dirs, files []string, err error) {

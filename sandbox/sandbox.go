@@ -26,11 +26,17 @@ type Sandbox struct {
 	// ends) and reported by procpool as a supervisor.MemoryFailure.
 	Memory uint64
 	// CPU is a CPU quota, in CPUs (0.5: half of one CPU's time; 0: none),
-	// shared by the worker and every process it starts. It puts the
-	// worker in a scheduling group of its own, which shares the cores
-	// with the host's group rather than thread by thread: it cost a pool
-	// of 2 on 2 cores up to 30% of its short jobs even with a quota of
-	// every core (docs/isolation.md, Costs).
+	// shared by the worker and every process it starts: CPU x 100 ms of
+	// CPU time per 100 ms period, enforced by the kernel (CFS bandwidth
+	// control) on a cpu cgroup of the worker's own. That cgroup is also a
+	// scheduling group of its own, and the scheduler then shares the
+	// cores between the host's group and each worker's rather than
+	// thread by thread, with wake-ups preempting across groups: on short
+	// jobs that cost a pool of 2 on 2 cores 10-30% of its throughput, even
+	// with a quota of every core. So a worker with a quota runs under
+	// SCHED_BATCH (its wake-ups do not preempt; the same fair share, nice
+	// and quota), which took that back: 97-115% of the unsandboxed pool
+	// in the same runs (docs/isolation.md, Costs).
 	CPU float64
 	// Pids bounds the tasks of the worker's cgroup: its processes and
 	// their threads, the worker's own included (0: none). A fork or a
@@ -89,6 +95,27 @@ type Namespaces struct {
 	IPC bool
 	// UTS gives the worker its own host and domain names.
 	UTS bool
+
+	// PerWorker gives every worker network, IPC, UTS and user namespaces
+	// of its own. Without it, where the worker has a PID namespace of its
+	// own (childproc.ContainPIDNamespace), the workers of one job type
+	// (the same childproc.Spec.Name and Sandbox) share one set of them,
+	// made for the first and gone with the last: a network namespace is
+	// the dearest part of a sandboxed start, a millisecond or two. They
+	// then share an empty network (its loopback interface down, and
+	// abstract Unix sockets), System V IPC objects and POSIX message
+	// queues, host names, and the user namespace's keyrings; each keeps
+	// its own PID and mount namespaces, so none sees or signals another's
+	// processes (docs/isolation.md, Namespaces). PerWorker alone asks for
+	// no namespace.
+	PerWorker bool
+}
+
+// Any reports whether n asks for any namespace (PerWorker alone asks for
+// none).
+func (n Namespaces) Any() bool {
+	n.PerWorker = false
+	return n != (Namespaces{})
 }
 
 // Seccomp describes a system call filter. In its default form it denies
@@ -135,7 +162,7 @@ var ErrUnsupported = errors.New("sandbox: not supported here")
 // IsZero reports whether s applies no control.
 func (s *Sandbox) IsZero() bool {
 	return s.Credential == nil && s.Memory == 0 && s.CPU == 0 && s.Pids == 0 &&
-		s.Namespaces == (Namespaces{}) && !s.NoNewPrivs && s.Seccomp == nil && s.Landlock == nil
+		!s.Namespaces.Any() && !s.NoNewPrivs && s.Seccomp == nil && s.Landlock == nil
 }
 
 // NeedsCgroup reports whether s sets a cgroup limit.
