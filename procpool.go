@@ -263,8 +263,10 @@ func (s *System) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	}
 	s.closed = true
 	routers := make([]*Router, 0, len(s.routers))
-	for _, r := range s.routers {
+	names := make([]string, 0, len(s.routers))
+	for name, r := range s.routers {
 		routers = append(routers, r)
+		names = append(names, name)
 	}
 	s.mu.Unlock()
 
@@ -283,7 +285,11 @@ func (s *System) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	s.dispatcher.Close()
 	s.actors.Shutdown()
 	s.telemetry.Close()
-	childproc.ReleaseSpares()
+	if len(names) > 0 {
+		// What was kept ready for this system's job types; another
+		// system's are its own.
+		childproc.ReleaseSpares(names...)
+	}
 	return errors.Join(uniq(errs)...)
 }
 

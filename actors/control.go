@@ -77,7 +77,7 @@ func (h *Router) ShutdownWith(ctx context.Context, mode ShutdownMode) error {
 	}
 	h.env.wg.Wait()
 	h.gate.resizing.Wait()
-	childproc.ReleaseSpares() // no start is coming from this router
+	childproc.ReleaseSpares(h.gate.jobType) // no start is coming from this router
 	return err
 }
 

@@ -22,7 +22,15 @@ const spareLinger = time.Second
 // init is never used twice (its PID namespace dies with its worker).
 type initPool struct {
 	mu    sync.Mutex
-	slots map[initShape]*initSlot
+	slots map[initKey]*initSlot
+}
+
+// initKey names a slot of the pool: the workers' name (Spec.Name) and the
+// shape of their inits, so that a name's spares can be ended alone
+// (ReleaseSpares).
+type initKey struct {
+	name  string
+	shape initShape
 }
 
 type initSlot struct {
@@ -32,16 +40,16 @@ type initSlot struct {
 	linger *time.Timer
 }
 
-var inits = initPool{slots: map[initShape]*initSlot{}}
+var inits = initPool{slots: map[initKey]*initSlot{}}
 
 // take returns an init for sb: the spare of its shape if one is ready and
 // alive, or being made (making another would only queue behind it on the
 // init thread), else a new one.
-func (p *initPool) take(sb *sandbox.Sandbox) (*nsInit, error) {
+func (p *initPool) take(name string, sb *sandbox.Sandbox) (*nsInit, error) {
 	sh := shapeOf(sb)
 	p.mu.Lock()
 	var n *nsInit
-	if s := p.slots[sh]; s != nil {
+	if s := p.slots[initKey{name, sh}]; s != nil {
 		if s.spare == nil && s.making != nil {
 			making := s.making
 			p.mu.Unlock()
@@ -60,15 +68,16 @@ func (p *initPool) take(sb *sandbox.Sandbox) (*nsInit, error) {
 	return n, err
 }
 
-// started records a running process of sb's shape and has a spare made
-// for the next, in the background.
-func (p *initPool) started(sb *sandbox.Sandbox) {
+// started records a running process named name of sb's shape and has a
+// spare made for the next, in the background.
+func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 	sh := shapeOf(sb)
+	k := initKey{name, sh}
 	p.mu.Lock()
-	s := p.slots[sh]
+	s := p.slots[k]
 	if s == nil {
 		s = &initSlot{}
-		p.slots[sh] = s
+		p.slots[k] = s
 	}
 	s.users++
 	if s.linger != nil {
@@ -101,12 +110,12 @@ func (p *initPool) started(sb *sandbox.Sandbox) {
 	})
 }
 
-// ended records the end of a process of the shape; the spare goes
-// spareLinger after the last.
-func (p *initPool) ended(sh initShape) {
+// ended records the end of a process named name of the shape; the spare
+// goes spareLinger after the last.
+func (p *initPool) ended(name string, sh initShape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.slots[sh]
+	s := p.slots[initKey{name, sh}]
 	if s == nil {
 		return
 	}

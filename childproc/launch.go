@@ -128,7 +128,7 @@ func (l *launch) joinInit() (init *nsInit, own bool, err error) {
 	case ContainSharedNamespace:
 		return l.shared, false, nil
 	case ContainPIDNamespace:
-		init, err = inits.take(&l.spec.Sandbox)
+		init, err = inits.take(l.spec.Name, &l.spec.Sandbox)
 		return init, true, err
 	}
 	return nil, false, nil

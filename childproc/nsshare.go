@@ -168,12 +168,13 @@ func (s *nsShare) release() {
 	})
 }
 
-// releaseUnusedShares ends at once the shares no worker uses.
-func releaseUnusedShares() {
+// releaseUnusedShares ends at once the shares no worker uses of the names
+// mine reports.
+func releaseUnusedShares(mine func(string) bool) {
 	shares.mu.Lock()
 	defer shares.mu.Unlock()
 	for k, s := range shares.m {
-		if s.users > 0 {
+		if s.users > 0 || !mine(k.name) {
 			continue
 		}
 		if s.linger != nil {

@@ -150,3 +150,24 @@ func holdersOf(t *testing.T, ns string) []string {
 	}
 	return out
 }
+
+// TestReleaseSparesByName: ReleaseSpares with names ends what was kept for
+// those names only; another job type's shared namespaces and spare init
+// stay for its next worker, until released in turn.
+func TestReleaseSparesByName(t *testing.T) {
+	clean(t)
+	sb := sandbox.Sandbox{Namespaces: sandbox.Namespaces{Network: true, IPC: true}}
+	a, b := startNamedProbe(t, "alpha", sb), startNamedProbe(t, "beta", sb)
+	netA, netB := a.ask("ns net"), b.ask("ns net")
+	require.NotEqual(t, netA, netB, "job types do not share")
+	for _, pr := range []*prober{a, b} {
+		exit := pr.p.Stop(context.Background(), waitLong)
+		require.True(t, exit.Success(), "exit %v", exit)
+	}
+	childproc.ReleaseSpares("alpha")
+	assert.Empty(t, holdersOf(t, netA), "alpha's namespaces end")
+	assert.NotEmpty(t, holdersOf(t, netB), "beta's stay")
+	childproc.ReleaseSpares("beta")
+	assert.Empty(t, holdersOf(t, netB), "then beta's")
+	assert.Empty(t, proctest.NamespaceInits(), "no init left")
+}

@@ -204,7 +204,7 @@ func Start(spec Spec) (*Process, error) {
 	}()
 	p.note(hclog.Debug, "process started", "path", path, "args", spec.Args, "containment", p.contain.String())
 	if p.init != nil {
-		inits.started(&spec.Sandbox)
+		inits.started(spec.Name, &spec.Sandbox)
 	}
 	go p.reap(stdout.host, stderr.host, &readers)
 	return p, nil
@@ -309,7 +309,7 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	info.Requested = requested
 	if p.init != nil {
 		p.init.wait() // returns once every other process of the namespace is gone
-		inits.ended(p.init.shape)
+		inits.ended(p.name, p.init.shape)
 	}
 	p.share.release()
 	if p.shared != nil {

@@ -1,27 +1,40 @@
 package childproc
 
+import (
+	"slices"
+
+	"github.com/procpool/procpool/sandbox"
+)
+
 // ReleaseSpares ends at once what the package keeps ready for starts to
 // come and no running process uses: the init of the PID namespace workers
 // share, the inits and the cgroups made ahead, the empty cgroups kept for
-// reuse, the namespaces a job type's workers share. Left alone they go spareLinger after the last process that used
-// them, so that a worker restarted at once finds them ready; a caller that
-// knows no start is coming (a pool that has shut down) calls
-// ReleaseSpares so that no process of the package outlives its workers. It
-// keeps whatever a running process still uses; a start after it makes
-// them anew.
-func ReleaseSpares() {
-	inits.releaseUnused()
+// reuse, the namespaces a job type's workers share. Left alone they go
+// spareLinger after the last process that used them, so that a worker
+// restarted at once finds them ready; a caller that knows no start is
+// coming (a pool that has shut down) calls ReleaseSpares so that no
+// process of the package outlives its workers. It keeps whatever a running
+// process still uses; a start after it makes them anew.
+//
+// With names, it ends only what was kept for processes of those names
+// (Spec.Name), and the shared PID namespace's init if no process uses it:
+// a pool shutting down leaves the spares of other pools, which may still
+// start workers, alone.
+func ReleaseSpares(names ...string) {
+	mine := func(name string) bool { return len(names) == 0 || slices.Contains(names, name) }
+	inits.releaseUnused(mine)
 	releaseSharedIfUnused()
-	releaseUnusedShares()
-	cgroupPool.releaseUnused()
+	releaseUnusedShares(mine)
+	cgroupPool.releaseUnused(mine)
 }
 
-// releaseUnused kills the spare inits of the shapes no process uses.
-func (p *initPool) releaseUnused() {
+// releaseUnused kills the spare inits no process uses of the names mine
+// reports.
+func (p *initPool) releaseUnused(mine func(string) bool) {
 	var gone []*nsInit
 	p.mu.Lock()
-	for _, s := range p.slots {
-		if s.users > 0 {
+	for k, s := range p.slots {
+		if s.users > 0 || !mine(k.name) {
 			continue
 		}
 		if s.linger != nil {
@@ -54,13 +67,30 @@ func releaseSharedIfUnused() {
 	n.kill()
 }
 
-// releaseUnused removes the spare cgroups if no worker uses the pool.
-func (p *cgroupSpares) releaseUnused() {
+// releaseUnused removes the spare cgroups of the names mine reports, and
+// every spare if no worker uses the pool.
+func (p *cgroupSpares) releaseUnused(mine func(string) bool) {
 	p.mu.Lock()
 	if p.users == 0 && p.linger != nil {
 		p.linger.Stop()
 		p.linger = nil
 	}
+	var gone []*sandbox.Cgroup
+	for k, cs := range p.limited {
+		if mine(k.name) {
+			gone = append(gone, cs...)
+			delete(p.limited, k)
+		}
+	}
+	for k, c := range p.ahead {
+		if mine(k.name) {
+			gone = append(gone, c)
+			delete(p.ahead, k)
+		}
+	}
 	p.mu.Unlock()
+	for _, c := range gone {
+		_ = c.Delete()
+	}
 	p.removeIfUnused()
 }
