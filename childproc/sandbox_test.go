@@ -404,3 +404,35 @@ func memoryCgroupDir(t *testing.T, pid int) string {
 	}
 	return unified
 }
+
+// TestReleaseSparesByNameKeepsOtherCgroups: ReleaseSpares with a name
+// removes the cgroups kept for that name's workers only, even when no
+// worker runs; another job type's kept cgroup is still reused by its next
+// worker.
+func TestReleaseSparesByNameKeepsOtherCgroups(t *testing.T) {
+	clean(t)
+	sb := sandbox.Sandbox{Memory: 256 << 20, CPU: 1, Pids: 64}
+	requireSupported(t, sb)
+	startAs := func(name string) *prober {
+		spec := selfSpec(t, "probe")
+		spec.Name, spec.Sandbox = name, sb
+		p := start(t, spec)
+		return &prober{t: t, p: p, lines: newLineReader(t, p)}
+	}
+	a, b := startAs("alpha"), startAs("beta")
+	dirA, dirB := memoryCgroupDir(t, a.p.PID()), memoryCgroupDir(t, b.p.PID())
+	for _, pr := range []*prober{a, b} {
+		exit := pr.p.Stop(context.Background(), waitLong)
+		require.True(t, exit.Success(), "exit %v", exit)
+	}
+	childproc.ReleaseSpares("alpha")
+	_, err := os.Stat(dirA)
+	assert.ErrorIs(t, err, os.ErrNotExist, "alpha's kept cgroup is removed")
+	again := startAs("beta")
+	assert.Equal(t, dirB, memoryCgroupDir(t, again.p.PID()), "beta's next worker reuses beta's")
+	exit := again.p.Stop(context.Background(), waitLong)
+	require.True(t, exit.Success(), "exit %v", exit)
+	childproc.ReleaseSpares("beta")
+	_, err = os.Stat(dirB)
+	assert.ErrorIs(t, err, os.ErrNotExist, "then beta's")
+}

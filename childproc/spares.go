@@ -68,14 +68,14 @@ func releaseSharedIfUnused() {
 }
 
 // releaseUnused removes the spare cgroups of the names mine reports, and
-// every spare if no worker uses the pool.
+// the plain ones kept for containment if no worker uses the pool. The
+// pool's linger, if set, still removes what is left after it.
 func (p *cgroupSpares) releaseUnused(mine func(string) bool) {
 	p.mu.Lock()
-	if p.users == 0 && p.linger != nil {
-		p.linger.Stop()
-		p.linger = nil
-	}
 	var gone []*sandbox.Cgroup
+	if p.users == 0 {
+		gone, p.reused = p.reused, nil
+	}
 	for k, cs := range p.limited {
 		if mine(k.name) {
 			gone = append(gone, cs...)
@@ -92,5 +92,4 @@ func (p *cgroupSpares) releaseUnused(mine func(string) bool) {
 	for _, c := range gone {
 		_ = c.Delete()
 	}
-	p.removeIfUnused()
 }
