@@ -119,10 +119,10 @@ func (l *link) answerBatch(m *codec.Message) error {
 	if !l.features.Has(codec.FeatureBatch) {
 		return fmt.Errorf("%w: a batch response from a worker that did not negotiate batches", errProtocol)
 	}
-	// The results are copied out of the frame into one allocation.
+	// The small results are copied out of the frame into one allocation.
 	n := 0
 	for i := range m.Items {
-		if it := &m.Items[i]; it.ErrCode == "" && !it.Shared {
+		if it := &m.Items[i]; it.ErrCode == "" && !it.Shared && len(it.Payload) <= slabbed {
 			n += len(it.Payload)
 		}
 	}
@@ -139,12 +139,18 @@ func (l *link) answerBatch(m *codec.Message) error {
 	return nil
 }
 
+// slabbed is the largest result keep copies into a slab: a caller that
+// keeps one small result keeps its slab alive, so a slab holds no large
+// one.
+const slabbed = 4 << 10
+
 // keep returns a copy of a result read from a frame: in the slab of the
-// batch response being read, when it has room, else a copy of its own.
-// Results in one slab keep it alive together, as long as one is kept.
+// batch response being read, when it is small and the slab has room, else
+// a copy of its own. Results in one slab keep it alive together, as long
+// as one is kept.
 func (l *link) keep(result []byte) []byte {
 	n := len(l.slab)
-	if cap(l.slab)-n < len(result) {
+	if len(result) > slabbed || cap(l.slab)-n < len(result) {
 		return bytes.Clone(result)
 	}
 	l.slab = append(l.slab, result...)

@@ -530,6 +530,11 @@ func TestKeepCopiesResultsApart(t *testing.T) {
 	grown := append(a, '!')
 	require.Equal(t, "abc!", string(grown))
 	require.Equal(t, "def", string(b), "appending to one result leaves the next alone")
+
+	l.slab = make([]byte, 0, 2*slabbed)
+	large := l.keep(make([]byte, slabbed+1))
+	assert.Zero(t, len(l.slab), "a large result gets a copy of its own, not a place in the slab")
+	assert.Len(t, large, slabbed+1)
 }
 
 // TestLinkBatchResponseWithAnUnknownID: a batch response that answers an

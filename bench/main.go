@@ -293,23 +293,15 @@ func run(cfg config) error {
 		if err := runThroughput(ctx, e, res); err != nil {
 			return err
 		}
-		if python != "" {
-			e.progress(", python peer")
-			if err := runPeer(ctx, e, python, res); err != nil {
-				return err
-			}
+		if err := runPythonPeer(ctx, e, python, res); err != nil {
+			return err
 		}
 		e.progress(", map")
 		if err := runMany(ctx, e, python, res); err != nil {
 			return err
 		}
-		for _, w := range e.sdks {
-			if w.Key == "node2" {
-				e.progress(", piscina")
-				if err := runPiscina(ctx, e, w.Command, res); err != nil {
-					return err
-				}
-			}
+		if err := runPiscinaPeer(ctx, e, res); err != nil {
+			return err
 		}
 		e.progress("\n")
 	}

@@ -230,19 +230,11 @@ func runSDKOnly(ctx context.Context, e *env, res *results) error {
 		if err := runThroughput(ctx, e, res); err != nil {
 			return err
 		}
-		if python != "" {
-			e.progress(", python peer")
-			if err := runPeer(ctx, e, python, res); err != nil {
-				return err
-			}
+		if err := runPythonPeer(ctx, e, python, res); err != nil {
+			return err
 		}
-		for _, w := range e.sdks {
-			if w.Key == "node2" {
-				e.progress(", piscina")
-				if err := runPiscina(ctx, e, w.Command, res); err != nil {
-					return err
-				}
-			}
+		if err := runPiscinaPeer(ctx, e, res); err != nil {
+			return err
 		}
 		e.progress("\n")
 	}
@@ -253,5 +245,27 @@ func runSDKOnly(ctx context.Context, e *env, res *results) error {
 	rp.judgeSDK()
 	rp.print(e.cfg.Out)
 	fmt.Fprintf(e.cfg.Out, "\nbench took %v\n", res.Took.Round(time.Second))
+	return nil
+}
+
+// runPythonPeer measures Python's ProcessPoolExecutor once, when python is
+// set.
+func runPythonPeer(ctx context.Context, e *env, python string, res *results) error {
+	if python == "" {
+		return nil
+	}
+	e.progress(", python peer")
+	return runPeer(ctx, e, python, res)
+}
+
+// runPiscinaPeer measures piscina once, beside the Node.js SDK worker, when
+// that worker is here.
+func runPiscinaPeer(ctx context.Context, e *env, res *results) error {
+	for _, w := range e.sdks {
+		if w.Key == "node2" {
+			e.progress(", piscina")
+			return runPiscina(ctx, e, w.Command, res)
+		}
+	}
 	return nil
 }

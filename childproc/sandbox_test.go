@@ -354,13 +354,7 @@ func TestLimitedCgroupReusedWithinAJobType(t *testing.T) {
 		memory = 256 << 20
 	}
 	sb := sandbox.Sandbox{Memory: memory, CPU: 1, Pids: 64}
-	requireSupported(t, sb)
-	startAs := func(name string) *prober {
-		spec := selfSpec(t, "probe")
-		spec.Name, spec.Sandbox = name, sb
-		p := start(t, spec)
-		return &prober{t: t, p: p, lines: newLineReader(t, p)}
-	}
+	startAs := func(name string) *prober { return startNamedProbe(t, name, sb) }
 	a := startAs("echo")
 	dir := memoryCgroupDir(t, a.p.PID())
 	assert.Equal(t, "signal: killed", a.ask("hog 400"), "a child past the memory limit is OOM-killed")
@@ -412,13 +406,7 @@ func memoryCgroupDir(t *testing.T, pid int) string {
 func TestReleaseSparesByNameKeepsOtherCgroups(t *testing.T) {
 	clean(t)
 	sb := sandbox.Sandbox{Memory: 256 << 20, CPU: 1, Pids: 64}
-	requireSupported(t, sb)
-	startAs := func(name string) *prober {
-		spec := selfSpec(t, "probe")
-		spec.Name, spec.Sandbox = name, sb
-		p := start(t, spec)
-		return &prober{t: t, p: p, lines: newLineReader(t, p)}
-	}
+	startAs := func(name string) *prober { return startNamedProbe(t, name, sb) }
 	a, b := startAs("alpha"), startAs("beta")
 	dirA, dirB := memoryCgroupDir(t, a.p.PID()), memoryCgroupDir(t, b.p.PID())
 	for _, pr := range []*prober{a, b} {

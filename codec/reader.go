@@ -50,6 +50,14 @@ func (r *Reader) SetAllocAbove(n int, alloc func(n int) []byte) {
 	r.alloc, r.allocAt = alloc, n
 }
 
+// ownedAbove returns the size past which a frame gets a buffer of its own.
+func (r *Reader) ownedAbove() int {
+	if r.alloc == nil || r.allocAt == 0 {
+		return reuseLimit
+	}
+	return r.allocAt
+}
+
 // NewReader returns a Reader that reads frames from r and refuses frames
 // longer than maxFrame bytes (header excluded). A maxFrame <= 0 means
 // DefaultMaxFrame. r should be buffered by the caller only if it is not a
@@ -98,7 +106,7 @@ func (r *Reader) Read(m *Message) error {
 		if uint64(n) > uint64(r.maxFrame) {
 			return fmt.Errorf("%w: announced %d bytes, limit %d", ErrFrameTooLarge, n, r.maxFrame)
 		}
-		if limit := r.allocAt; int(n) <= reuseLimit && (limit == 0 || r.alloc == nil || int(n) <= limit) {
+		if int(n) <= r.ownedAbove() {
 			if cap(r.buf) < int(n) {
 				r.buf = make([]byte, n, max(int(n), 4<<10))
 			}
