@@ -183,37 +183,99 @@ func TestMapValue(t *testing.T) {
 }
 
 // TestMapLargeItemsTakeTheSharedRegion: a Map's items of 64 KiB and more
-// travel through the worker's shared memory region, as a Call's do, the
-// small ones beside them in batch frames; every result is right.
+// travel through the worker's shared memory region, as a Call's do; the
+// small ones beside them take it too with a worker that negotiated
+// "shareditems" (the Go SDK), and travel in frames without the features.
+// Every result is right.
 func TestMapLargeItemsTakeTheSharedRegion(t *testing.T) {
-	sys := newSystem(t)
-	jt := jobType(t, "sha512")
-	jt.MaxWorkers, jt.InFlight = 1, 2
-	r, err := sys.Spawn(jt)
-	require.NoError(t, err)
-	ctx := context.Background()
-	var inputs [][]byte
-	large := 0
-	for i := range 40 {
-		size := 100
-		if i%3 == 0 {
-			size, large = 128<<10, large+1
-		}
-		in := make([]byte, size)
-		for k := range in {
-			in[k] = byte(i + k)
-		}
-		inputs = append(inputs, in)
+	for _, noFeatures := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noFeatures=%v", noFeatures), func(t *testing.T) {
+			sys := newSystem(t)
+			jt := jobType(t, "sha512")
+			jt.MaxWorkers, jt.InFlight, jt.NoFeatures = 1, 2, noFeatures
+			r, err := sys.Spawn(jt)
+			require.NoError(t, err)
+			ctx := context.Background()
+			var inputs [][]byte
+			large := 0
+			for i := range 40 {
+				size := 100
+				if i%3 == 0 {
+					size, large = 128<<10, large+1
+				}
+				in := make([]byte, size)
+				for k := range in {
+					in[k] = byte(i + k)
+				}
+				inputs = append(inputs, in)
+			}
+			i := 0
+			for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
+				require.NoError(t, err, "item %d", i)
+				want := sha512.Sum512(inputs[i])
+				require.Equal(t, want[:], sum, "item %d", i)
+				i++
+			}
+			require.Equal(t, len(inputs), i)
+			st, err := r.Stats(ctx)
+			require.NoError(t, err)
+			if noFeatures {
+				assert.EqualValues(t, large, st.SharedRequests, "every large item, and only those, through the region")
+			} else {
+				assert.Greater(t, st.SharedRequests, uint64(large), "small items through the region too")
+			}
+		})
 	}
-	i := 0
-	for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
-		require.NoError(t, err, "item %d", i)
-		want := sha512.Sum512(inputs[i])
-		require.Equal(t, want[:], sum, "item %d", i)
-		i++
-	}
-	require.Equal(t, len(inputs), i)
-	st, err := r.Stats(ctx)
-	require.NoError(t, err)
-	assert.EqualValues(t, large, st.SharedRequests, "every large item, and only those, through the region")
+}
+
+// TestMapSmallItemsShareTheRegion: with "shareditems", the small items of
+// each batch travel in one block of the worker's shared memory region,
+// released once the batch's last item is answered: a region far smaller
+// than what crosses it carries nearly every item, which it could not if a
+// block outlived its batch (the items would fall back to frames). An echo
+// that returns its payload, read in place from the block, checks that no
+// block is reused while an item of its batch still runs; a payload over
+// the worker's frame limit is refused as before. (TestMapItemsFailOneByOne
+// crashes workers mid-batch, with the items in the region.)
+func TestMapSmallItemsShareTheRegion(t *testing.T) {
+	t.Run("echo", func(t *testing.T) {
+		sys := newSystem(t)
+		jt := jobType(t, "echo")
+		jt.MaxWorkers, jt.InFlight, jt.SharedMemory = 2, 4, 1<<20 // a request half of 508 KiB
+		r, err := sys.Spawn(jt)
+		require.NoError(t, err)
+		ctx := context.Background()
+		inputs := mapInputs(20000, 500) // 10 MB: twenty times the region
+		i := 0
+		for out, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
+			require.NoError(t, err, "item %d", i)
+			require.Equal(t, string(inputs[i]), string(out), "item %d", i)
+			i++
+		}
+		require.Equal(t, len(inputs), i)
+		st, err := r.Stats(ctx)
+		require.NoError(t, err)
+		assert.Greater(t, st.SharedRequests, uint64(len(inputs)*9/10), "items through the region (of %d)", len(inputs))
+	})
+	t.Run("too large for the worker", func(t *testing.T) {
+		sys := newSystem(t)
+		jt := jobType(t, "echo")
+		jt.MaxWorkers, jt.InFlight = 1, 2
+		jt.Env = []string{"TESTWORKER_MAX_FRAME=4096"}
+		r, err := sys.Spawn(jt)
+		require.NoError(t, err)
+		inputs := mapInputs(200, 100)
+		inputs[77] = make([]byte, 10<<10) // fits the region, not the worker's frames
+		i := 0
+		for out, err := range r.Map(context.Background(), procpool.Blob, slices.Values(inputs)) {
+			if i == 77 {
+				require.ErrorIs(t, err, procpool.ErrPayloadTooLarge)
+			} else {
+				require.NoError(t, err, "item %d", i)
+				require.Equal(t, string(inputs[i]), string(out), "item %d", i)
+			}
+			i++
+		}
+		require.Equal(t, len(inputs), i)
+	})
 }

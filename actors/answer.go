@@ -64,7 +64,9 @@ func (l *link) answerTaken(m *codec.Message, pre *taken) error {
 		}
 		return fmt.Errorf("%w: a response for job %d, which is not running", errProtocol, m.ID)
 	}
-	l.releaseShared(m.ID) // the request's block, if it had one
+	if e.item < 0 || len(j.batch.payloads[e.item]) >= sharedmem.MinPayload {
+		l.releaseShared(m.ID) // the request's block, if it had one (a batch's small items share theirs: itemBlock)
+	}
 	if l.pingSeq.Load() != 0 {
 		l.answered.Store(time.Now().UnixNano()) // a sign of life
 	}

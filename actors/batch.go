@@ -44,6 +44,9 @@ type batch struct {
 	// oneByOne: a worker died under the job; the router's goroutine sets
 	// it, the dispatcher reads it.
 	oneByOne atomic.Bool
+	// block holds the current dispatch's payloads in the worker's shared
+	// memory region, if they went there (see itemBlock).
+	block atomic.Pointer[itemBlock]
 }
 
 // newBatch makes j a Map job of payloads.
@@ -122,6 +125,25 @@ func (b *batch) allDone() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.left == 0
+}
+
+// failUnfit fails with ErrPayloadTooLarge the items not delivered yet
+// whose requests are larger than limit, the largest frame any worker of
+// jobType takes, and keeps the largest of the others' lengths. It reports
+// whether every item is delivered now. Only the router calls it, on a job
+// in its queue.
+func (b *batch) failUnfit(jobType string, limit int64) (allDone bool) {
+	largest := 0
+	for _, item := range b.pending() {
+		n := len(b.payloads[item])
+		if requestFits(jobType, n, limit) {
+			largest = max(largest, n)
+			continue
+		}
+		b.give(item, nil, tooLargeErr(jobType, n, limit))
+	}
+	b.largest = largest
+	return b.allDone()
 }
 
 // payloadLen is the length of the largest payload a job sends: of a Map

@@ -89,7 +89,8 @@ func (r *routerActor) unavailableErr() error {
 
 // dispatch hands queued jobs to free slots, first come first served. A job
 // that no live worker could ever take (too large for every one of them)
-// fails with ErrPayloadTooLarge.
+// fails with ErrPayloadTooLarge; of a Map job, only the items too large
+// fail so, and the others wait for a slot.
 func (r *routerActor) dispatch() {
 	for r.queue.len() > 0 {
 		j := r.queue.peekFront()
@@ -99,37 +100,52 @@ func (r *routerActor) dispatch() {
 		}
 		w, due := r.board.takeFor(requestSize(r.spec.Name, j.payloadLen()))
 		if w == nil {
-			if err := r.unfit(j); err != nil {
+			largest, err := r.unfit(j)
+			switch {
+			case err == nil:
+				return
+			case j.batch != nil:
+				if j.batch.failUnfit(r.spec.Name, largest) {
+					r.queue.popFront()
+					j.resolve(nil, nil)
+				}
+			default:
 				r.queue.popFront()
 				j.resolve(nil, err)
-				continue
 			}
-			return
+			continue
 		}
 		r.queue.popFront()
 		r.run(j, w, due)
 	}
 }
 
-// unfit returns ErrPayloadTooLarge when j's request fits no worker: every
-// live worker is ready and announced a smaller frame limit.
-func (r *routerActor) unfit(j *Job) error {
+// unfit returns ErrPayloadTooLarge, and the largest frame limit of the
+// live workers, when j's request fits no worker: every live worker is
+// ready and announced a smaller frame limit.
+func (r *routerActor) unfit(j *Job) (int64, error) {
 	need := requestSize(r.spec.Name, j.payloadLen())
 	largest, ready := int64(0), 0
 	for _, w := range r.workers {
 		switch w.phase {
 		case PhaseStarting:
-			return nil // its limit is not known yet
+			return 0, nil // its limit is not known yet
 		case PhaseReady:
 			ready++
 			largest = max(largest, w.limit)
 		}
 	}
 	if ready == 0 || largest >= need {
-		return nil
+		return 0, nil
 	}
+	return largest, tooLargeErr(r.spec.Name, j.payloadLen(), largest)
+}
+
+// tooLargeErr is the error of a payload of n bytes that fits no worker of
+// jobType, the largest frame of which is limit.
+func tooLargeErr(jobType string, n int, limit int64) error {
 	return fmt.Errorf("%w: %d bytes, and the largest frame a worker of %q takes is %d bytes",
-		ErrPayloadTooLarge, j.payloadLen(), r.spec.Name, largest)
+		ErrPayloadTooLarge, n, jobType, limit)
 }
 
 // run starts j on a slot of w taken for it; due says the slot was w's

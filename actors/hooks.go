@@ -78,6 +78,7 @@ func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
 	if b.running.Add(-1) != 0 {
 		return
 	}
+	b.releaseBlock() // before the slot is freed for the next dispatch
 	now := time.Now()
 	h.ws.served.Add(int64(len(b.sent)))
 	h.ws.lastDone.Store(now.UnixNano())

@@ -241,6 +241,7 @@ func (l *link) prepare(o *outgoing) bool {
 		return false
 	}
 	if o.kind == codec.KindBatchRequest {
+		l.shareItems(o)
 		return true
 	}
 	if !o.shared {

@@ -37,9 +37,12 @@ type outgoing struct {
 	shared  bool // the payload is in the shared memory region already
 	meta    requestMeta
 	// A batch request's items (KindBatchRequest): the indexes into the
-	// job's payloads, and their ids.
+	// job's payloads, and their ids; spans, when not nil, places in the
+	// shared memory region the payloads of the items whose span is not
+	// zero (see itemBlock).
 	items []int
 	ids   []uint64
+	spans []codec.Span
 }
 
 // requestMeta is what a request carries besides its payload, with
@@ -238,6 +241,9 @@ func (w *writer) encodeBatch(o *outgoing) {
 		w.msg = codec.Message{Kind: codec.KindRequest, ID: o.ids[k], JobType: w.jobType, Timeout: o.timeout,
 			PayloadKind: o.pkind, Payload: payloads[item], Attempt: o.meta.attempt,
 			TraceParent: o.meta.traceParent, TraceState: o.meta.traceState}
+		if o.spans != nil && o.spans[k].Length > 0 {
+			w.msg.Shared, w.msg.Span, w.msg.Payload = true, o.spans[k], nil
+		}
 		err := b.Add(&w.msg)
 		if errors.Is(err, codec.ErrBatchFull) {
 			if err = b.Flush(); err == nil {

@@ -28,13 +28,19 @@ const (
 	// as long as it has credit, and the host grants more with Credit
 	// messages.
 	FeatureStream
+	// FeatureSharedItems: with FeatureBatch and the shared memory region,
+	// the host may place the payloads of a BatchRequest's items in the
+	// region whatever their size, several of them in one block. A worker
+	// announces it when its handlers take a small payload in the region as
+	// they take one in a frame (the Go SDK hands either over as a []byte).
+	FeatureSharedItems
 
 	// AllFeatures is every feature this package knows.
-	AllFeatures = FeatureMeta | FeatureBatch | FeatureStream
+	AllFeatures = FeatureMeta | FeatureBatch | FeatureStream | FeatureSharedItems
 )
 
 // featureNames are the wire names of the features, by bit.
-var featureNames = [...]string{"meta", "batch", "stream"}
+var featureNames = [...]string{"meta", "batch", "stream", "shareditems"}
 
 // Has reports whether f holds every feature of g.
 func (f Features) Has(g Features) bool { return f&g == g }
@@ -57,7 +63,8 @@ func (f Features) String() string {
 	return b.String()
 }
 
-// ParseFeature returns the feature named name ("meta", "batch", "stream"),
+// ParseFeature returns the feature named name ("meta", "batch", "stream",
+// "shareditems"),
 // or 0 if this package does not know it.
 func ParseFeature(name string) Features {
 	for i, n := range featureNames {

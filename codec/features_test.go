@@ -23,7 +23,7 @@ const (
 // handshake's features, a request's meta, batches, chunks and credits.
 func featureWireCases(t testing.TB) []wireCase {
 	value := mustMarshal(t, []any{"v", 2})
-	names := []any{"meta", "batch", "stream"}
+	names := []any{"meta", "batch", "stream", "shareditems"}
 	return []wireCase{
 		{
 			name: "hello features, no region",
@@ -167,9 +167,9 @@ func featureMalformedBodies() map[string][]byte {
 
 func TestFeatures(t *testing.T) {
 	assert.Equal(t, "none", Features(0).String())
-	assert.Equal(t, "meta,batch,stream", AllFeatures.String())
+	assert.Equal(t, "meta,batch,stream,shareditems", AllFeatures.String())
 	assert.Equal(t, "batch", (FeatureBatch | 1<<30).String())
-	for _, f := range []Features{FeatureMeta, FeatureBatch, FeatureStream} {
+	for _, f := range []Features{FeatureMeta, FeatureBatch, FeatureStream, FeatureSharedItems} {
 		assert.Equal(t, f, ParseFeature(f.String()))
 	}
 	assert.Zero(t, ParseFeature("telepathy"))

@@ -77,6 +77,7 @@ var checks = []struct {
 	{"Features", checkFeatures},
 	{"Meta", checkMeta},
 	{"Batch", checkBatch},
+	{"SharedItems", checkSharedItems},
 	{"Stream", checkStream},
 }
 

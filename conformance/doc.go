@@ -61,8 +61,9 @@
 //	         i being byte i mod 256 repeated, waiting for credit as the
 //	         protocol says, then answers "done:n".
 //
-// Batches ("batch") need no job type of their own. Every worker must accept
-// a hello that offers features, and may answer none.
+// Batches ("batch") and a batch's small payloads in the shared memory
+// region ("shareditems") need no job type of their own. Every worker must
+// accept a hello that offers features, and may answer none.
 //
 // The suite fails on any wrong byte, error or leftover process; it takes
 // about a minute per worker.

@@ -101,6 +101,11 @@
 // short jobs costs a write per few hundred jobs, and an answer waits at
 // most a millisecond for the others.
 //
+// The SDK also accepts the "shareditems" feature: a host may then place
+// the payloads of a batch's jobs in the shared memory region whatever
+// their size, and the frame carries only their places. Handlers see no
+// difference: the payload is a []byte, valid until the handler returns.
+//
 // # Streamed results
 //
 // With the "stream" feature, a host may ask for a job's partial results: the
