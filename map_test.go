@@ -232,10 +232,11 @@ func TestMapLargeItemsTakeTheSharedRegion(t *testing.T) {
 // each batch travel in one block of the worker's shared memory region,
 // released once the batch's last item is answered: a region far smaller
 // than what crosses it carries nearly every item, which it could not if a
-// block outlived its batch (the items would fall back to frames). An echo
-// that returns its payload, read in place from the block, checks that no
-// block is reused while an item of its batch still runs; a payload over
-// the worker's frame limit is refused as before. (TestMapItemsFailOneByOne
+// block outlived its batch (the items would fall back to frames). Echoes
+// that return their payloads, read in place from the block, check that no
+// block is reused while an item of its batch still runs, one of them 30 ms
+// after the others are answered; a payload over the worker's frame limit
+// fails alone, as it would without the region. (TestMapItemsFailOneByOne
 // crashes workers mid-batch, with the items in the region.)
 func TestMapSmallItemsShareTheRegion(t *testing.T) {
 	t.Run("echo", func(t *testing.T) {
@@ -256,6 +257,31 @@ func TestMapSmallItemsShareTheRegion(t *testing.T) {
 		st, err := r.Stats(ctx)
 		require.NoError(t, err)
 		assert.Greater(t, st.SharedRequests, uint64(len(inputs)*9/10), "items through the region (of %d)", len(inputs))
+	})
+	t.Run("slow item", func(t *testing.T) {
+		// The first item of each batch reads its payload 30 ms after the
+		// others are answered and the next batches sent: its block must
+		// still be its own.
+		sys := newSystem(t)
+		jt := jobType(t, "slowecho")
+		jt.MaxWorkers, jt.InFlight = 1, 2
+		r, err := sys.Spawn(jt)
+		require.NoError(t, err)
+		var inputs [][]byte
+		for i := range 600 {
+			ms := 0
+			if i%100 == 0 {
+				ms = 30
+			}
+			inputs = append(inputs, []byte(fmt.Sprintf("%d:item %04d", ms, i)))
+		}
+		i := 0
+		for out, err := range r.Map(context.Background(), procpool.Blob, slices.Values(inputs)) {
+			require.NoError(t, err, "item %d", i)
+			require.Equal(t, fmt.Sprintf("item %04d", i), string(out), "item %d", i)
+			i++
+		}
+		require.Equal(t, len(inputs), i)
 	})
 	t.Run("too large for the worker", func(t *testing.T) {
 		sys := newSystem(t)

@@ -13,6 +13,8 @@
 //	noopv                VALUE: takes any value, returns nil, at once
 //	sleep                sleeps <ms> milliseconds, or until cancelled
 //	sleep_ignore_cancel  sleeps <ms> milliseconds whatever happens
+//	slowecho             "<ms>:<data>": sleeps <ms> milliseconds, then returns
+//	                     <data>, a slice of its payload read after the sleep
 //	exit                 exits the process with code <code>, without answering
 //	panic                panics with its payload as the message
 //	spam                 writes <n> lines to stdout and to stderr, then echoes
@@ -63,6 +65,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha512"
 	"errors"
@@ -187,6 +190,15 @@ func register(s *worker.Server) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	})
+	handle("slowecho", func(ctx context.Context, p []byte) ([]byte, error) {
+		ms, data, _ := bytes.Cut(p, []byte(":"))
+		d, err := millis(ms)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(d)
+		return data, nil // read where it lies, after the sleep
 	})
 	handle("sleep_ignore_cancel", func(ctx context.Context, p []byte) ([]byte, error) {
 		d, err := millis(p)
