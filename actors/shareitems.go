@@ -55,7 +55,7 @@ func (l *link) shareItems(o *outgoing) {
 		return // no room: the payloads travel in the frame
 	}
 	o.spans = make([]codec.Span, len(o.items))
-	at := 0
+	at, placed := 0, 0
 	for k, item := range o.items {
 		p := b.payloads[item]
 		if len(p) == 0 || !requestFits(l.jobType, len(p), limit) {
@@ -64,9 +64,10 @@ func (l *link) shareItems(o *outgoing) {
 		copy(dst[at:], p)
 		o.spans[k] = codec.Span{Offset: off + uint64(at), Length: uint64(len(p))}
 		at += len(p)
+		placed++
 	}
 	l.shm.Copied()
-	l.counters.sharedRequests.Add(uint64(len(o.items)))
+	l.counters.sharedRequests.Add(uint64(placed))
 	b.block.Store(&itemBlock{shm: l.shm, key: key})
 	if b.running.Load() == 0 {
 		// Every item left the table meanwhile (its worker died): nobody
