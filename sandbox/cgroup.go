@@ -44,6 +44,10 @@ type Cgroup struct {
 	killed bool
 	// limited: it has limits (memory, CPU, tasks).
 	limited bool
+	// oomFile is the file of its memory controller that counts its OOM
+	// kills (memory.events on v2, memory.oom_control on v1), or "" if it
+	// has no memory controller: no OOM kill is then counted for it.
+	oomFile string
 	// oomBase is the kernel's OOM kill count when ResetCounters was last
 	// called: OOMKills counts from there.
 	oomBase uint64
@@ -79,6 +83,9 @@ func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 			return nil, fmt.Errorf("sandbox: creating cgroup %s (v2): %w", name, err)
 		}
 		c.v2 = m
+		if sup.v2Limits { // the memory controller is on for our children
+			c.oomFile = filepath.Join(c.v2Path(), "memory.events")
+		}
 		if killable && sup.kill == "cgroup.kill" {
 			c.kill = "cgroup.kill"
 		}
@@ -106,6 +113,11 @@ func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 			return nil, fmt.Errorf("sandbox: creating cgroup %s (v1 %v): %w", name, v1, err)
 		}
 		c.v1 = cg
+		for _, s := range cg.Subsystems() {
+			if s.Name() == cgroup1.Memory {
+				c.oomFile = filepath.Join(v1Root(s), sup.v1Own[cgroup1.Memory], name, "memory.oom_control")
+			}
+		}
 	}
 	return c, nil
 }
@@ -302,7 +314,8 @@ func (c *Cgroup) KillAll(d time.Duration) error {
 // OOMKills returns the number of processes the kernel's OOM killer has
 // killed in the cgroup for being over its Memory limit, from the cgroup's
 // own counter (memory.events on v2, memory.oom_control on v1), since it
-// was made or since ResetCounters.
+// was made or since ResetCounters. A cgroup without a memory controller
+// (no Memory limit, where the limits are on v1) has no counter: zero.
 func (c *Cgroup) OOMKills() (uint64, error) {
 	n, err := c.oomKills()
 	if err != nil || n < c.oomBase {
@@ -326,21 +339,10 @@ func (c *Cgroup) ResetCounters() error {
 
 // oomKills is the kernel's OOM kill count of the cgroup.
 func (c *Cgroup) oomKills() (uint64, error) {
-	if c.v2 != nil && c.v1 == nil {
-		return readKey(filepath.Join(c.v2Path(), "memory.events"), "oom_kill")
+	if c.oomFile == "" {
+		return 0, nil
 	}
-	if c.v1 != nil {
-		for _, s := range c.v1.Subsystems() {
-			if s.Name() == cgroup1.Memory {
-				sup := probeCgroups()
-				return readKey(filepath.Join(v1Root(s), sup.v1Own[cgroup1.Memory], c.name, "memory.oom_control"), "oom_kill")
-			}
-		}
-	}
-	if c.v2 != nil {
-		return readKey(filepath.Join(c.v2Path(), "memory.events"), "oom_kill")
-	}
-	return 0, nil
+	return readKey(c.oomFile, "oom_kill")
 }
 
 // v2Path is the cgroup's directory on v2.
