@@ -7,10 +7,6 @@ import (
 	"github.com/procpool/procpool/sandbox"
 )
 
-// spareLinger is how long a spare init outlives the last process of its
-// shape.
-const spareLinger = time.Second
-
 // initPool keeps one init made ahead for each shape of workers with PID
 // namespaces of their own (ContainPIDNamespace) that are running, so that
 // a start finds its namespaces ready: making an init (a fork, an execve, a
@@ -18,8 +14,9 @@ const spareLinger = time.Second
 // Namespaces.PerWorker a network namespace perhaps) costs about half a
 // millisecond or more, which then overlaps, on the init thread, with the
 // previous worker's own start instead of delaying the next one. A spare
-// outlives the last process of its shape by spareLinger, then goes; an
-// init is never used twice (its PID namespace dies with its worker).
+// outlives the last process of its shape by spareLinger (see lingering),
+// then goes; an init is never used twice (its PID namespace dies with its
+// worker).
 type initPool struct {
 	mu    sync.Mutex
 	slots map[initKey]*initSlot
@@ -35,9 +32,19 @@ type initKey struct {
 
 type initSlot struct {
 	spare  *nsInit
-	users  int           // live processes of this shape
 	making chan struct{} // closed when the spare being made is ready (or failed); nil: none is
-	linger *time.Timer
+	linger *lingering    // its users: the live processes of this shape; its end takes the spare
+}
+
+// newSlot returns an empty slot of p.
+func (p *initPool) newSlot() *initSlot {
+	s := &initSlot{}
+	s.linger = newLingering(&p.mu, func() func() {
+		n := s.spare
+		s.spare = nil
+		return func() { n.kill() }
+	})
+	return s
 }
 
 var inits = initPool{slots: map[initKey]*initSlot{}}
@@ -76,14 +83,10 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 	p.mu.Lock()
 	s := p.slots[k]
 	if s == nil {
-		s = &initSlot{}
+		s = p.newSlot()
 		p.slots[k] = s
 	}
-	s.users++
-	if s.linger != nil {
-		s.linger.Stop()
-		s.linger = nil
-	}
+	s.linger.acquire()
 	if s.spare != nil || s.making != nil {
 		p.mu.Unlock()
 		return
@@ -98,7 +101,7 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 		s.making = nil
 		// Kept while a process of the shape runs or has just ended (the
 		// linger then ends the spare).
-		keep := err == nil && s.spare == nil && (s.users > 0 || s.linger != nil)
+		keep := err == nil && s.spare == nil && s.linger.kept()
 		if keep {
 			s.spare = n
 		}
@@ -115,27 +118,9 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 func (p *initPool) ended(name string, sh initShape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.slots[initKey{name, sh}]
-	if s == nil {
-		return
+	if s := p.slots[initKey{name, sh}]; s != nil {
+		s.linger.release()
 	}
-	s.users--
-	if s.users > 0 {
-		return
-	}
-	if s.linger != nil {
-		s.linger.Stop()
-	}
-	s.linger = time.AfterFunc(spareLinger, func() {
-		p.mu.Lock()
-		var n *nsInit
-		if s.users == 0 {
-			n, s.spare = s.spare, nil
-			s.linger = nil
-		}
-		p.mu.Unlock()
-		n.kill()
-	})
 }
 
 // sharedInit is the init of the PID namespace the host's workers share
