@@ -2,7 +2,6 @@ package childproc
 
 import (
 	"sync"
-	"time"
 
 	"github.com/procpool/procpool/sandbox"
 )
@@ -125,12 +124,28 @@ func (p *initPool) ended(name string, sh initShape) {
 
 // sharedInit is the init of the PID namespace the host's workers share
 // (ContainSharedNamespace): made at the first such start, kept while any
-// of them runs and spareLinger after.
-var sharedInit struct {
-	mu     sync.Mutex
-	init   *nsInit
-	users  int
-	linger *time.Timer
+// of them runs and spareLinger after (see lingering), made again at a
+// start if it died.
+var sharedInit = newSharedNamespace()
+
+// sharedNamespace holds the shared PID namespace's init.
+type sharedNamespace struct {
+	mu   sync.Mutex
+	init *nsInit
+	// linger counts the workers in the namespace, those of an init that
+	// died and was replaced too (they end soon: they died with it); its
+	// end kills the init.
+	linger *lingering
+}
+
+func newSharedNamespace() *sharedNamespace {
+	s := &sharedNamespace{}
+	s.linger = newLingering(&s.mu, func() func() {
+		n := s.init
+		s.init = nil
+		return func() { n.kill() }
+	})
+	return s
 }
 
 // shared returns the shared init, made (or made again, if it died) on the
@@ -138,47 +153,29 @@ var sharedInit struct {
 // releaseShared once its worker has ended, or at once if it fails to
 // start.
 func shared() (*nsInit, error) {
-	sharedInit.mu.Lock()
-	defer sharedInit.mu.Unlock()
-	if sharedInit.linger != nil {
-		sharedInit.linger.Stop()
-		sharedInit.linger = nil
-	}
-	if n := sharedInit.init; n == nil || !n.alive() {
-		if n != nil && sharedInit.users == 0 {
-			n.kill()
-		}
+	s := sharedInit
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.init; n == nil || !n.alive() {
+		// A dead init is reaped at once: its workers died with its
+		// namespace, whether or not their ends are recorded yet.
+		n.kill()
+		s.init = nil
 		var err error
 		onInitThread(func() { n, err = newInit(&sandbox.Sandbox{}, initShape{}) })
 		if err != nil {
 			return nil, err
 		}
-		sharedInit.init = n
+		s.init = n
 	}
-	sharedInit.users++
-	return sharedInit.init, nil
+	s.linger.acquire()
+	return s.init, nil
 }
 
-// releaseShared counts one user less of init; the last one lets the init
-// go spareLinger later.
-func releaseShared(init *nsInit) {
+// releaseShared counts one user less of the shared init; after the last,
+// the init goes spareLinger later.
+func releaseShared() {
 	sharedInit.mu.Lock()
 	defer sharedInit.mu.Unlock()
-	if sharedInit.init != init {
-		return // replaced after it died: it is gone already
-	}
-	sharedInit.users--
-	if sharedInit.users > 0 {
-		return
-	}
-	sharedInit.linger = time.AfterFunc(spareLinger, func() {
-		sharedInit.mu.Lock()
-		var n *nsInit
-		if sharedInit.users == 0 && sharedInit.init == init {
-			n, sharedInit.init = init, nil
-		}
-		sharedInit.linger = nil
-		sharedInit.mu.Unlock()
-		n.kill()
-	})
+	sharedInit.linger.release()
 }

@@ -54,7 +54,7 @@ func (l *launch) prepareAndStart() (*started, error) {
 	}
 	if err != nil {
 		if l.shared != nil {
-			releaseShared(l.shared)
+			releaseShared()
 		}
 		l.share.release()
 		l.deleteCgroup()

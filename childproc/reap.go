@@ -44,7 +44,7 @@ func (p *Process) reap(stdout, stderr *os.File, readers *sync.WaitGroup) {
 	}
 	p.share.release()
 	if p.shared != nil {
-		defer releaseShared(p.shared) // once the cgroup is empty
+		defer releaseShared() // once the cgroup is empty
 	}
 	if p.contain == ContainSession {
 		killSession(p.pid)

@@ -49,16 +49,11 @@ func (p *initPool) releaseUnused(mine func(string) bool) {
 // releaseSharedIfUnused kills the shared init if no worker uses it.
 func releaseSharedIfUnused() {
 	sharedInit.mu.Lock()
-	var n *nsInit
-	if sharedInit.users == 0 {
-		n, sharedInit.init = sharedInit.init, nil
-		if sharedInit.linger != nil {
-			sharedInit.linger.Stop()
-			sharedInit.linger = nil
-		}
-	}
+	kill := sharedInit.linger.endIfUnused()
 	sharedInit.mu.Unlock()
-	n.kill()
+	if kill != nil {
+		kill()
+	}
 }
 
 // releaseUnused removes the spare cgroups of the names mine reports, and
