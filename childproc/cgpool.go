@@ -2,7 +2,6 @@ package childproc
 
 import (
 	"sync"
-	"time"
 
 	"github.com/procpool/procpool/sandbox"
 )
@@ -31,7 +30,7 @@ const maxSpareCgroups = 8
 //     one (one per job type and limits).
 //
 // Spares of every kind are removed spareLinger after the last worker that
-// used the pool has ended.
+// used the pool has ended (see lingering).
 type cgroupSpares struct {
 	mu      sync.Mutex
 	reused  []*sandbox.Cgroup               // without limits
@@ -39,13 +38,18 @@ type cgroupSpares struct {
 	ahead   map[limitsKey]*sandbox.Cgroup   // with limits, made ahead
 	making  map[limitsKey]bool
 	keys    map[*sandbox.Cgroup]limitsKey // of the limited cgroups taken
-	users   int                           // cgroups taken and not given back
-	linger  *time.Timer
+	linger  *lingering                    // its users: the cgroups taken and not given back
 }
 
 // cgroupPool is the host's cgroupSpares.
-var cgroupPool = &cgroupSpares{limited: map[limitsKey][]*sandbox.Cgroup{}, ahead: map[limitsKey]*sandbox.Cgroup{},
-	making: map[limitsKey]bool{}, keys: map[*sandbox.Cgroup]limitsKey{}}
+var cgroupPool = newCgroupSpares()
+
+func newCgroupSpares() *cgroupSpares {
+	p := &cgroupSpares{limited: map[limitsKey][]*sandbox.Cgroup{}, ahead: map[limitsKey]*sandbox.Cgroup{},
+		making: map[limitsKey]bool{}, keys: map[*sandbox.Cgroup]limitsKey{}}
+	p.linger = newLingering(&p.mu, p.takeSpares)
+	return p
+}
 
 // limitsKey is what a cgroup made ahead or reused must match: the job
 // type and its limits.
@@ -73,11 +77,7 @@ func (p *cgroupSpares) take(name string, sb *sandbox.Sandbox, killable bool) (*s
 	var c *sandbox.Cgroup
 	k := limitsKey{name, sb.Memory, sb.CPU, sb.Pids, killable}
 	p.mu.Lock()
-	p.users++
-	if p.linger != nil {
-		p.linger.Stop()
-		p.linger = nil
-	}
+	p.linger.acquire()
 	if sb.NeedsCgroup() {
 		if n := len(p.limited[k]); n > 0 {
 			c = p.limited[k][n-1]
@@ -114,7 +114,7 @@ func (p *cgroupSpares) makeAhead(k limitsKey) {
 	c, err := sandbox.NewCgroup(&sandbox.Sandbox{Memory: k.memory, CPU: k.cpu, Pids: k.pids}, k.killable)
 	p.mu.Lock()
 	p.making[k] = false
-	if err == nil && p.users > 0 && p.ahead[k] == nil {
+	if err == nil && p.linger.inUse() && p.ahead[k] == nil {
 		p.ahead[k], c = c, nil
 	}
 	p.mu.Unlock()
@@ -131,7 +131,7 @@ func (p *cgroupSpares) release(c *sandbox.Cgroup) error {
 		reusable = c.ResetCounters() == nil
 	}
 	p.mu.Lock()
-	p.users--
+	p.linger.release()
 	if c != nil {
 		k, limited := p.keys[c]
 		delete(p.keys, c)
@@ -145,12 +145,6 @@ func (p *cgroupSpares) release(c *sandbox.Cgroup) error {
 			c = nil
 		}
 	}
-	if p.users == 0 {
-		if p.linger != nil {
-			p.linger.Stop()
-		}
-		p.linger = time.AfterFunc(spareLinger, p.removeIfUnused)
-	}
 	p.mu.Unlock()
 	if c != nil {
 		return c.Delete()
@@ -158,24 +152,22 @@ func (p *cgroupSpares) release(c *sandbox.Cgroup) error {
 	return nil
 }
 
-// removeIfUnused removes the spares if no worker uses the pool.
-func (p *cgroupSpares) removeIfUnused() {
-	p.mu.Lock()
-	var gone []*sandbox.Cgroup
-	if p.users == 0 {
-		gone, p.reused = p.reused, nil
-		for k, cs := range p.limited {
-			gone = append(gone, cs...)
-			delete(p.limited, k)
-		}
-		for k, c := range p.ahead {
-			gone = append(gone, c)
-			delete(p.ahead, k)
-		}
-		p.linger = nil
+// takeSpares, the end of the pool's linger, takes every spare out of the
+// pool (with p.mu held) and returns the func that removes them.
+func (p *cgroupSpares) takeSpares() (remove func()) {
+	gone := p.reused
+	p.reused = nil
+	for k, cs := range p.limited {
+		gone = append(gone, cs...)
+		delete(p.limited, k)
 	}
-	p.mu.Unlock()
-	for _, c := range gone {
-		_ = c.Delete()
+	for k, c := range p.ahead {
+		gone = append(gone, c)
+		delete(p.ahead, k)
+	}
+	return func() {
+		for _, c := range gone {
+			_ = c.Delete()
+		}
 	}
 }

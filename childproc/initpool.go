@@ -2,14 +2,9 @@ package childproc
 
 import (
 	"sync"
-	"time"
 
 	"github.com/procpool/procpool/sandbox"
 )
-
-// spareLinger is how long a spare init outlives the last process of its
-// shape.
-const spareLinger = time.Second
 
 // initPool keeps one init made ahead for each shape of workers with PID
 // namespaces of their own (ContainPIDNamespace) that are running, so that
@@ -18,8 +13,9 @@ const spareLinger = time.Second
 // Namespaces.PerWorker a network namespace perhaps) costs about half a
 // millisecond or more, which then overlaps, on the init thread, with the
 // previous worker's own start instead of delaying the next one. A spare
-// outlives the last process of its shape by spareLinger, then goes; an
-// init is never used twice (its PID namespace dies with its worker).
+// outlives the last process of its shape by spareLinger (see lingering),
+// then goes; an init is never used twice (its PID namespace dies with its
+// worker).
 type initPool struct {
 	mu    sync.Mutex
 	slots map[initKey]*initSlot
@@ -35,9 +31,19 @@ type initKey struct {
 
 type initSlot struct {
 	spare  *nsInit
-	users  int           // live processes of this shape
 	making chan struct{} // closed when the spare being made is ready (or failed); nil: none is
-	linger *time.Timer
+	linger *lingering    // its users: the live processes of this shape; its end takes the spare
+}
+
+// newSlot returns an empty slot of p.
+func (p *initPool) newSlot() *initSlot {
+	s := &initSlot{}
+	s.linger = newLingering(&p.mu, func() func() {
+		n := s.spare
+		s.spare = nil
+		return func() { n.kill() }
+	})
+	return s
 }
 
 var inits = initPool{slots: map[initKey]*initSlot{}}
@@ -76,14 +82,10 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 	p.mu.Lock()
 	s := p.slots[k]
 	if s == nil {
-		s = &initSlot{}
+		s = p.newSlot()
 		p.slots[k] = s
 	}
-	s.users++
-	if s.linger != nil {
-		s.linger.Stop()
-		s.linger = nil
-	}
+	s.linger.acquire()
 	if s.spare != nil || s.making != nil {
 		p.mu.Unlock()
 		return
@@ -98,7 +100,7 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 		s.making = nil
 		// Kept while a process of the shape runs or has just ended (the
 		// linger then ends the spare).
-		keep := err == nil && s.spare == nil && (s.users > 0 || s.linger != nil)
+		keep := err == nil && s.spare == nil && s.linger.kept()
 		if keep {
 			s.spare = n
 		}
@@ -115,37 +117,35 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 func (p *initPool) ended(name string, sh initShape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.slots[initKey{name, sh}]
-	if s == nil {
-		return
+	if s := p.slots[initKey{name, sh}]; s != nil {
+		s.linger.release()
 	}
-	s.users--
-	if s.users > 0 {
-		return
-	}
-	if s.linger != nil {
-		s.linger.Stop()
-	}
-	s.linger = time.AfterFunc(spareLinger, func() {
-		p.mu.Lock()
-		var n *nsInit
-		if s.users == 0 {
-			n, s.spare = s.spare, nil
-			s.linger = nil
-		}
-		p.mu.Unlock()
-		n.kill()
-	})
 }
 
 // sharedInit is the init of the PID namespace the host's workers share
 // (ContainSharedNamespace): made at the first such start, kept while any
-// of them runs and spareLinger after.
-var sharedInit struct {
-	mu     sync.Mutex
-	init   *nsInit
-	users  int
-	linger *time.Timer
+// of them runs and spareLinger after (see lingering), made again at a
+// start if it died.
+var sharedInit = newSharedNamespace()
+
+// sharedNamespace holds the shared PID namespace's init.
+type sharedNamespace struct {
+	mu   sync.Mutex
+	init *nsInit
+	// linger counts the workers in the namespace, those of an init that
+	// died and was replaced too (they end soon: they died with it); its
+	// end kills the init.
+	linger *lingering
+}
+
+func newSharedNamespace() *sharedNamespace {
+	s := &sharedNamespace{}
+	s.linger = newLingering(&s.mu, func() func() {
+		n := s.init
+		s.init = nil
+		return func() { n.kill() }
+	})
+	return s
 }
 
 // shared returns the shared init, made (or made again, if it died) on the
@@ -153,47 +153,29 @@ var sharedInit struct {
 // releaseShared once its worker has ended, or at once if it fails to
 // start.
 func shared() (*nsInit, error) {
-	sharedInit.mu.Lock()
-	defer sharedInit.mu.Unlock()
-	if sharedInit.linger != nil {
-		sharedInit.linger.Stop()
-		sharedInit.linger = nil
-	}
-	if n := sharedInit.init; n == nil || !n.alive() {
-		if n != nil && sharedInit.users == 0 {
-			n.kill()
-		}
+	s := sharedInit
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.init; n == nil || !n.alive() {
+		// A dead init is reaped at once: its workers died with its
+		// namespace, whether or not their ends are recorded yet.
+		n.kill()
+		s.init = nil
 		var err error
 		onInitThread(func() { n, err = newInit(&sandbox.Sandbox{}, initShape{}) })
 		if err != nil {
 			return nil, err
 		}
-		sharedInit.init = n
+		s.init = n
 	}
-	sharedInit.users++
-	return sharedInit.init, nil
+	s.linger.acquire()
+	return s.init, nil
 }
 
-// releaseShared counts one user less of init; the last one lets the init
-// go spareLinger later.
-func releaseShared(init *nsInit) {
+// releaseShared counts one user less of the shared init; after the last,
+// the init goes spareLinger later.
+func releaseShared() {
 	sharedInit.mu.Lock()
 	defer sharedInit.mu.Unlock()
-	if sharedInit.init != init {
-		return // replaced after it died: it is gone already
-	}
-	sharedInit.users--
-	if sharedInit.users > 0 {
-		return
-	}
-	sharedInit.linger = time.AfterFunc(spareLinger, func() {
-		sharedInit.mu.Lock()
-		var n *nsInit
-		if sharedInit.users == 0 && sharedInit.init == init {
-			n, sharedInit.init = init, nil
-		}
-		sharedInit.linger = nil
-		sharedInit.mu.Unlock()
-		n.kill()
-	})
+	sharedInit.linger.release()
 }

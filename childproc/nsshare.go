@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,8 +25,8 @@ import (
 // namespace, the user namespace last, as an init of its own would make
 // them, so a worker in the user namespace has no capability over the
 // others. A share lives while a worker of its job type runs, and
-// spareLinger after the last (so that a worker restarted at once finds it
-// ready); ReleaseSpares ends an unused one at once.
+// spareLinger after the last (see lingering); ReleaseSpares ends an unused
+// one at once.
 //
 // Making a network namespace costs the kernel a millisecond or two, and
 // destroying one more, in a kernel worker: sharing one is most of what
@@ -35,9 +34,8 @@ import (
 // so is listed at sandbox.Namespaces.PerWorker and in docs/isolation.md.
 type nsShare struct {
 	key    shareKey
-	ns     []nsFile // in the order a worker joins them: the user namespace last
-	users  int
-	linger *time.Timer
+	ns     []nsFile   // in the order a worker joins them: the user namespace last
+	linger *lingering // its workers, guarded by shares.mu; its end closes the share
 }
 
 // nsFile is a descriptor of one namespace, its CLONE_NEW* flag and its
@@ -98,11 +96,7 @@ func acquireShare(name string, sb *sandbox.Sandbox) (*nsShare, error) {
 		}
 		shares.m[key] = s
 	}
-	if s.linger != nil {
-		s.linger.Stop()
-		s.linger = nil
-	}
-	s.users++
+	s.linger.acquire()
 	return s, nil
 }
 
@@ -118,6 +112,11 @@ func newShare(key shareKey, sb *sandbox.Sandbox) (*nsShare, error) {
 	}
 	defer init.kill()
 	s := &nsShare{key: key}
+	s.linger = newLingering(&shares.mu, func() func() {
+		delete(shares.m, s.key)
+		s.close()
+		return nil
+	})
 	dir := "/proc/" + strconv.Itoa(init.pid) + "/ns/"
 	for _, n := range sharedNamespaces {
 		if n.flag == unix.CLONE_NEWUSER && !key.shape.user || n.flag != unix.CLONE_NEWUSER && key.shape.flags&n.flag == 0 {
@@ -150,22 +149,7 @@ func (s *nsShare) release() {
 	}
 	shares.mu.Lock()
 	defer shares.mu.Unlock()
-	s.users--
-	if s.users > 0 {
-		return
-	}
-	if s.linger != nil {
-		s.linger.Stop()
-	}
-	s.linger = time.AfterFunc(spareLinger, func() {
-		shares.mu.Lock()
-		defer shares.mu.Unlock()
-		if s.users == 0 && shares.m[s.key] == s {
-			delete(shares.m, s.key)
-			s.linger = nil
-			s.close()
-		}
-	})
+	s.linger.release()
 }
 
 // releaseUnusedShares ends at once the shares no worker uses of the names
@@ -174,14 +158,8 @@ func releaseUnusedShares(mine func(string) bool) {
 	shares.mu.Lock()
 	defer shares.mu.Unlock()
 	for k, s := range shares.m {
-		if s.users > 0 || !mine(k.name) {
-			continue
+		if mine(k.name) {
+			s.linger.endIfUnused() // its end returns nil
 		}
-		if s.linger != nil {
-			s.linger.Stop()
-			s.linger = nil
-		}
-		delete(shares.m, k)
-		s.close()
 	}
 }

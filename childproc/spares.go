@@ -31,40 +31,29 @@ func ReleaseSpares(names ...string) {
 // releaseUnused kills the spare inits no process uses of the names mine
 // reports.
 func (p *initPool) releaseUnused(mine func(string) bool) {
-	var gone []*nsInit
+	var kills []func()
 	p.mu.Lock()
 	for k, s := range p.slots {
-		if s.users > 0 || !mine(k.name) {
-			continue
-		}
-		if s.linger != nil {
-			s.linger.Stop()
-			s.linger = nil
-		}
-		if s.spare != nil {
-			gone = append(gone, s.spare)
-			s.spare = nil
+		if mine(k.name) {
+			if kill := s.linger.endIfUnused(); kill != nil {
+				kills = append(kills, kill)
+			}
 		}
 	}
 	p.mu.Unlock()
-	for _, n := range gone {
-		n.kill()
+	for _, kill := range kills {
+		kill()
 	}
 }
 
 // releaseSharedIfUnused kills the shared init if no worker uses it.
 func releaseSharedIfUnused() {
 	sharedInit.mu.Lock()
-	var n *nsInit
-	if sharedInit.users == 0 {
-		n, sharedInit.init = sharedInit.init, nil
-		if sharedInit.linger != nil {
-			sharedInit.linger.Stop()
-			sharedInit.linger = nil
-		}
-	}
+	kill := sharedInit.linger.endIfUnused()
 	sharedInit.mu.Unlock()
-	n.kill()
+	if kill != nil {
+		kill()
+	}
 }
 
 // releaseUnused removes the spare cgroups of the names mine reports, and
@@ -73,7 +62,7 @@ func releaseSharedIfUnused() {
 func (p *cgroupSpares) releaseUnused(mine func(string) bool) {
 	p.mu.Lock()
 	var gone []*sandbox.Cgroup
-	if p.users == 0 {
+	if !p.linger.inUse() {
 		gone, p.reused = p.reused, nil
 	}
 	for k, cs := range p.limited {

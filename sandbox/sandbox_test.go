@@ -147,6 +147,34 @@ func TestCgroupCountsOOMKills(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "an OOM kill in the cgroup is counted")
 }
 
+// TestCgroupWithoutMemoryCountsNoOOMKills: a cgroup with no memory
+// controller (only Pids or CPU limits, killable or not) has no OOM kill
+// counter of its own: OOMKills is zero, and ResetCounters succeeds, so that
+// the cgroup can be reused. (A killable one on a host with cgroup v1 limits
+// and cgroup.kill on v2 once read memory.events of its v2 part, which has
+// no memory controller, and failed.)
+func TestCgroupWithoutMemoryCountsNoOOMKills(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		sb       sandbox.Sandbox
+		killable bool
+	}{
+		{"pids", sandbox.Sandbox{Pids: 64}, false},
+		{"pids killable", sandbox.Sandbox{Pids: 64}, true},
+		{"cpu", sandbox.Sandbox{CPU: 1}, false},
+		{"cpu killable", sandbox.Sandbox{CPU: 1}, true},
+		{"killable only", sandbox.Sandbox{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cg := cgroupSupported(t, &c.sb, c.killable)
+			n, err := cg.OOMKills()
+			require.NoError(t, err)
+			assert.Zero(t, n)
+			assert.NoError(t, cg.ResetCounters())
+		})
+	}
+}
+
 func TestCheckSaysWhatIsMissing(t *testing.T) {
 	// This host (root) can apply everything but what it truly lacks; a
 	// credential change without CAP_SETUID is what a user host lacks.
