@@ -14,8 +14,9 @@ import (
 // millisecond or more, which then overlaps, on the init thread, with the
 // previous worker's own start instead of delaying the next one. A spare
 // outlives the last process of its shape by spareLinger (see lingering),
-// then goes; an init is never used twice (its PID namespace dies with its
-// worker).
+// then goes, and its slot with it (a host that runs many names in turn
+// keeps slots only for those running or just ended); an init is never used
+// twice (its PID namespace dies with its worker).
 type initPool struct {
 	mu    sync.Mutex
 	slots map[initKey]*initSlot
@@ -35,15 +36,27 @@ type initSlot struct {
 	linger *lingering    // its users: the live processes of this shape; its end takes the spare
 }
 
-// newSlot returns an empty slot of p.
-func (p *initPool) newSlot() *initSlot {
+// newSlot returns an empty slot of p for k. Its end takes its spare and
+// removes it from p, unless a spare is being made for it: the maker then
+// removes it (started).
+func (p *initPool) newSlot(k initKey) *initSlot {
 	s := &initSlot{}
 	s.linger = newLingering(&p.mu, func() func() {
 		n := s.spare
 		s.spare = nil
+		if s.making == nil {
+			p.drop(k, s)
+		}
 		return func() { n.kill() }
 	})
 	return s
+}
+
+// drop removes slot s of k from p, if it is still there; p.mu is held.
+func (p *initPool) drop(k initKey, s *initSlot) {
+	if p.slots[k] == s {
+		delete(p.slots, k)
+	}
 }
 
 var inits = initPool{slots: map[initKey]*initSlot{}}
@@ -82,7 +95,7 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 	p.mu.Lock()
 	s := p.slots[k]
 	if s == nil {
-		s = p.newSlot()
+		s = p.newSlot(k)
 		p.slots[k] = s
 	}
 	s.linger.acquire()
@@ -103,6 +116,9 @@ func (p *initPool) started(name string, sb *sandbox.Sandbox) {
 		keep := err == nil && s.spare == nil && s.linger.kept()
 		if keep {
 			s.spare = n
+		}
+		if !s.linger.kept() {
+			p.drop(k, s) // it ended while the spare was being made
 		}
 		p.mu.Unlock()
 		close(making)
