@@ -42,7 +42,7 @@ type Cgroup struct {
 	limited bool
 	// oomFile is the file of its memory controller that counts its OOM
 	// kills (memory.events on v2, memory.oom_control on v1), or "" if it
-	// has no memory controller: no OOM kill is then counted for it.
+	// has no Memory limit: no OOM kill is then counted for it.
 	oomFile string
 	// oomBase is the kernel's OOM kill count when ResetCounters was last
 	// called: OOMKills counts from there.
@@ -79,7 +79,10 @@ func NewCgroup(s *Sandbox, killable bool) (*Cgroup, error) {
 			return nil, fmt.Errorf("sandbox: creating cgroup %s (v2): %w", name, err)
 		}
 		c.v2 = m
-		if sup.v2Limits { // the memory controller is on for our children
+		if limits && sup.v2Limits && s.Memory > 0 {
+			// Only under a Memory limit of its own: without one, v2's
+			// counter also counts the kills of the host's OOM killer,
+			// which are not the worker's going over a limit.
 			c.oomFile = filepath.Join(c.v2Path(), "memory.events")
 		}
 		if killable && sup.kill == "cgroup.kill" {
@@ -243,8 +246,8 @@ func (c *Cgroup) KillAll(d time.Duration) error {
 // OOMKills returns the number of processes the kernel's OOM killer has
 // killed in the cgroup for being over its Memory limit, from the cgroup's
 // own counter (memory.events on v2, memory.oom_control on v1), since it
-// was made or since ResetCounters. A cgroup without a memory controller
-// (no Memory limit, where the limits are on v1) has no counter: zero.
+// was made or since ResetCounters. A cgroup without a Memory limit has no
+// counter: zero.
 func (c *Cgroup) OOMKills() (uint64, error) {
 	n, err := c.oomKills()
 	if err != nil || n < c.oomBase {
