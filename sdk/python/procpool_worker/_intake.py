@@ -112,7 +112,10 @@ class _Intake:
                 self.dispatch(msg)
             del buf[:pos]
 
-    def start(self, msg):
+    def start(self, msg, batch=None):
+        """Start the job that request msg asks for, or answer it at once.
+        With batch (a deque), a sync handler's job is appended to it for
+        the batch's runners (run_batch) instead of getting a thread."""
         if len(msg) == 6:
             _, job_id, job_type, timeout_ms, pkind, payload = msg
             meta = None
@@ -164,6 +167,8 @@ class _Intake:
             return
         if h.is_async:
             asyncio.run_coroutine_threadsafe(self.run_async(job, h, pkind, payload), self.loop)
+        elif batch is not None:
+            batch.append((job, h, pkind, payload))
         else:
             self.pool.submit(self.run_sync, job, h, pkind, payload)
 
@@ -184,6 +189,28 @@ class _Intake:
             return _wire.unpack(payload)
         except Exception as e:
             raise Error(_wire.CODE_BAD_PAYLOAD, f"decoding the value: {e}") from None
+
+    def run_batch(self, items):
+        """One of a batch's runners: take the batch's jobs in order until
+        none is left (see Worker's batch_concurrency). A job cancelled or
+        past its deadline while it waited is answered so without running;
+        after a panic no waiting job starts: it is lost with the worker, as
+        the requests it never read are, for the host to fail or retry."""
+        while True:
+            try:
+                job, h, pkind, payload = items.popleft()
+            except IndexError:
+                return
+            if self.panicked:
+                self.complete(job)
+                continue
+            try:
+                job.check()
+            except Error as e:
+                self.answer_error(job, e)
+                self.complete(job)
+                continue
+            self.run_sync(job, h, pkind, payload)
 
     def run_sync(self, job, h, pkind, payload):
         try:

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import inspect
 import os
+import collections
 import queue
 import sys
 import threading
@@ -78,15 +79,23 @@ class Worker:
     and deadline. Async handlers (async def) run on one asyncio loop in a
     thread of its own; sync handlers on a pool of threads, a job per thread,
     so the reading thread keeps answering pings and cancels while they run.
+    The sync jobs of one batch request (the host's Map) run in order on at
+    most batch_concurrency threads at once (default 4): a thread per job
+    would cost each of a thousand small jobs a hand-off and a share of the
+    GIL's contention. A job whose cancel or deadline comes while it waits
+    for its turn is answered without running.
 
     max_frame is the largest frame the worker accepts from the host
     (default 64 MiB); drain_timeout bounds each wait for running jobs when
     serving ends abnormally (the host went away, the grace ran out, a
     panic), default 0.5 s."""
 
-    def __init__(self, max_frame=_wire.DEFAULT_MAX_FRAME, drain_timeout=0.5):
+    def __init__(self, max_frame=_wire.DEFAULT_MAX_FRAME, drain_timeout=0.5, batch_concurrency=4):
         if not 0 < max_frame <= 0xFFFFFFFF:
             raise ValueError("max_frame must be in (0, 2**32)")
+        if not isinstance(batch_concurrency, int) or batch_concurrency < 1:
+            raise ValueError("batch_concurrency must be an int of at least 1")
+        self.batch_concurrency = batch_concurrency
         self.max_frame = max_frame
         self.drain_timeout = drain_timeout
         self._handlers = {}
@@ -300,10 +309,13 @@ class _Conn(_Intake, _Answers):
                 raise ProtocolError("the host sent a batch request, but the handshake did not negotiate batches")
             if len(msg) != 2 or not isinstance(msg[1], list) or not 0 < len(msg[1]) <= _wire.MAX_BATCH:
                 raise ProtocolError("malformed batch request")
+            batch = collections.deque()
             for item in msg[1]:
                 if not isinstance(item, list) or not item or item[0] != _wire.REQUEST:
                     raise ProtocolError(f"a batch request holds something else than a request: {item!r:.80}")
-                self.start(item)
+                self.start(item, batch)
+            for _ in range(min(len(batch), self.w.batch_concurrency)):
+                self.pool.submit(self.run_batch, batch)
         elif kind == _wire.CREDIT:
             if _wire.FEATURE_STREAM not in self.features:
                 raise ProtocolError("the host sent a credit, but the handshake did not negotiate streams")

@@ -3,6 +3,8 @@ the handshake's negotiation, request meta, batches, streamed results; and
 the shape of a panic's answer."""
 import os
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -109,6 +111,61 @@ class BatchTest(unittest.TestCase):
         h.send([8, 1000])
         h.t.join(10)
         self.assertEqual(h.code, procpool_worker.EXIT_OK)
+
+    def test_batch_runs_on_bounded_threads(self):
+        # A batch's sync jobs run on at most batch_concurrency threads: with
+        # a thread per job, all six would sleep at once.
+        w = procpool_worker.Worker(batch_concurrency=2)
+        lock = threading.Lock()
+        now, most = [0], [0]
+
+        @w.blob("nap")
+        def nap(p):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+            return p
+
+        h = serve(w, ["batch"])
+        h.send([9, [[3, i, "nap", 0, 0, b"%d" % i] for i in range(1, 7)]])
+        got, _, _ = answers(h, set(range(1, 7)))
+        self.assertEqual({i: got[i][5] for i in got}, {i: b"%d" % i for i in range(1, 7)})
+        self.assertEqual(most[0], 2)
+        h.send([8, 1000])
+        h.t.join(10)
+        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+
+    def test_batch_job_cancelled_while_waiting(self):
+        # With one thread for the batch, jobs 2 and 3 wait behind job 1: the
+        # cancel of 2, and the 20 ms deadline of 3, answer them without
+        # running their handler.
+        w = procpool_worker.Worker(batch_concurrency=1)
+        ran = []
+
+        @w.blob("wait")
+        def wait(p, job):
+            ran.append(job.id)
+            job.sleep(60)
+
+        h = serve(w, ["batch"])
+        h.send([9, [[3, 1, "wait", 0, 0, b""], [3, 2, "wait", 0, 0, b""], [3, 3, "wait", 20, 0, b""]]])
+        h.send([5, 2])
+        time.sleep(0.1)  # past job 3's deadline
+        h.send([5, 1])
+        got, _, _ = answers(h, {1, 2, 3})
+        self.assertEqual([got[i][2] for i in (1, 2, 3)], ["cancelled", "cancelled", "deadline"])
+        self.assertEqual(ran, [1], "the jobs answered while waiting did not run")
+        h.send([8, 1000])
+        h.t.join(10)
+        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+
+    def test_batch_concurrency_is_checked(self):
+        for bad in (0, -1, 1.5, None):
+            with self.assertRaises(ValueError):
+                procpool_worker.Worker(batch_concurrency=bad)
 
     def test_batch_without_negotiation(self):
         w = procpool_worker.Worker()
