@@ -162,6 +162,25 @@ class BatchTest(unittest.TestCase):
         h.t.join(10)
         self.assertEqual(h.code, procpool_worker.EXIT_OK)
 
+    def test_batch_job_waiting_at_a_panic_never_starts(self):
+        w = procpool_worker.Worker(batch_concurrency=1)
+        ran = []
+
+        @w.blob("boom")
+        def boom(p):
+            ran.append(bytes(p))
+            if p == b"1":
+                raise RuntimeError("boom")
+            return p
+
+        h = serve(w, ["batch"])
+        h.send([9, [[3, 1, "boom", 0, 0, b"1"], [3, 2, "boom", 0, 0, b"2"]]])
+        got, _, _ = answers(h, {1})
+        self.assertEqual(got[1][2], "panic")
+        h.t.join(10)
+        self.assertEqual(h.code, procpool_worker.EXIT_PANIC)
+        self.assertEqual(ran, [b"1"], "job 2, lost with the worker, did not run")
+
     def test_batch_concurrency_is_checked(self):
         for bad in (0, -1, 1.5, None):
             with self.assertRaises(ValueError):
