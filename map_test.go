@@ -14,6 +14,28 @@ import (
 	"github.com/procpool/procpool"
 )
 
+// mapYields ranges over r.Map of inputs and requires every item to succeed
+// with want of its input, in input order; it returns how many came.
+func mapYields(t *testing.T, r *procpool.Router, inputs [][]byte, want func(in []byte) []byte) int {
+	t.Helper()
+	i := 0
+	for out, err := range r.Map(context.Background(), procpool.Blob, slices.Values(inputs)) {
+		require.NoError(t, err, "item %d", i)
+		require.Equal(t, want(inputs[i]), out, "item %d", i)
+		i++
+	}
+	return i
+}
+
+// digest is the result of the sha512 job type.
+func digest(in []byte) []byte {
+	d := sha512.Sum512(in)
+	return d[:]
+}
+
+// same is the result of the echo job type.
+func same(in []byte) []byte { return in }
+
 func mapInputs(n, size int) [][]byte {
 	in := make([][]byte, n)
 	for i := range in {
@@ -34,13 +56,7 @@ func TestMapYieldsEveryResultInOrder(t *testing.T) {
 			require.NoError(t, err)
 			ctx := context.Background()
 			inputs := mapInputs(5000, 100)
-			i := 0
-			for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
-				require.NoError(t, err, "item %d", i)
-				want := sha512.Sum512(inputs[i])
-				require.Equal(t, want[:], sum, "item %d", i)
-				i++
-			}
+			i := mapYields(t, r, inputs, digest)
 			assert.Equal(t, len(inputs), i)
 			st, err := r.Stats(ctx)
 			require.NoError(t, err)
@@ -209,13 +225,7 @@ func TestMapLargeItemsTakeTheSharedRegion(t *testing.T) {
 				}
 				inputs = append(inputs, in)
 			}
-			i := 0
-			for sum, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
-				require.NoError(t, err, "item %d", i)
-				want := sha512.Sum512(inputs[i])
-				require.Equal(t, want[:], sum, "item %d", i)
-				i++
-			}
+			i := mapYields(t, r, inputs, digest)
 			require.Equal(t, len(inputs), i)
 			st, err := r.Stats(ctx)
 			require.NoError(t, err)
@@ -247,13 +257,7 @@ func TestMapSmallItemsShareTheRegion(t *testing.T) {
 		require.NoError(t, err)
 		ctx := context.Background()
 		inputs := mapInputs(20000, 500) // 10 MB: twenty times the region
-		i := 0
-		for out, err := range r.Map(ctx, procpool.Blob, slices.Values(inputs)) {
-			require.NoError(t, err, "item %d", i)
-			require.Equal(t, string(inputs[i]), string(out), "item %d", i)
-			i++
-		}
-		require.Equal(t, len(inputs), i)
+		require.Equal(t, len(inputs), mapYields(t, r, inputs, same))
 		st, err := r.Stats(ctx)
 		require.NoError(t, err)
 		assert.Greater(t, st.SharedRequests, uint64(len(inputs)*9/10), "items through the region (of %d)", len(inputs))

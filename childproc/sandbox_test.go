@@ -356,15 +356,16 @@ func TestLimitedCgroupReusedWithinAJobType(t *testing.T) {
 	sb := sandbox.Sandbox{Memory: memory, CPU: 1, Pids: 64}
 	startAs := func(name string) *prober { return startNamedProbe(t, name, sb) }
 	a := startAs("echo")
-	dir := memoryCgroupDir(t, a.p.PID())
+	dir := workerCgroupDir(t, a.p.PID(), "memory")
+	require.Contains(t, filepath.Base(dir), "procpool-", "the worker has a cgroup of its own")
 	assert.Equal(t, "signal: killed", a.ask("hog 400"), "a child past the memory limit is OOM-killed")
 	exit := a.p.Stop(context.Background(), waitLong)
 	require.Positive(t, exit.OOMKills)
 
 	b := startAs("echo")
-	assert.Equal(t, dir, memoryCgroupDir(t, b.p.PID()), "the next worker of the job type reuses the cgroup")
+	assert.Equal(t, dir, workerCgroupDir(t, b.p.PID(), "memory"), "the next worker of the job type reuses the cgroup")
 	other := startAs("other")
-	assert.NotEqual(t, dir, memoryCgroupDir(t, other.p.PID()), "another job type's worker does not")
+	assert.NotEqual(t, dir, workerCgroupDir(t, other.p.PID(), "memory"), "another job type's worker does not")
 	for _, pr := range []*prober{b, other} {
 		exit := pr.p.Stop(context.Background(), waitLong)
 		assert.True(t, exit.Success(), "exit %v", exit)
@@ -379,26 +380,6 @@ func TestLimitedCgroupReusedWithinAJobType(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist, "ReleaseSpares removes the cgroups kept for reuse")
 }
 
-// memoryCgroupDir returns the directory of process pid's memory cgroup
-// (v1), or of its unified one.
-func memoryCgroupDir(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	require.NoError(t, err)
-	unified := ""
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		switch {
-		case len(parts) != 3:
-		case strings.Contains(","+parts[1]+",", ",memory,"):
-			return filepath.Join("/sys/fs/cgroup/memory", parts[2])
-		case parts[1] == "":
-			unified = filepath.Join("/sys/fs/cgroup/unified", parts[2])
-		}
-	}
-	return unified
-}
-
 // TestReleaseSparesByNameKeepsOtherCgroups: ReleaseSpares with a name
 // removes the cgroups kept for that name's workers only, even when no
 // worker runs; another job type's kept cgroup is still reused by its next
@@ -408,7 +389,9 @@ func TestReleaseSparesByNameKeepsOtherCgroups(t *testing.T) {
 	sb := sandbox.Sandbox{Memory: 256 << 20, CPU: 1, Pids: 64}
 	startAs := func(name string) *prober { return startNamedProbe(t, name, sb) }
 	a, b := startAs("alpha"), startAs("beta")
-	dirA, dirB := memoryCgroupDir(t, a.p.PID()), memoryCgroupDir(t, b.p.PID())
+	dirA, dirB := workerCgroupDir(t, a.p.PID(), "memory"), workerCgroupDir(t, b.p.PID(), "memory")
+	require.Contains(t, filepath.Base(dirA), "procpool-", "alpha's worker has a cgroup of its own")
+	require.Contains(t, filepath.Base(dirB), "procpool-", "beta's worker has a cgroup of its own")
 	for _, pr := range []*prober{a, b} {
 		exit := pr.p.Stop(context.Background(), waitLong)
 		require.True(t, exit.Success(), "exit %v", exit)
@@ -417,7 +400,7 @@ func TestReleaseSparesByNameKeepsOtherCgroups(t *testing.T) {
 	_, err := os.Stat(dirA)
 	assert.ErrorIs(t, err, os.ErrNotExist, "alpha's kept cgroup is removed")
 	again := startAs("beta")
-	assert.Equal(t, dirB, memoryCgroupDir(t, again.p.PID()), "beta's next worker reuses beta's")
+	assert.Equal(t, dirB, workerCgroupDir(t, again.p.PID(), "memory"), "beta's next worker reuses beta's")
 	exit := again.p.Stop(context.Background(), waitLong)
 	require.True(t, exit.Success(), "exit %v", exit)
 	childproc.ReleaseSpares("beta")

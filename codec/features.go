@@ -64,8 +64,7 @@ func (f Features) String() string {
 }
 
 // ParseFeature returns the feature named name ("meta", "batch", "stream",
-// "shareditems"),
-// or 0 if this package does not know it.
+// "shareditems"), or 0 if this package does not know it.
 func ParseFeature(name string) Features {
 	for i, n := range featureNames {
 		if n == name {

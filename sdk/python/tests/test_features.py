@@ -55,6 +55,13 @@ class HandshakeTest(unittest.TestCase):
         self.assertEqual(self.ready([1, 1, 1 << 20, 0, None]), [2, 1, 64 << 20, pid, ["echo"]])
 
 
+def stop_cleanly(test, h):
+    """Shut the worker down and check that it exits with status 0."""
+    h.send([8, 1000])
+    h.t.join(10)
+    test.assertEqual(h.code, procpool_worker.EXIT_OK)
+
+
 def serve(w, features):
     h = Host(w)
     h.send([1, 1, 1 << 20, 0, features])
@@ -108,9 +115,7 @@ class BatchTest(unittest.TestCase):
         h.send([5, 5])  # cancel one item
         got, _, _ = answers(h, {5})
         self.assertEqual(got[5][2], "cancelled")
-        h.send([8, 1000])
-        h.t.join(10)
-        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+        stop_cleanly(self, h)
 
     def test_batch_runs_on_bounded_threads(self):
         # A batch's sync jobs run on at most batch_concurrency threads: with
@@ -134,9 +139,7 @@ class BatchTest(unittest.TestCase):
         got, _, _ = answers(h, set(range(1, 7)))
         self.assertEqual({i: got[i][5] for i in got}, {i: b"%d" % i for i in range(1, 7)})
         self.assertEqual(most[0], 2)
-        h.send([8, 1000])
-        h.t.join(10)
-        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+        stop_cleanly(self, h)
 
     def test_batch_job_cancelled_while_waiting(self):
         # With one thread for the batch, jobs 2 and 3 wait behind job 1: the
@@ -158,9 +161,7 @@ class BatchTest(unittest.TestCase):
         got, _, _ = answers(h, {1, 2, 3})
         self.assertEqual([got[i][2] for i in (1, 2, 3)], ["cancelled", "cancelled", "deadline"])
         self.assertEqual(ran, [1], "the jobs answered while waiting did not run")
-        h.send([8, 1000])
-        h.t.join(10)
-        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+        stop_cleanly(self, h)
 
     def test_batch_job_waiting_at_a_panic_never_starts(self):
         w = procpool_worker.Worker(batch_concurrency=1)
@@ -274,9 +275,7 @@ class StreamTest(unittest.TestCase):
         h.send([12, 4, 5])
         self.assertEqual([h.recv() for _ in range(2)], [[11, 4, 1, {"row": 1}], [11, 4, 1, {"row": 2}]])
         self.assertEqual(h.recv(), [4, 4, "", "", 1, "end"])
-        h.send([8, 1000])
-        h.t.join(10)
-        self.assertEqual(h.code, procpool_worker.EXIT_OK)
+        stop_cleanly(self, h)
 
 
 class PanicTest(unittest.TestCase):
