@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procpool/procpool/codec"
 	"github.com/procpool/procpool/internal/sharedmem"
 )
 
@@ -18,11 +19,20 @@ type MapResult struct {
 
 // Batch sizes: a Map sends at most maxBatchItems items, and about
 // batchBytes of payload, per batch; an item of sharedmem.MinPayload bytes
-// or more travels alone (through the shared memory region).
+// or more travels alone (through the shared memory region). A batch's
+// round trip costs about a hundred microseconds of CPU between host and
+// worker (the wake-ups of the goroutines and threads on both sides, and
+// the system calls), whatever its size: batches of small items are made
+// as large as a frame may be, so that this cost is spread over a thousand
+// items rather than a few hundred.
 const (
-	maxBatchItems = 256
-	batchBytes    = 256 << 10
+	maxBatchItems = codec.MaxBatch
+	batchBytes    = 1 << 20
 )
+
+// minReady is the size of an ordered Map's result ring at first: it grows
+// to the window only for a Map that keeps that many items open.
+const minReady = 64
 
 // Map runs a job for each payload of inputs and yields their results, or
 // their errors, in input order. Items travel to the workers in batches
@@ -87,8 +97,9 @@ type mapRun struct {
 
 	mu sync.Mutex
 	// ready holds, ordered, the results delivered and not yet taken:
-	// item i's at i % len(ready), which never holds two at once, since at
-	// most window+maxBatchItems items are pulled and not taken.
+	// item i's at i % len(ready), which never holds two at once, since
+	// submit grows it (see grow) to more than the items pulled and not
+	// taken; at most window+maxBatchItems are.
 	ready    []mapSlot
 	arrived  []MapResult   // delivered and not yet taken (unordered)
 	taken    int           // items taken by the consumer (ordered: the next index)
@@ -115,7 +126,7 @@ func (h *Router) startMap(ctx context.Context, kind PayloadKind, inputs iter.Seq
 		wake:   make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if ordered {
-		m.ready = make([]mapSlot, m.window+maxBatchItems)
+		m.ready = make([]mapSlot, minReady)
 	}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	go m.produce(inputs)
@@ -154,6 +165,24 @@ func (m *mapRun) put(index int, result []byte, err error) {
 	if wake {
 		notify(m.wake)
 	}
+}
+
+// grow doubles the ready ring, if need be, until it has room for open
+// items from m.taken on, and moves each item pulled and not taken to its
+// index modulo the new length; m.mu is held.
+func (m *mapRun) grow(open int) {
+	n := len(m.ready)
+	if open <= n {
+		return
+	}
+	for n < open {
+		n *= 2
+	}
+	ready := make([]mapSlot, n)
+	for i := m.taken; i < m.pulled; i++ {
+		ready[i%n] = m.ready[i%len(m.ready)]
+	}
+	m.ready = ready
 }
 
 // next waits for the next result to take; false once every item read has
@@ -275,6 +304,9 @@ func (m *mapRun) batchSize(first, atHand, spread int, timeout time.Duration) int
 // submit sends payloads as one Map job, after checking each.
 func (m *mapRun) submit(payloads [][]byte) {
 	m.mu.Lock()
+	if m.ordered {
+		m.grow(m.pulled + len(payloads) - m.taken)
+	}
 	base := m.pulled
 	m.pulled += len(payloads)
 	m.mu.Unlock()

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/procpool/procpool/codec"
 )
 
 // mapTitle and fillTitle tie the issue 13 tables together.
@@ -20,14 +22,14 @@ func (rp *report) mapTable() {
 	t := &table{
 		Title: mapTitle,
 		Intro: fmt.Sprintf("SHA-512 over BLOB payloads of 64 B, 1 KiB and 1 MiB (items/s): Router.Map over a pool of %d "+
-			"(one caller ranging over the results in input order; items travel %d at most to a batch frame, answers likewise; "+
+			"(one caller ranging over the results in input order; items travel %d (or 1 MiB of payload) at most to a batch frame, answers likewise; "+
 			"to the Go workers, a batch's payloads lie in the worker's shared memory region, the protocol's shareditems), "+
 			"beside the same items one job per Router.Call (pool of %d, InFlight %d, %d callers), in-process on %d goroutines, "+
 			"and Python's ProcessPoolExecutor(%d) with map(chunksize=256; 4 at 1 MiB) and with one submit per item, in the "+
 			"same run. %s items per run for Map, in-process and Python's map at 64 B and 1 KiB, %s for one job per call and "+
 			"submit, %s at 1 MiB. Elapsed times include the pools' Shutdown and the executor's shutdown. Every result is checked, "+
 			"in input order.",
-			mapWorkers, 256, mapWorkers, pipeline, pipeline*mapWorkers, rp.res.Cores, peerWorkers,
+			mapWorkers, codec.MaxBatch, mapWorkers, pipeline, pipeline*mapWorkers, rp.res.Cores, peerWorkers,
 			thousands(int64(rp.res.Cfg.MapItems)), thousands(int64(rp.res.Cfg.Jobs)), thousands(int64(rp.res.Cfg.JobsMiB))),
 		Header: []string{"mode"},
 	}

@@ -64,7 +64,7 @@ func (c *conn) runItem(j *job, h *heldResponses) {
 const holdFor = time.Millisecond
 
 // maxHeld is the most responses one runner holds: a batch frame's worth.
-const maxHeld = 256
+const maxHeld = codec.MaxBatch
 
 // heldResponses are the responses of a batch's items that one runner has
 // settled and not yet queued. Queued one by one, the responses of short
