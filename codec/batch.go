@@ -107,7 +107,7 @@ func (b *Batch) Add(m *Message) error {
 		return fmt.Errorf("%w: %d items", ErrBatchFull, b.n)
 	}
 	before := b.buf.Len()
-	payload, err := encodeMessage(b.enc, m)
+	payload, err := encodeMessage(b.enc, &b.buf, m)
 	if err != nil {
 		b.buf.Truncate(before)
 		return err

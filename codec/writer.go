@@ -106,12 +106,16 @@ func (w *Writer) trim() {
 func (w *Writer) encode(m *Message) ([]byte, error) {
 	w.buf.Reset()
 	w.buf.Write([]byte{0, 0, 0, 0}) // the length, filled in by Write
-	return encodeMessage(w.enc, m)
+	return encodeMessage(w.enc, &w.buf, m)
 }
 
-// encodeMessage writes the array of m with e, but for the raw bytes of its
-// payload, which it returns for the caller to send right after.
-func encodeMessage(e *msgpack.Encoder, m *Message) ([]byte, error) {
+// encodeMessage writes the array of m into buf, the buffer e writes to,
+// but for the raw bytes of its payload, which it returns for the caller to
+// send right after. Requests and responses take encodeJobMessage's appends.
+func encodeMessage(e *msgpack.Encoder, buf *bytes.Buffer, m *Message) ([]byte, error) {
+	if payload, ok := encodeJobMessage(buf, m); ok {
+		return payload, nil
+	}
 	var payload []byte
 	switch m.Kind {
 	case KindHello:
