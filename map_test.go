@@ -252,7 +252,9 @@ func TestMapSmallItemsShareTheRegion(t *testing.T) {
 	t.Run("echo", func(t *testing.T) {
 		sys := newSystem(t)
 		jt := jobType(t, "echo")
-		jt.MaxWorkers, jt.InFlight, jt.SharedMemory = 2, 4, 1<<20 // a request half of 508 KiB
+		// Two batches of 256 KB (512 items, spread over two per worker)
+		// per worker: half of its region.
+		jt.MaxWorkers, jt.InFlight, jt.SharedMemory = 2, 2, 1<<20
 		r, err := sys.Spawn(jt)
 		require.NoError(t, err)
 		ctx := context.Background()

@@ -30,6 +30,12 @@ const (
 	batchBytes    = 1 << 20
 )
 
+// spreadPerWorker is how many batches per worker the items at hand are
+// spread over: one running and one waiting behind it keep a worker busy.
+// Spread over every slot instead, a pool of InFlight 8 would cut them into
+// batches four times smaller, each paying the round trip's cost.
+const spreadPerWorker = 2
+
 // minReady is the size of an ordered Map's result ring at first: it grows
 // to the window only for a Map that keeps that many items open.
 const minReady = 64
@@ -244,7 +250,7 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 		}
 	}()
 	spec := m.h.spec()
-	spread := max(1, spec.MaxWorkers*spec.InFlight)
+	spread := batchSpread(spec.MaxWorkers, spec.InFlight)
 	var batch [][]byte
 	for {
 		if !m.waitRoom() {
@@ -283,6 +289,13 @@ func (m *mapRun) waitRoom() bool {
 	}
 }
 
+// batchSpread is how many batches the items at hand are spread over, on
+// a pool of workers with inFlight slots each: spreadPerWorker per worker,
+// or every slot when there are fewer.
+func batchSpread(workers, inFlight int) int {
+	return max(1, workers*min(inFlight, spreadPerWorker))
+}
+
 // batchSize chooses how many items the next batch takes, given the first
 // one's size, how many more are at hand, and how many slots the pool has.
 func (m *mapRun) batchSize(first, atHand, spread int, timeout time.Duration) int {
@@ -290,7 +303,8 @@ func (m *mapRun) batchSize(first, atHand, spread int, timeout time.Duration) int
 		return 1
 	}
 	n := min(maxBatchItems, max(1, batchBytes/max(first, 1)))
-	// Spread what is at hand over every slot, rather than fill one.
+	// Spread what is at hand over spreadPerWorker batches per worker,
+	// rather than fill one.
 	n = min(n, max(1, (atHand+1+spread-1)/spread))
 	if timeout > 0 {
 		// Keep a batch well within JobTimeout: its items share the budget.

@@ -57,3 +57,29 @@ func TestMapRingGrows(t *testing.T) {
 	require.Greater(t, len(m.ready), minReady, "the ring never grew")
 	require.Greater(t, m.taken, 1000)
 }
+
+// TestMapBatchSize checks how many items a Map's next batch takes: small
+// items fill batches up to maxBatchItems or batchBytes, spread over two
+// batches per worker however many slots the pool has; large items go one
+// per batch; few items at hand are spread rather than sent in one.
+func TestMapBatchSize(t *testing.T) {
+	m := &mapRun{}
+	for _, c := range []struct {
+		name                     string
+		first, atHand            int
+		workers, inFlight, wantN int
+	}{
+		{"64 B, pool of 2 × 2", 64, 2047, 2, 2, 512},
+		{"64 B, pool of 2 × 8: as large as 2 × 2", 64, 2047, 2, 8, 512},
+		{"64 B, pool of 2 × 1", 64, 2047, 2, 1, 1024},
+		{"64 B, many workers", 64, 2047, 16, 8, 64},
+		{"4 KiB: batchBytes bounds it", 4 << 10, 2047, 1, 1, 256},
+		{"few at hand", 64, 9, 2, 8, 3},
+		{"one at hand", 64, 0, 2, 8, 1},
+		{"1 MiB: alone", 1 << 20, 2047, 2, 8, 1},
+	} {
+		spread := batchSpread(c.workers, c.inFlight)
+		require.Equal(t, c.wantN, m.batchSize(c.first, c.atHand, spread, 0), c.name)
+	}
+	require.Equal(t, 1, batchSpread(0, 0), "a spread is at least one batch")
+}

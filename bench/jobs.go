@@ -118,7 +118,7 @@ func (w *workload) check(kind procpool.PayloadKind, i int, res []byte) error {
 
 // checkDigest verifies a raw digest for job i.
 func (w *workload) checkDigest(i int, digest []byte) error {
-	if want := w.digests[seed(i)]; !bytes.Equal(digest, want[:]) {
+	if want := &w.digests[seed(i)]; !bytes.Equal(digest, want[:]) {
 		return fmt.Errorf("%s job %d: wrong digest %x, want %x", w.Name, i, head(digest), want[:8])
 	}
 	return nil

@@ -19,9 +19,12 @@ import (
 // Python's executor.
 const mapWorkers = peerWorkers
 
-// mapInFlight is the jobs in flight per worker of the Map pools: the
-// batches a worker holds at once (Map keeps about two per slot open).
-const mapInFlight = 2
+// mapInFlight is the jobs in flight per worker of the Map pools: those of
+// the pools one job per call goes through, so that both modes run on the
+// same pool. A Map job holds a slot per batch; Map spreads the items at
+// hand over two batches per worker, so small items still travel in large
+// batches, and large ones (one per batch) keep every slot busy.
+const mapInFlight = pipeline
 
 // mapSizes are the Map experiment's workloads: SHA-512 over 64 B, 1 KiB
 // and 1 MiB, and the chunk size Python's map is given for each.
@@ -171,7 +174,7 @@ func measureMap(ctx context.Context, e *env, w *workload, sdk *sdkWorker, n int)
 	// tenth of the run), so that the shared memory regions' pages and the
 	// buffers are in use. The workers' CPU time, read when they are reaped,
 	// includes the warm-up's.
-	if err := mapItems(ctx, r, w, warmUpItems(n)); err != nil {
+	if err := mapItems(ctx, r, w, warmUpItems(n, w.Size)); err != nil {
 		return sample{}, poolError(ctx, r, err)
 	}
 	collectGarbage()
@@ -185,9 +188,17 @@ func measureMap(ctx context.Context, e *env, w *workload, sdk *sdkWorker, n int)
 	return sw.stop(n), nil
 }
 
-// warmUpItems is the size of the warm-up Map before a run of n items.
-func warmUpItems(n int) int {
-	return min(2*mapWorkers*mapInFlight*256, max(n/10, 2*mapWorkers*mapInFlight))
+// warmUpItems is the size of the warm-up Map before a run of n items of
+// size bytes: a tenth of the run, at most 2,048 items, at least two per
+// slot; large items, which travel one per batch, warm up with two per slot
+// as the calls' pools do, since the workers' CPU time includes the
+// warm-up's.
+func warmUpItems(n, size int) int {
+	slots := mapWorkers * mapInFlight
+	if size >= 64<<10 {
+		return 2 * slots
+	}
+	return min(2048, max(n/10, 2*slots))
 }
 
 // mapItems runs items 0..n-1 of w through one Map and checks each result.

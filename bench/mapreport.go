@@ -65,8 +65,8 @@ func (rp *report) mapTable() {
 		}
 		t.Notes = append(t.Notes, fmt.Sprintf("CPU µs per item at %s (median): %s", s.Key, strings.Join(parts, "; ")))
 	}
-	t.Notes = append(t.Notes, "Map's pools: InFlight 2 per worker (Map keeps about two batches per slot open); "+
-		"the SDK workers' Map rows use the same pool")
+	t.Notes = append(t.Notes, fmt.Sprintf("Map's pools are those of one job per call (InFlight %d per worker; a Map job holds a slot per batch, "+
+		"and Map spreads the items at hand over two batches per worker); the SDK workers' Map rows use the same pool", mapInFlight))
 	rp.tables = append(rp.tables, t)
 }
 
