@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,7 +29,11 @@ type JobType struct {
 	Args    []string
 	Dir     string
 	// Env is the worker's whole environment (KEY=VALUE), plus the variables
-	// named in InheritEnv that are set in the host. Nothing else is passed.
+	// named in InheritEnv that are set in the host. Nothing else is passed,
+	// but GOMAXPROCS when neither sets it and the worker's share of the
+	// CPUs is below the CPUs it could use: the CPUs (Affinity's, or the
+	// host's, within Sandbox.CPU) divided by MaxWorkers, at least 1, so
+	// that a pool of Go workers does not run more threads than CPUs.
 	Env        []string
 	InheritEnv []string
 
@@ -216,7 +221,7 @@ func (t *JobType) processSpec(logger hclog.Logger) childproc.Spec {
 		Path:       t.Command,
 		Args:       t.Args,
 		Dir:        t.Dir,
-		Env:        t.Env,
+		Env:        newCPUShare(t, runtime.NumCPU()).env(t.Env, t.InheritEnv),
 		InheritEnv: t.InheritEnv,
 		Name:       t.Name,
 		Logger:     logger,

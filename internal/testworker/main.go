@@ -72,6 +72,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -239,6 +240,9 @@ func register(s *worker.Server) {
 	handle("pidns", func(ctx context.Context, p []byte) ([]byte, error) {
 		ns, err := os.Readlink("/proc/self/ns/pid")
 		return []byte(ns + " " + strconv.Itoa(os.Getpid())), err
+	})
+	handle("gomaxprocs", func(ctx context.Context, p []byte) ([]byte, error) {
+		return []byte(strconv.Itoa(runtime.GOMAXPROCS(0))), nil
 	})
 	handle("env", func(ctx context.Context, p []byte) ([]byte, error) {
 		return []byte(strings.Join(os.Environ(), "\n")), nil

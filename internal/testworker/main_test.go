@@ -111,7 +111,7 @@ func TestEndToEnd(t *testing.T) {
 	c.handshake()
 	assert.Equal(t, c.cmd.Process.Pid, c.ready.PID)
 	for _, jt := range []string{"echo", "sha512", "sha512v", "noop", "sleep", "sleep_ignore_cancel", "exit",
-		"panic", "spam", "garbage", "alloc", "grandchild", "pid", "env", "selfinfo", "hang_all"} {
+		"panic", "spam", "garbage", "alloc", "grandchild", "pid", "gomaxprocs", "env", "selfinfo", "hang_all"} {
 		assert.Contains(t, c.ready.JobTypes, jt)
 	}
 
