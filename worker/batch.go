@@ -130,7 +130,7 @@ func (h *heldResponses) stop() {
 func (c *conn) unregister(jobs []*job) {
 	c.mu.Lock()
 	for _, j := range jobs {
-		delete(c.jobs, j.id)
+		c.jobs.remove(j.id, j)
 	}
 	c.mu.Unlock()
 }
@@ -140,7 +140,7 @@ func (c *conn) forget(j *job) {
 	j.jc.endStream()
 	j.jc.end(nil)
 	c.mu.Lock()
-	delete(c.jobs, j.id)
+	c.jobs.remove(j.id, j)
 	c.running--
 	if c.running == 0 && c.idle != nil {
 		close(c.idle)
@@ -215,9 +215,15 @@ func (c *conn) startBatch(m *codec.Message) error {
 		err      error
 	)
 	c.mu.Lock() // once for every item
+	// Items with ids in a row above any registered before go in c.jobs as
+	// one run.
+	var run []*job
+	if inRow(items) && c.jobs.above(items[0].ID) {
+		run = make([]*job, len(items))
+	}
 	for i := range items {
 		it := &items[i]
-		j, ref, rerr := c.register(it, c.handler(it.JobType), &ctxs[i])
+		j, ref, rerr := c.register(it, c.handler(it.JobType), &ctxs[i], run != nil)
 		if rerr != nil {
 			err = rerr
 			break
@@ -232,6 +238,12 @@ func (c *conn) startBatch(m *codec.Message) error {
 		}
 		c.ownPayload(j, it, sh, frame, true)
 		b.jobs = append(b.jobs, j)
+		if run != nil {
+			run[i] = j
+		}
+	}
+	if run != nil {
+		c.jobs.addRun(items[0].ID, run)
 	}
 	c.mu.Unlock()
 	if frame != nil {
@@ -252,6 +264,20 @@ func (c *conn) startBatch(m *codec.Message) error {
 		c.launch(task{b: b})
 	}
 	return nil
+}
+
+// inRow reports whether the items' ids run in a row: the first's, the
+// next one, and so on, without wrapping around.
+func inRow(items []codec.Message) bool {
+	if len(items) == 0 || items[0].ID+uint64(len(items)-1) < items[0].ID {
+		return false
+	}
+	for i := range items {
+		if items[i].ID != items[0].ID+uint64(i) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) batchConcurrency() int {

@@ -41,12 +41,12 @@ type conn struct {
 	batchWorkers int            // items of one batch run at once
 
 	mu       sync.Mutex
-	jobs     map[uint64]*job // running jobs, by id
-	running  int             // jobs whose response is not yet queued
-	refusing bool            // new requests are answered shutting_down
-	idle     chan struct{}   // closed when running drops to 0
-	panicErr *PanicError     // the first panic
-	panicky  atomic.Bool     // a handler panicked: start no more jobs
+	jobs     jobTable      // running jobs, by id
+	running  int           // jobs whose response is not yet queued
+	refusing bool          // new requests are answered shutting_down
+	idle     chan struct{} // closed when running drops to 0
+	panicErr *PanicError   // the first panic
+	panicky  atomic.Bool   // a handler panicked: start no more jobs
 
 	stopOnce    sync.Once
 	stopping    atomic.Bool // the reader ignores what it reads from now on
@@ -69,7 +69,7 @@ func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*regio
 		batchWorkers: s.batchConcurrency(),
 		src:          r,
 		rd:           codec.NewReader(bufio.NewReaderSize(r, readBufferSize), s.MaxFrame),
-		jobs:         make(map[uint64]*job),
+		jobs:         newJobTable(),
 		work:         make(chan task),
 		quit:         make(chan struct{}),
 		readDone:     make(chan error, 1),
@@ -338,7 +338,7 @@ func (c *conn) dispatch(m *codec.Message) error {
 		}
 		var jc *jobContext // never reused, unlike the job: safe after the job ends
 		c.mu.Lock()
-		if j := c.jobs[m.ID]; j != nil { // unknown or answered: ignore
+		if j := c.jobs.get(m.ID); j != nil { // unknown or answered: ignore
 			jc = j.jc
 		}
 		c.mu.Unlock()
@@ -347,7 +347,7 @@ func (c *conn) dispatch(m *codec.Message) error {
 		}
 	case codec.KindCancel:
 		c.mu.Lock()
-		if j := c.jobs[m.ID]; j != nil {
+		if j := c.jobs.get(m.ID); j != nil {
 			j.jc.end(errCancelRequested)
 		}
 		c.mu.Unlock()

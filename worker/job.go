@@ -90,7 +90,7 @@ func (c *conn) accept(m *codec.Message) (*job, error) {
 	}
 	h := c.handler(m.JobType)
 	c.mu.Lock()
-	j, ref, err := c.register(m, h, nil)
+	j, ref, err := c.register(m, h, nil, false)
 	c.mu.Unlock()
 	if j == nil {
 		c.refuse(ref)
@@ -131,15 +131,16 @@ func (c *conn) refuse(r refusal) {
 
 // register registers the job m requests, to run with handler h and jc as
 // its context (nil: a new one); c.mu is held. It returns the job, or the
-// refusal to send once c.mu is released, or a protocol error.
-func (c *conn) register(m *codec.Message, h *handler, jc *jobContext) (*job, refusal, error) {
+// refusal to send once c.mu is released, or a protocol error. With inRun,
+// the caller registers the job in c.jobs, in a run (startBatch).
+func (c *conn) register(m *codec.Message, h *handler, jc *jobContext, inRun bool) (*job, refusal, error) {
 	switch {
 	case c.refusing:
 		return nil, refusal{m.ID, codec.CodeShuttingDown, "the worker is shutting down"}, nil
 	case h == nil:
 		return nil, refusal{m.ID, codec.CodeUnknownJobType, fmt.Sprintf("no handler for job type %q", m.JobType)}, nil
 	}
-	if _, dup := c.jobs[m.ID]; dup {
+	if !inRun && c.jobs.has(m.ID) {
 		return nil, refusal{}, fmt.Errorf("worker: the host reused the id %d of a running job", m.ID)
 	}
 	j := jobPool.Get().(*job)
@@ -149,7 +150,9 @@ func (c *conn) register(m *codec.Message, h *handler, jc *jobContext) (*job, ref
 	}
 	jc.init(c, m, h.kind)
 	j.jc, j.ctx = jc, jc
-	c.jobs[m.ID] = j
+	if !inRun {
+		c.jobs.add(m.ID, j)
+	}
 	c.running++
 	return j, refusal{}, nil
 }

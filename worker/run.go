@@ -124,7 +124,7 @@ func (c *conn) settle(j *job, result []byte, err error, p *PanicError, held bool
 		return // unregistered by the flush that sends it (heldResponses)
 	}
 	c.mu.Lock()
-	delete(c.jobs, j.id)
+	c.jobs.remove(j.id, j)
 	first := p != nil && c.panicErr == nil
 	if first {
 		c.panicErr = p
