@@ -29,7 +29,8 @@ func (l *link) answer(m *codec.Message) error {
 
 // answerTaken is answer, with what the table held for m taken out
 // already when pre is not nil (answerBatch takes a frame's at once); on a
-// protocol violation it puts that back.
+// protocol violation it puts that back. With pre, a Map item's outcome is
+// gathered for answerBatch to deliver with its job's others (gather).
 func (l *link) answerTaken(m *codec.Message, pre *taken) error {
 	var (
 		shared []byte // the result's bytes in the shared region
@@ -112,6 +113,10 @@ func (l *link) answerTaken(m *codec.Message, pre *taken) error {
 		l.table.close()
 		l.owner.leaving(err)
 	}
+	if pre != nil && e.item >= 0 {
+		l.gather(e, result, err)
+		return nil
+	}
 	l.answeredEntry(e, result, err)
 	return nil
 }
@@ -132,6 +137,10 @@ func (l *link) answerBatch(m *codec.Message) error {
 	defer func() { l.slab = nil }()
 	l.found = l.table.takeEach(m.Items, l.found)
 	defer clear(l.found)
+	// The items' outcomes go to their Map jobs a job at a time (gather),
+	// when the frame's items change job and at its end, even a protocol
+	// error's: those answered before it are settled.
+	defer l.flushItems()
 	for i := range m.Items {
 		if err := l.answerTaken(&m.Items[i], &l.found[i]); err != nil {
 			l.table.restore(m.Items[i+1:], l.found[i+1:]) // for the worker's end

@@ -23,8 +23,8 @@ import (
 type batch struct {
 	job      *Job
 	payloads [][]byte
-	largest  int                                      // the length of the largest payload
-	deliver  func(item int, result []byte, err error) // the Map's sink
+	largest  int       // the length of the largest payload
+	sink     batchSink // the Map's
 
 	mu        sync.Mutex
 	done      []bool
@@ -49,10 +49,24 @@ type batch struct {
 	block atomic.Pointer[itemBlock]
 }
 
+// itemOutcome is one item's result or error.
+type itemOutcome struct {
+	item   int
+	result []byte
+	err    error
+}
+
+// batchSink is where a batch delivers its items' outcomes: one at a time,
+// or those of a batch response at once.
+type batchSink interface {
+	deliver(item int, result []byte, err error)
+	deliverMany(outs []itemOutcome)
+}
+
 // newBatch makes j a Map job of payloads.
-func newBatch(j *Job, payloads [][]byte, deliver func(int, []byte, error)) *batch {
+func newBatch(j *Job, payloads [][]byte, sink batchSink) *batch {
 	b := &batch{
-		job: j, payloads: payloads, deliver: deliver,
+		job: j, payloads: payloads, sink: sink,
 		done: make([]bool, len(payloads)), left: len(payloads),
 		crashes: make([]uint8, len(payloads)), attempts: make([]uint16, len(payloads)),
 	}
@@ -108,9 +122,52 @@ func (b *batch) give(item int, result []byte, err error) (allDone bool) {
 				g.countSucceeded(b.job, ok)
 			}
 		}
-		b.deliver(item, result, err)
+		b.sink.deliver(item, result, err)
 	}
 	return allDone
+}
+
+// giveMany is give of each of outs, but errCallerDecides, under one lock
+// and in one delivery. It keeps, in outs' array, only the outcomes
+// delivered.
+func (b *batch) giveMany(outs []itemOutcome) {
+	b.mu.Lock()
+	firsts := outs[:0]
+	failed := false
+	for _, o := range outs {
+		if o.err == errCallerDecides || b.done[o.item] {
+			continue
+		}
+		b.done[o.item] = true
+		b.left--
+		if o.err == nil {
+			b.okToCount++
+		} else {
+			failed = true
+		}
+		firsts = append(firsts, o)
+	}
+	ok := 0
+	if b.okToCount >= countEvery || b.left == 0 {
+		ok, b.okToCount = b.okToCount, 0
+	}
+	b.mu.Unlock()
+	if len(firsts) == 0 {
+		return
+	}
+	if g := b.job.gate; g != nil {
+		if failed {
+			for _, o := range firsts {
+				if o.err != nil {
+					g.count(b.job, o.err)
+				}
+			}
+		}
+		if ok > 0 {
+			g.countSucceeded(b.job, ok)
+		}
+	}
+	b.sink.deliverMany(firsts)
 }
 
 // failRest delivers err to every item not delivered yet.

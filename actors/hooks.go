@@ -68,14 +68,26 @@ func (h *linkHooks) answered(j *Job, result []byte, err error) {
 // answered frees a job's, once the dispatch's last item is answered, and
 // the job resolves once every item is delivered.
 func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
-	b := j.batch
 	if err != errCallerDecides {
-		b.give(item, result, err)
+		j.batch.give(item, result, err)
 	}
+	h.itemsDone(j, 1)
+}
+
+// itemsAnswered is itemAnswered of each of outs, delivered at once.
+func (h *linkHooks) itemsAnswered(j *Job, outs []itemOutcome) {
+	j.batch.giveMany(outs)
+	h.itemsDone(j, len(outs))
+}
+
+// itemsDone counts n items of j's dispatch as answered, and frees the
+// job's slot after the last.
+func (h *linkHooks) itemsDone(j *Job, n int) {
+	b := j.batch
 	// The worker's counts are brought up to date once per dispatch, when
 	// its last item is answered: a dispatch that ends with the worker's
 	// death leaves them, as they go with it.
-	if b.running.Add(-1) != 0 {
+	if b.running.Add(-int32(n)) != 0 {
 		return
 	}
 	b.releaseBlock() // before the slot is freed for the next dispatch

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,11 +30,15 @@ import (
 // response for an id that is not in the table is one the worker was never
 // asked for, or one it already gave: a protocol violation.
 type inflight struct {
-	mu     sync.Mutex
-	jobs   map[uint64]entry
+	mu   sync.Mutex
+	jobs map[uint64]entry // single jobs
+	// runs are the Map dispatches in the table, in id order: one run per
+	// addItems, whose items took ids in a row. A run leaves the table
+	// with its last item.
+	runs   []*itemRun
 	next   uint64
 	closed bool
-	n      atomic.Int32 // len(jobs), read without the lock by the read role
+	n      atomic.Int32 // the ids in the table, read without the lock by the read role
 }
 
 // entry is what an id in the table names: a job, or one item of a Map
@@ -41,6 +46,17 @@ type inflight struct {
 type entry struct {
 	j    *Job
 	item int
+}
+
+// itemRun is one Map dispatch in the table: id first+k names item
+// items[k] of j's batch while done[k] is false. It replaces an entry per
+// item, a map insert and delete apiece, by one per dispatch.
+type itemRun struct {
+	first uint64
+	j     *Job
+	items []int
+	done  []bool
+	left  int // items not done
 }
 
 func newInflight() inflight { return inflight{jobs: make(map[uint64]entry)} }
@@ -62,22 +78,23 @@ func (t *inflight) add(j *Job, l *link) (uint64, bool) {
 	return id, true
 }
 
-// addItems registers the given items of Map job j, records them as the
-// batch's current dispatch (sent, ids: written under the lock, before
-// whoever takes them out may read them) and returns their ids; false when
-// the table is closed.
+// addItems registers the given items of Map job j, with ids in a row,
+// records them as the batch's current dispatch (sent, ids: written under
+// the lock, before whoever takes them out may read them) and returns
+// their ids; false when the table is closed.
 func (t *inflight) addItems(j *Job, l *link, items []int) ([]uint64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, false
 	}
+	r := &itemRun{first: t.next + 1, j: j, items: items, done: make([]bool, len(items)), left: len(items)}
 	ids := make([]uint64, len(items))
-	for k, item := range items {
-		t.next++
-		ids[k] = t.next
-		t.jobs[t.next] = entry{j: j, item: item}
+	for k := range items {
+		ids[k] = r.first + uint64(k)
 	}
+	t.next += uint64(len(items))
+	t.runs = append(t.runs, r) // its ids are above every other's
 	j.batch.sent, j.batch.ids = items, ids
 	for _, item := range items {
 		j.batch.attempts[item]++
@@ -88,14 +105,75 @@ func (t *inflight) addItems(j *Job, l *link, items []int) ([]uint64, bool) {
 	return ids, true
 }
 
+// slot is where an id lies in the table: in run at index k, or among the
+// single jobs (run nil).
+type slot struct {
+	run *itemRun
+	k   int
+}
+
+// find returns what id names, and where; t.mu is held.
+func (t *inflight) find(id uint64) (entry, slot, bool) {
+	if len(t.runs) > 0 {
+		i, ok := slices.BinarySearchFunc(t.runs, id, func(r *itemRun, id uint64) int {
+			switch {
+			case id < r.first:
+				return 1
+			case id-r.first >= uint64(len(r.items)):
+				return -1
+			}
+			return 0
+		})
+		if ok {
+			r := t.runs[i]
+			k := int(id - r.first)
+			if r.done[k] {
+				return entry{}, slot{}, false
+			}
+			return entry{j: r.j, item: r.items[k]}, slot{run: r, k: k}, true
+		}
+	}
+	e, ok := t.jobs[id]
+	return e, slot{}, ok
+}
+
+// remove takes id, found at s, out of the table; t.mu is held.
+func (t *inflight) remove(id uint64, s slot) {
+	t.n.Add(-1)
+	if s.run == nil {
+		delete(t.jobs, id)
+		return
+	}
+	s.run.done[s.k] = true
+	if s.run.left--; s.run.left == 0 {
+		t.runs = slices.DeleteFunc(t.runs, func(r *itemRun) bool { return r == s.run })
+	}
+}
+
+// put puts id back at s, as it was before remove; t.mu is held.
+func (t *inflight) put(id uint64, e entry, s slot) {
+	t.n.Add(1)
+	if s.run == nil {
+		t.jobs[id] = e
+		return
+	}
+	if s.run.left == 0 {
+		i, _ := slices.BinarySearchFunc(t.runs, s.run.first, func(r *itemRun, first uint64) int {
+			return cmp.Compare(r.first, first)
+		})
+		t.runs = slices.Insert(t.runs, i, s.run)
+	}
+	s.run.done[s.k] = false
+	s.run.left++
+}
+
 // take removes and returns what id names; false if there is nothing.
 func (t *inflight) take(id uint64) (entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.jobs[id]
+	e, s, ok := t.find(id)
 	if ok {
-		delete(t.jobs, id)
-		t.n.Add(-1)
+		t.remove(id, s)
 	}
 	return e, ok
 }
@@ -104,6 +182,7 @@ func (t *inflight) take(id uint64) (entry, bool) {
 type taken struct {
 	e  entry
 	ok bool
+	at slot
 }
 
 // takeEach is take of the id of every message of ms, under one lock; the
@@ -112,16 +191,13 @@ func (t *inflight) takeEach(ms []codec.Message, out []taken) []taken {
 	out = out[:0]
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
 	for i := range ms {
-		e, ok := t.jobs[ms[i].ID]
+		e, s, ok := t.find(ms[i].ID)
 		if ok {
-			delete(t.jobs, ms[i].ID)
-			n++
+			t.remove(ms[i].ID, s)
 		}
-		out = append(out, taken{e, ok})
+		out = append(out, taken{e, ok, s})
 	}
-	t.n.Add(int32(-n))
 	return out
 }
 
@@ -133,8 +209,7 @@ func (t *inflight) restore(ms []codec.Message, found []taken) {
 	defer t.mu.Unlock()
 	for i := range found {
 		if found[i].ok {
-			t.jobs[ms[i].ID] = found[i].e
-			t.n.Add(1)
+			t.put(ms[i].ID, found[i].e, found[i].at)
 		}
 	}
 }
@@ -143,7 +218,7 @@ func (t *inflight) restore(ms []codec.Message, found []taken) {
 func (t *inflight) lookup(id uint64) (entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.jobs[id]
+	e, _, ok := t.find(id)
 	return e, ok
 }
 
@@ -151,12 +226,11 @@ func (t *inflight) lookup(id uint64) (entry, bool) {
 func (t *inflight) drop(id uint64, j *Job) (entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.jobs[id]
-	if e.j != j {
+	e, s, ok := t.find(id)
+	if !ok || e.j != j {
 		return entry{}, false
 	}
-	delete(t.jobs, id)
-	t.n.Add(-1)
+	t.remove(id, s)
 	return e, true
 }
 
@@ -164,7 +238,8 @@ func (t *inflight) drop(id uint64, j *Job) (entry, bool) {
 func (t *inflight) holds(id uint64, j *Job) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.jobs[id].j == j
+	e, _, ok := t.find(id)
+	return ok && e.j == j
 }
 
 // close makes later adds fail and returns how many jobs are in the table.
@@ -172,7 +247,16 @@ func (t *inflight) close() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
-	return len(t.jobs)
+	return t.ids()
+}
+
+// ids is the number of ids in the table; t.mu is held.
+func (t *inflight) ids() int {
+	n := len(t.jobs)
+	for _, r := range t.runs {
+		n += r.left
+	}
+	return n
 }
 
 // takeAll closes the table and returns every job in it, in dispatch order,
@@ -181,21 +265,28 @@ func (t *inflight) takeAll() []*Job {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
-	ids := make([]uint64, 0, len(t.jobs))
-	for id := range t.jobs {
-		ids = append(ids, id)
+	type first struct {
+		id uint64
+		j  *Job
 	}
-	slices.Sort(ids)
-	jobs := make([]*Job, 0, len(ids))
+	firsts := make([]first, 0, len(t.jobs)+len(t.runs))
+	for id, e := range t.jobs {
+		firsts = append(firsts, first{id, e.j})
+	}
+	for _, r := range t.runs {
+		firsts = append(firsts, first{r.first, r.j})
+	}
+	slices.SortFunc(firsts, func(a, b first) int { return cmp.Compare(a.id, b.id) })
+	jobs := make([]*Job, 0, len(firsts))
 	seen := map[*Job]bool{}
-	for _, id := range ids {
-		e := t.jobs[id]
-		delete(t.jobs, id)
-		if !seen[e.j] {
-			seen[e.j] = true
-			jobs = append(jobs, e.j)
+	for _, f := range firsts {
+		if !seen[f.j] {
+			seen[f.j] = true
+			jobs = append(jobs, f.j)
 		}
 	}
+	clear(t.jobs)
+	t.runs = nil
 	t.n.Store(0)
 	return jobs
 }

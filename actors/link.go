@@ -27,6 +27,9 @@ type linkOwner interface {
 	// itemAnswered: item of Map job j left the table, as answered does for
 	// a job; the job's slot is freed once its last item of the dispatch is.
 	itemAnswered(j *Job, item int, result []byte, err error)
+	// itemsAnswered is itemAnswered of each of outs, items of j answered
+	// in one batch response. outs is the caller's again on return.
+	itemsAnswered(j *Job, outs []itemOutcome)
 	// leaving: the worker announced that it exits (it answered a job with
 	// code "panic"): it gets no more jobs.
 	leaving(reason error)
@@ -79,6 +82,11 @@ type link struct {
 	// holder of the read role touches it (answerBatch).
 	slab  []byte
 	found []taken // the table's entries for the batch response being read
+	// outs are the outcomes of the batch response being read that go to
+	// Map job outJob, delivered together (flushItems); only the holder of
+	// the read role touches them.
+	outs   []itemOutcome
+	outJob *Job
 
 	shared     atomic.Bool    // the worker mapped the shared memory region
 	peerLimit  atomic.Int64   // the largest request frame the worker takes
@@ -273,6 +281,26 @@ func (l *link) answeredEntry(e entry, result []byte, err error) {
 	l.owner.answered(e.j, result, err)
 }
 
+// gather is answeredEntry for an item of a Map job answered in the batch
+// response being read: its outcome waits in l.outs with the others of its
+// job, until the frame's items change job or end (flushItems).
+func (l *link) gather(e entry, result []byte, err error) {
+	if e.j != l.outJob {
+		l.flushItems()
+		l.outJob = e.j
+	}
+	l.outs = append(l.outs, itemOutcome{item: e.item, result: result, err: err})
+}
+
+// flushItems delivers the outcomes gathered in l.outs.
+func (l *link) flushItems() {
+	if len(l.outs) > 0 {
+		l.owner.itemsAnswered(l.outJob, l.outs)
+	}
+	clear(l.outs) // the results are the callers'
+	l.outs, l.outJob = l.outs[:0], nil
+}
+
 // expire fails job id with ErrJobTimeout if it still runs, and asks the
 // worker to cancel it.
 func (l *link) expire(j *Job, id uint64, attempt int) {
@@ -304,9 +332,7 @@ func (l *link) cancel(j *Job) {
 
 // running reports whether job id is still unanswered.
 func (l *link) running(id uint64) bool {
-	l.table.mu.Lock()
-	defer l.table.mu.Unlock()
-	_, ok := l.table.jobs[id]
+	_, ok := l.table.lookup(id)
 	return ok
 }
 

@@ -58,6 +58,16 @@ func (o *fakeOwner) itemAnswered(j *Job, item int, result []byte, err error) {
 		j.resolve(nil, nil)
 	}
 }
+func (o *fakeOwner) itemsAnswered(j *Job, outs []itemOutcome) {
+	n := len(outs)
+	for range n {
+		o.note("item")
+	}
+	j.batch.giveMany(outs)
+	if j.batch.running.Add(-int32(n)) == 0 && j.batch.allDone() {
+		j.resolve(nil, nil)
+	}
+}
 func (o *fakeOwner) leaving(error) {
 	o.mu.Lock()
 	o.leaves++
@@ -550,10 +560,10 @@ func TestLinkBatchResponseWithAnUnknownID(t *testing.T) {
 	waitReady(t, o)
 	j := NewJob(Blob, nil)
 	delivered := make(chan int, 3)
-	j.batch = newBatch(j, [][]byte{[]byte("a"), []byte("b"), []byte("c")}, func(item int, _ []byte, err error) {
+	j.batch = newBatch(j, [][]byte{[]byte("a"), []byte("b"), []byte("c")}, sinkFunc(func(item int, _ []byte, err error) {
 		assert.NoError(t, err)
 		delivered <- item
-	})
+	}))
 	require.True(t, l.dispatch(j, viaWriter))
 	req := r.next(t)
 	require.Equal(t, codec.KindBatchRequest, req.Kind)
@@ -570,4 +580,14 @@ func TestLinkBatchResponseWithAnUnknownID(t *testing.T) {
 	assert.True(t, l.running(ids[1]))
 	assert.True(t, l.running(ids[2]))
 	finish(t, p, l, o, wg, nil)
+}
+
+// sinkFunc is a batchSink that calls itself for each outcome.
+type sinkFunc func(item int, result []byte, err error)
+
+func (f sinkFunc) deliver(item int, result []byte, err error) { f(item, result, err) }
+func (f sinkFunc) deliverMany(outs []itemOutcome) {
+	for _, o := range outs {
+		f(o.item, o.result, o.err)
+	}
 }

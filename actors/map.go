@@ -157,21 +157,60 @@ func notify(c chan struct{}) {
 // for it.
 func (m *mapRun) put(index int, result []byte, err error) {
 	m.mu.Lock()
-	r := MapResult{Index: index, Payload: result, Err: err}
-	if m.ordered {
-		m.ready[index%len(m.ready)] = mapSlot{r: r, full: true}
-	} else {
-		m.arrived = append(m.arrived, r)
-	}
-	wake := m.waiting && (!m.ordered || index == m.taken)
+	wake := m.store(index, result, err)
+	m.mu.Unlock()
 	if wake {
-		m.waiting = false
+		notify(m.wake)
+	}
+}
+
+// putMany is put of the outcomes of items of s's batch, under one lock.
+func (m *mapRun) putMany(s *mapSink, outs []itemOutcome) {
+	m.mu.Lock()
+	wake := false
+	for _, o := range outs {
+		wake = m.store(s.at(o.item), o.result, o.err) || wake
 	}
 	m.mu.Unlock()
 	if wake {
 		notify(m.wake)
 	}
 }
+
+// store records item index's outcome and reports whether the consumer is
+// to be woken, as it waits for it; m.mu is held.
+func (m *mapRun) store(index int, result []byte, err error) (wake bool) {
+	r := MapResult{Index: index, Payload: result, Err: err}
+	if m.ordered {
+		m.ready[index%len(m.ready)] = mapSlot{r: r, full: true}
+	} else {
+		m.arrived = append(m.arrived, r)
+	}
+	wake = m.waiting && (!m.ordered || index == m.taken)
+	if wake {
+		m.waiting = false
+	}
+	return wake
+}
+
+// mapSink delivers the outcomes of one Map job's items: item k of its
+// batch is input base+k, or index[k] when some inputs were refused before
+// the batch was made.
+type mapSink struct {
+	m     *mapRun
+	base  int
+	index []int
+}
+
+func (s *mapSink) at(item int) int {
+	if s.index == nil {
+		return s.base + item
+	}
+	return s.index[item]
+}
+
+func (s *mapSink) deliver(item int, result []byte, err error) { s.m.put(s.at(item), result, err) }
+func (s *mapSink) deliverMany(outs []itemOutcome)             { s.m.putMany(s, outs) }
 
 // grow doubles the ready ring, if need be, until it has room for open
 // items from m.taken on, and moves each item pulled and not taken to its
@@ -326,24 +365,32 @@ func (m *mapRun) submit(payloads [][]byte) {
 	m.mu.Unlock()
 	// Refuse, one by one, the items that cannot be sent at all.
 	valid := make([][]byte, 0, len(payloads))
-	index := make([]int, 0, len(payloads))
+	var index []int // valid's inputs, once one is refused
 	for i, p := range payloads {
 		err := m.h.checkSize(len(p))
 		if err == nil {
 			err = checkValue(m.kind, p)
 		}
 		if err != nil {
+			if index == nil {
+				index = make([]int, len(valid), len(payloads))
+				for k := range index {
+					index[k] = base + k
+				}
+			}
 			m.put(base+i, nil, err)
 			continue
 		}
 		valid = append(valid, p)
-		index = append(index, base+i)
+		if index != nil {
+			index = append(index, base+i)
+		}
 	}
 	if len(valid) == 0 {
 		return
 	}
 	j := &Job{Kind: m.kind, done: make(chan struct{})}
-	j.batch = newBatch(j, valid, func(item int, result []byte, err error) { m.put(index[item], result, err) })
+	j.batch = newBatch(j, valid, &mapSink{m: m, base: base, index: index})
 	if _, err := m.h.enter(m.ctx, j, true); err != nil {
 		j.batch.failRest(err)
 		return

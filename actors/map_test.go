@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -82,4 +83,37 @@ func TestMapBatchSize(t *testing.T) {
 		require.Equal(t, c.wantN, m.batchSize(c.first, c.atHand, spread, 0), c.name)
 	}
 	require.Equal(t, 1, batchSpread(0, 0), "a spread is at least one batch")
+}
+
+// TestBatchGiveMany checks the delivery of a batch response's outcomes at
+// once: each item is delivered once (a repeat is dropped), an outcome left
+// to the caller's context is not delivered, and the Map's sink maps items
+// to inputs, around those refused before the batch was made.
+func TestBatchGiveMany(t *testing.T) {
+	m := &mapRun{ordered: true, ready: make([]mapSlot, minReady), wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	m.pulled = 5
+	j := &Job{}
+	// Inputs 0..4; input 1 was refused: items 0..3 are inputs 0, 2, 3, 4.
+	b := newBatch(j, make([][]byte, 4), &mapSink{m: m, base: 0, index: []int{0, 2, 3, 4}})
+	j.batch = b
+	boom := errors.New("boom")
+	b.giveMany([]itemOutcome{
+		{item: 0, result: []byte("a")},
+		{item: 1, err: errCallerDecides},
+		{item: 0, result: []byte("again")},
+		{item: 3, err: boom},
+	})
+	require.False(t, b.allDone())
+	require.Equal(t, []int{1, 2}, b.pending())
+	b.give(1, []byte("c"), nil)
+	b.giveMany([]itemOutcome{{item: 2, result: []byte("d")}, {item: 3, result: []byte("late")}})
+	require.True(t, b.allDone())
+	want := map[int]MapResult{0: {Index: 0, Payload: []byte("a")}, 2: {Index: 2, Payload: []byte("c")},
+		3: {Index: 3, Payload: []byte("d")}, 4: {Index: 4, Err: boom}}
+	for index, r := range want {
+		s := m.ready[index]
+		require.True(t, s.full, "input %d delivered", index)
+		require.Equal(t, r, s.r, "input %d", index)
+	}
+	require.False(t, m.ready[1].full, "the refused input is not the batch's")
 }
