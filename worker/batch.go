@@ -2,6 +2,7 @@ package worker
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,7 @@ func (c *conn) runTask(t task) {
 		c.run(t.j)
 		return
 	}
-	h := &heldResponses{c: c}
+	h := &heldResponses{c: c, jobs: make([]*job, 0, min(len(t.b.jobs)/c.batchWorkers+1, maxHeld))}
 	defer h.stop() // also after a handler's runtime.Goexit
 	for {
 		i := int(t.b.next.Add(1)) - 1
@@ -184,13 +185,15 @@ func (c *conn) startBatch(m *codec.Message) error {
 	items := m.Items
 	// Every item's shared payload first: a bad span is a protocol error,
 	// before anything is registered.
-	var shared [][]byte
+	var shared [][]byte // c.sharedScratch, once an item is shared
 	for i := range items {
 		if !items[i].Shared {
 			continue
 		}
 		if shared == nil {
-			shared = make([][]byte, len(items))
+			shared = slices.Grow(c.sharedScratch[:0], len(items))[:len(items)]
+			c.sharedScratch = shared
+			defer clear(shared)
 		}
 		var err error
 		if shared[i], err = c.sharedPayload(&items[i]); err != nil {

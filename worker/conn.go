@@ -55,10 +55,13 @@ type conn struct {
 	work chan task     // idle runners receive jobs from it
 	quit chan struct{} // closed at the end: idle runners exit
 
-	readDone  chan error         // the reader's end: io.EOF, an error, or nil when stopped
-	big       *[]byte            // the pooled buffer of the frame being read, if large
-	shutdownC chan time.Duration // the grace of the shutdown message
-	panicked  chan struct{}      // closed on the first panic
+	readDone chan error // the reader's end: io.EOF, an error, or nil when stopped
+	big      *[]byte    // the pooled buffer of the frame being read, if large
+	// sharedScratch holds the shared payloads of the batch being started
+	// (startBatch, on the reader's goroutine).
+	sharedScratch [][]byte
+	shutdownC     chan time.Duration // the grace of the shutdown message
+	panicked      chan struct{}      // closed on the first panic
 }
 
 func newConn(s *Server, r io.Reader, w io.Writer, mapShared func(uint64) (*region, error)) *conn {

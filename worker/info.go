@@ -45,12 +45,13 @@ func Info(ctx context.Context) (JobInfo, bool) {
 		return JobInfo{}, false
 	}
 	info := JobInfo{
-		ID:          jc.id,
-		JobType:     jc.jobType,
-		Attempt:     max(1, int(jc.attempt)),
-		TraceParent: jc.traceParent,
-		TraceState:  jc.traceState,
-		Streaming:   jc.stream != nil,
+		ID:        jc.id,
+		JobType:   jc.jobType,
+		Attempt:   max(1, int(jc.attempt)),
+		Streaming: jc.stream != nil,
+	}
+	if jc.trace != nil {
+		info.TraceParent, info.TraceState = jc.trace.TraceParent, jc.trace.TraceState
 	}
 	info.Deadline, _ = jc.Deadline()
 	return info, true
@@ -130,14 +131,13 @@ type jobKey struct{}
 type jobContext struct {
 	lazyContext
 
-	c           *conn
-	id          uint64
-	jobType     string
-	attempt     uint32
-	traceParent string
-	traceState  string
-	kind        codec.PayloadKind // of the handler's results, and so of its chunks
-	stream      *streamState      // nil unless the host asked for partial results
+	c       *conn
+	id      uint64
+	jobType string
+	attempt uint32
+	kind    codec.PayloadKind // of the handler's results, and so of its chunks
+	trace   *TraceCarrier     // nil unless the request carried a trace context
+	stream  *streamState      // nil unless the host asked for partial results
 }
 
 // streamState is the state of a job's stream of partial results.
@@ -161,13 +161,14 @@ func (jc *jobContext) Value(key any) any {
 // its context a child of c.ctx that ends when m's timeout elapses.
 func (jc *jobContext) init(c *conn, m *codec.Message, kind codec.PayloadKind) {
 	*jc = jobContext{
-		c:           c,
-		id:          m.ID,
-		jobType:     m.JobType,
-		attempt:     m.Attempt,
-		traceParent: m.TraceParent,
-		traceState:  m.TraceState,
-		kind:        kind,
+		c:       c,
+		id:      m.ID,
+		jobType: m.JobType,
+		attempt: m.Attempt,
+		kind:    kind,
+	}
+	if m.TraceParent != "" || m.TraceState != "" {
+		jc.trace = &TraceCarrier{TraceParent: m.TraceParent, TraceState: m.TraceState}
 	}
 	if m.Credit > 0 && c.features.Has(codec.FeatureStream) {
 		jc.stream = &streamState{credit: uint64(m.Credit)}
