@@ -311,3 +311,48 @@ func TestMapSmallItemsShareTheRegion(t *testing.T) {
 		require.Equal(t, len(inputs), i)
 	})
 }
+
+// TestMapSendsSlowInputsWithoutWaitingForMore: while every worker has
+// batches open, Map waits for more inputs to make a larger batch, but no
+// longer than until a batch ends: inputs given one at a time, each only
+// once the previous one's result is in, all get through behind two slow
+// ones.
+func TestMapSendsSlowInputsWithoutWaitingForMore(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "slowecho")
+	jt.MaxWorkers, jt.InFlight = 1, 2 // two batches open fill the worker
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const fast = 5
+	answered := make(chan struct{})
+	inputs := func(yield func([]byte) bool) {
+		for i := range 2 { // a batch each: Map sends the inputs at hand
+			if !yield([]byte(fmt.Sprintf("300:slow %d", i))) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for i := range fast {
+			if !yield([]byte(fmt.Sprintf("0:fast %d", i))) {
+				return
+			}
+			select {
+			case <-answered:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	var got []string
+	for res := range r.MapUnordered(ctx, procpool.Blob, inputs) {
+		require.NoError(t, res.Err, "item %d", res.Index)
+		got = append(got, string(res.Payload))
+		if len(res.Payload) > 0 && res.Payload[0] == 'f' {
+			answered <- struct{}{}
+		}
+	}
+	require.NoError(t, ctx.Err(), "the inputs given one at a time were held back")
+	require.ElementsMatch(t, []string{"slow 0", "slow 1", "fast 0", "fast 1", "fast 2", "fast 3", "fast 4"}, got)
+}

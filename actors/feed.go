@@ -11,14 +11,17 @@ import (
 // producer taking every input at hand at once. The rule: at most limit
 // inputs wait; put blocks while limit wait (until the producer takes some,
 // or ctx ends); take blocks while none wait (until one is put, the feed is
-// closed, or ctx ends); a waiting side is woken only when it waits.
+// closed, or ctx ends); fill blocks while fewer than limit wait; a waiting
+// side is woken only when it waits, and only once what it waits for is
+// there.
 type feed struct {
 	limit int
 
 	mu      sync.Mutex
 	items   [][]byte
-	closed  bool          // the inputs ended: take returns what is left, then nothing
-	hungry  bool          // take waits on ready
+	closed  bool // the inputs ended: take returns what is left, then nothing
+	hungry  bool // take or fill waits on ready, for want inputs
+	want    int
 	full    bool          // put waits on room
 	ready   chan struct{} // an input arrived, or the feed closed, while take waited
 	room    chan struct{} // inputs were taken while put waited
@@ -36,8 +39,10 @@ func (f *feed) put(ctx context.Context, p []byte) bool {
 		f.mu.Lock()
 		if len(f.items) < f.limit {
 			f.items = append(f.items, p)
-			wake := f.hungry
-			f.hungry = false
+			wake := f.hungry && len(f.items) >= f.want
+			if wake {
+				f.hungry = false
+			}
 			f.mu.Unlock()
 			if wake {
 				notify(f.ready)
@@ -87,7 +92,7 @@ func (f *feed) take(ctx context.Context, max int, wait bool) (items [][]byte, le
 			f.mu.Unlock()
 			return nil, 0
 		}
-		f.hungry = true
+		f.hungry, f.want = true, 1
 		f.mu.Unlock()
 		select {
 		case <-f.ready:
@@ -95,4 +100,36 @@ func (f *feed) take(ctx context.Context, max int, wait bool) (items [][]byte, le
 			return nil, 0
 		}
 	}
+}
+
+// fill waits until the feed is full (limit inputs wait), it is closed, ctx
+// ends or a receive from other succeeds.
+func (f *feed) fill(ctx context.Context, other <-chan struct{}) {
+	for {
+		f.mu.Lock()
+		if len(f.items) >= f.limit || f.closed {
+			f.hungry = false
+			f.mu.Unlock()
+			return
+		}
+		f.hungry, f.want = true, f.limit
+		f.mu.Unlock()
+		select {
+		case <-f.ready:
+			continue
+		case <-other:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+		f.hungry = false
+		f.mu.Unlock()
+		return
+	}
+}
+
+// len returns the number of inputs waiting.
+func (f *feed) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.items)
 }

@@ -82,3 +82,53 @@ func TestFeedEndsWithItsContext(t *testing.T) {
 		t.Fatal("take blocked past its context")
 	}
 }
+
+// TestFeedFill: fill waits while the feed is not full, and returns once
+// it is, once it is closed, once other is ready, or once ctx ends.
+func TestFeedFill(t *testing.T) {
+	ctx := context.Background()
+	returns := func(fill func()) bool {
+		done := make(chan struct{})
+		go func() { fill(); close(done) }()
+		select {
+		case <-done:
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	}
+	never := make(chan struct{})
+
+	f := newFeed(3)
+	require.True(t, f.put(ctx, []byte("a")))
+	done := make(chan struct{})
+	go func() { f.fill(ctx, never); close(done) }()
+	require.True(t, f.put(ctx, []byte("b")))
+	select {
+	case <-done:
+		t.Fatal("fill returned with 2 of 3 inputs")
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.True(t, f.put(ctx, []byte("c")))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("fill did not return once the feed was full")
+	}
+	require.Equal(t, 3, f.len())
+	require.True(t, returns(func() { f.fill(ctx, never) }), "a full feed is filled already")
+
+	other := make(chan struct{}, 1)
+	g := newFeed(3)
+	require.False(t, returns(func() { g.fill(ctx, other) }))
+	other <- struct{}{}
+	require.Eventually(t, func() bool { return len(other) == 0 }, 5*time.Second, time.Millisecond, "other's token is taken")
+
+	h := newFeed(3)
+	h.close()
+	require.True(t, returns(func() { h.fill(ctx, never) }), "a closed feed")
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	require.True(t, returns(func() { newFeed(3).fill(cctx, never) }), "an ended context")
+}

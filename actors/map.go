@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/procpool/procpool/codec"
@@ -45,8 +46,10 @@ const minReady = 64
 // (one frame carries many requests, one frame many answers, with workers
 // that negotiated batches), sized by the payloads: small items in large
 // batches, large items one per frame; a batch takes only the items
-// already at hand, so slow inputs are never held back to fill one, and
-// batches spread over the workers.
+// already at hand, and batches spread over the workers. While every
+// worker has two batches open, Map waits for more inputs before it sends
+// a batch smaller than a full one, but never past the end of a batch: a
+// slow input waits no longer than a batch runs.
 //
 // Every item keeps a job's guarantees: it resolves exactly once, with a
 // result or a typed error of its own; its worker's death retries,
@@ -116,6 +119,11 @@ type mapRun struct {
 	wake     chan struct{} // what the consumer waits for arrived, or the producer finished
 	room     chan struct{} // the consumer took a result while the producer waited
 	done     chan struct{} // the producer goroutine ended
+
+	// open counts the Map jobs submitted whose items are not all
+	// delivered; ended is notified as each ends (see produce).
+	open  atomic.Int32
+	ended chan struct{}
 }
 
 // mapSlot is a place in mapRun.ready.
@@ -130,6 +138,7 @@ func (h *Router) startMap(ctx context.Context, kind PayloadKind, inputs iter.Seq
 		h: h, kind: kind, ordered: ordered,
 		window: max(2, 2*spec.MaxWorkers*spec.InFlight) * maxBatchItems,
 		wake:   make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
+		ended: make(chan struct{}, 1),
 	}
 	if ordered {
 		m.ready = make([]mapSlot, minReady)
@@ -200,6 +209,7 @@ type mapSink struct {
 	m     *mapRun
 	base  int
 	index []int
+	left  atomic.Int32 // items not delivered
 }
 
 func (s *mapSink) at(item int) int {
@@ -209,8 +219,24 @@ func (s *mapSink) at(item int) int {
 	return s.index[item]
 }
 
-func (s *mapSink) deliver(item int, result []byte, err error) { s.m.put(s.at(item), result, err) }
-func (s *mapSink) deliverMany(outs []itemOutcome)             { s.m.putMany(s, outs) }
+func (s *mapSink) deliver(item int, result []byte, err error) {
+	s.m.put(s.at(item), result, err)
+	s.delivered(1)
+}
+
+func (s *mapSink) deliverMany(outs []itemOutcome) {
+	s.m.putMany(s, outs)
+	s.delivered(len(outs))
+}
+
+// delivered counts n items delivered; after the last, the Map job is no
+// longer open.
+func (s *mapSink) delivered(n int) {
+	if s.left.Add(-int32(n)) == 0 {
+		s.m.open.Add(-1)
+		notify(s.m.ended)
+	}
+}
 
 // grow doubles the ready ring, if need be, until it has room for open
 // items from m.taken on, and moves each item pulled and not taken to its
@@ -301,6 +327,16 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 		}
 		p := first[0]
 		size := m.batchSize(len(p), atHand, spread, spec.JobTimeout)
+		full := m.batchSize(len(p), in.limit-1, spread, spec.JobTimeout) // with the feed full
+		if size < full && int(m.open.Load()) >= spread {
+			// Every worker has a batch behind the one it runs: rather
+			// than send a smaller batch now, wait for the inputs to fill
+			// the feed, or for a batch to end. (Inputs that come slowly
+			// wait no longer than a batch's run.)
+			in.fill(m.ctx, m.ended)
+			atHand = in.len()
+			size = m.batchSize(len(p), atHand, spread, spec.JobTimeout)
+		}
 		batch = append(batch[:0], p)
 		if size > 1 {
 			more, _ := in.take(m.ctx, size-1, false)
@@ -390,7 +426,10 @@ func (m *mapRun) submit(payloads [][]byte) {
 		return
 	}
 	j := &Job{Kind: m.kind, done: make(chan struct{})}
-	j.batch = newBatch(j, valid, &mapSink{m: m, base: base, index: index})
+	sink := &mapSink{m: m, base: base, index: index}
+	sink.left.Store(int32(len(valid)))
+	m.open.Add(1)
+	j.batch = newBatch(j, valid, sink)
 	if _, err := m.h.enter(m.ctx, j, true); err != nil {
 		j.batch.failRest(err)
 		return
