@@ -356,3 +356,47 @@ func TestMapSendsSlowInputsWithoutWaitingForMore(t *testing.T) {
 	require.NoError(t, ctx.Err(), "the inputs given one at a time were held back")
 	require.ElementsMatch(t, []string{"slow 0", "slow 1", "fast 0", "fast 1", "fast 2", "fast 3", "fast 4"}, got)
 }
+
+// TestMapSendsInputsPastAHungBatch: a batch that does not end (here, two
+// that sleep for seconds, as a hung worker's would until it is killed)
+// holds back the inputs that come slowly behind them for a moment only:
+// while a slot is free, their results arrive long before the slow ones.
+func TestMapSendsInputsPastAHungBatch(t *testing.T) {
+	sys := newSystem(t)
+	jt := jobType(t, "slowecho")
+	jt.MaxWorkers, jt.InFlight = 1, 4 // two batches open, two slots free
+	r, err := sys.Spawn(jt)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const fast = 3
+	answered := make(chan struct{})
+	inputs := func(yield func([]byte) bool) {
+		for i := range 2 { // a batch each: Map sends the inputs at hand
+			if !yield([]byte(fmt.Sprintf("1500:slow %d", i))) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for i := range fast {
+			if !yield([]byte(fmt.Sprintf("0:fast %d", i))) {
+				return
+			}
+			select {
+			case <-answered:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	var got []string
+	for res := range r.MapUnordered(ctx, procpool.Blob, inputs) {
+		require.NoError(t, res.Err, "item %d", res.Index)
+		got = append(got, string(res.Payload))
+		if len(res.Payload) > 0 && res.Payload[0] == 'f' {
+			answered <- struct{}{}
+		}
+	}
+	require.Equal(t, []string{"fast 0", "fast 1", "fast 2"}, got[:fast], "the fast items wait for no slow batch")
+	require.ElementsMatch(t, []string{"slow 0", "slow 1"}, got[fast:])
+}

@@ -57,10 +57,12 @@ type itemOutcome struct {
 }
 
 // batchSink is where a batch delivers its items' outcomes: one at a time,
-// or those of a batch response at once.
+// or those of a batch response at once; ended follows the delivery of the
+// last item, once.
 type batchSink interface {
 	deliver(item int, result []byte, err error)
 	deliverMany(outs []itemOutcome)
+	ended()
 }
 
 // newBatch makes j a Map job of payloads.
@@ -123,6 +125,9 @@ func (b *batch) give(item int, result []byte, err error) (allDone bool) {
 			}
 		}
 		b.sink.deliver(item, result, err)
+		if allDone {
+			b.sink.ended()
+		}
 	}
 	return allDone
 }
@@ -147,8 +152,9 @@ func (b *batch) giveMany(outs []itemOutcome) {
 		}
 		firsts = append(firsts, o)
 	}
+	allDone := b.left == 0
 	ok := 0
-	if b.okToCount >= countEvery || b.left == 0 {
+	if b.okToCount >= countEvery || allDone {
 		ok, b.okToCount = b.okToCount, 0
 	}
 	b.mu.Unlock()
@@ -168,6 +174,9 @@ func (b *batch) giveMany(outs []itemOutcome) {
 		}
 	}
 	b.sink.deliverMany(firsts)
+	if allDone {
+		b.sink.ended()
+	}
 }
 
 // failRest delivers err to every item not delivered yet.

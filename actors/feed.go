@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // feed carries a Map's inputs from the goroutine that ranges over them to
@@ -103,8 +104,8 @@ func (f *feed) take(ctx context.Context, max int, wait bool) (items [][]byte, le
 }
 
 // fill waits until the feed is full (limit inputs wait), it is closed, ctx
-// ends or a receive from other succeeds.
-func (f *feed) fill(ctx context.Context, other <-chan struct{}) {
+// ends, a receive from other succeeds or timeout fires.
+func (f *feed) fill(ctx context.Context, other <-chan struct{}, timeout <-chan time.Time) {
 	for {
 		f.mu.Lock()
 		if len(f.items) >= f.limit || f.closed {
@@ -118,6 +119,7 @@ func (f *feed) fill(ctx context.Context, other <-chan struct{}) {
 		case <-f.ready:
 			continue
 		case <-other:
+		case <-timeout:
 		case <-ctx.Done():
 		}
 		f.mu.Lock()

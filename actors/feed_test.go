@@ -84,7 +84,8 @@ func TestFeedEndsWithItsContext(t *testing.T) {
 }
 
 // TestFeedFill: fill waits while the feed is not full, and returns once
-// it is, once it is closed, once other is ready, or once ctx ends.
+// it is, once it is closed, once other is ready, once ctx ends, or at its
+// timeout.
 func TestFeedFill(t *testing.T) {
 	ctx := context.Background()
 	returns := func(fill func()) bool {
@@ -102,7 +103,7 @@ func TestFeedFill(t *testing.T) {
 	f := newFeed(3)
 	require.True(t, f.put(ctx, []byte("a")))
 	done := make(chan struct{})
-	go func() { f.fill(ctx, never); close(done) }()
+	go func() { f.fill(ctx, never, nil); close(done) }()
 	require.True(t, f.put(ctx, []byte("b")))
 	select {
 	case <-done:
@@ -116,19 +117,20 @@ func TestFeedFill(t *testing.T) {
 		t.Fatal("fill did not return once the feed was full")
 	}
 	require.Equal(t, 3, f.len())
-	require.True(t, returns(func() { f.fill(ctx, never) }), "a full feed is filled already")
+	require.True(t, returns(func() { f.fill(ctx, never, nil) }), "a full feed is filled already")
 
 	other := make(chan struct{}, 1)
 	g := newFeed(3)
-	require.False(t, returns(func() { g.fill(ctx, other) }))
+	require.False(t, returns(func() { g.fill(ctx, other, nil) }))
 	other <- struct{}{}
 	require.Eventually(t, func() bool { return len(other) == 0 }, 5*time.Second, time.Millisecond, "other's token is taken")
 
 	h := newFeed(3)
 	h.close()
-	require.True(t, returns(func() { h.fill(ctx, never) }), "a closed feed")
+	require.True(t, returns(func() { h.fill(ctx, never, nil) }), "a closed feed")
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	require.True(t, returns(func() { newFeed(3).fill(cctx, never) }), "an ended context")
+	require.True(t, returns(func() { newFeed(3).fill(cctx, never, nil) }), "an ended context")
+	require.True(t, returns(func() { newFeed(3).fill(ctx, never, time.After(time.Millisecond)) }), "its timeout")
 }

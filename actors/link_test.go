@@ -586,6 +586,7 @@ func TestLinkBatchResponseWithAnUnknownID(t *testing.T) {
 type sinkFunc func(item int, result []byte, err error)
 
 func (f sinkFunc) deliver(item int, result []byte, err error) { f(item, result, err) }
+func (f sinkFunc) ended()                                     {}
 func (f sinkFunc) deliverMany(outs []itemOutcome) {
 	for _, o := range outs {
 		f(o.item, o.result, o.err)

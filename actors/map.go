@@ -37,6 +37,12 @@ const (
 // batches four times smaller, each paying the round trip's cost.
 const spreadPerWorker = 2
 
+// fillWait bounds how long a Map waits for its inputs to fill a batch
+// while its batches keep the workers busy (see produce): a batch that
+// does not end (a hung worker's, until JobTimeout or the heartbeat kills
+// it) holds no input back longer than this.
+const fillWait = time.Millisecond
+
 // minReady is the size of an ordered Map's result ring at first: it grows
 // to the window only for a Map that keeps that many items open.
 const minReady = 64
@@ -48,8 +54,8 @@ const minReady = 64
 // batches, large items one per frame; a batch takes only the items
 // already at hand, and batches spread over the workers. While every
 // worker has two batches open, Map waits for more inputs before it sends
-// a batch smaller than a full one, but never past the end of a batch: a
-// slow input waits no longer than a batch runs.
+// a batch smaller than a full one, but never past the end of a batch nor
+// more than a millisecond.
 //
 // Every item keeps a job's guarantees: it resolves exactly once, with a
 // result or a typed error of its own; its worker's death retries,
@@ -209,7 +215,6 @@ type mapSink struct {
 	m     *mapRun
 	base  int
 	index []int
-	left  atomic.Int32 // items not delivered
 }
 
 func (s *mapSink) at(item int) int {
@@ -219,23 +224,13 @@ func (s *mapSink) at(item int) int {
 	return s.index[item]
 }
 
-func (s *mapSink) deliver(item int, result []byte, err error) {
-	s.m.put(s.at(item), result, err)
-	s.delivered(1)
-}
+func (s *mapSink) deliver(item int, result []byte, err error) { s.m.put(s.at(item), result, err) }
+func (s *mapSink) deliverMany(outs []itemOutcome)             { s.m.putMany(s, outs) }
 
-func (s *mapSink) deliverMany(outs []itemOutcome) {
-	s.m.putMany(s, outs)
-	s.delivered(len(outs))
-}
-
-// delivered counts n items delivered; after the last, the Map job is no
-// longer open.
-func (s *mapSink) delivered(n int) {
-	if s.left.Add(-int32(n)) == 0 {
-		s.m.open.Add(-1)
-		notify(s.m.ended)
-	}
+// ended: the Map job is no longer open.
+func (s *mapSink) ended() {
+	s.m.open.Add(-1)
+	notify(s.m.ended)
 }
 
 // grow doubles the ready ring, if need be, until it has room for open
@@ -316,6 +311,8 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 	}()
 	spec := m.h.spec()
 	spread := batchSpread(spec.MaxWorkers, spec.InFlight)
+	hold := time.NewTimer(fillWait) // reset for each wait
+	hold.Stop()
 	var batch [][]byte
 	for {
 		if !m.waitRoom() {
@@ -331,9 +328,10 @@ func (m *mapRun) produce(inputs iter.Seq[[]byte]) {
 		if size < full && int(m.open.Load()) >= spread {
 			// Every worker has a batch behind the one it runs: rather
 			// than send a smaller batch now, wait for the inputs to fill
-			// the feed, or for a batch to end. (Inputs that come slowly
-			// wait no longer than a batch's run.)
-			in.fill(m.ctx, m.ended)
+			// the feed, for a batch to end, or fillWait.
+			hold.Reset(fillWait)
+			in.fill(m.ctx, m.ended, hold.C)
+			hold.Stop()
 			atHand = in.len()
 			size = m.batchSize(len(p), atHand, spread, spec.JobTimeout)
 		}
@@ -426,10 +424,8 @@ func (m *mapRun) submit(payloads [][]byte) {
 		return
 	}
 	j := &Job{Kind: m.kind, done: make(chan struct{})}
-	sink := &mapSink{m: m, base: base, index: index}
-	sink.left.Store(int32(len(valid)))
 	m.open.Add(1)
-	j.batch = newBatch(j, valid, sink)
+	j.batch = newBatch(j, valid, &mapSink{m: m, base: base, index: index})
 	if _, err := m.h.enter(m.ctx, j, true); err != nil {
 		j.batch.failRest(err)
 		return

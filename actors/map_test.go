@@ -90,8 +90,10 @@ func TestMapBatchSize(t *testing.T) {
 // to the caller's context is not delivered, and the Map's sink maps items
 // to inputs, around those refused before the batch was made.
 func TestBatchGiveMany(t *testing.T) {
-	m := &mapRun{ordered: true, ready: make([]mapSlot, minReady), wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	m := &mapRun{ordered: true, ready: make([]mapSlot, minReady), wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		ended: make(chan struct{}, 1)}
 	m.pulled = 5
+	m.open.Store(1)
 	j := &Job{}
 	// Inputs 0..4; input 1 was refused: items 0..3 are inputs 0, 2, 3, 4.
 	b := newBatch(j, make([][]byte, 4), &mapSink{m: m, base: 0, index: []int{0, 2, 3, 4}})
@@ -108,6 +110,8 @@ func TestBatchGiveMany(t *testing.T) {
 	b.give(1, []byte("c"), nil)
 	b.giveMany([]itemOutcome{{item: 2, result: []byte("d")}, {item: 3, result: []byte("late")}})
 	require.True(t, b.allDone())
+	require.Zero(t, m.open.Load(), "the Map job ended, once")
+	require.Len(t, m.ended, 1)
 	want := map[int]MapResult{0: {Index: 0, Payload: []byte("a")}, 2: {Index: 2, Payload: []byte("c")},
 		3: {Index: 3, Payload: []byte("d")}, 4: {Index: 4, Err: boom}}
 	for index, r := range want {
