@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -21,14 +22,50 @@ import (
 // changes; cancel after the end is a no-op, as a CancelCauseFunc's is.
 type lazyContext struct {
 	parent   context.Context
-	deadline time.Time // zero: none of its own
+	deadline time.Duration // since epoch, on the monotonic clock, if hasDeadline
 
-	mu    sync.Mutex
-	err   error // set once ended, before materializing: Canceled or DeadlineExceeded
-	cause error
-	own   bool          // err comes from end, not from the parent or the deadline
-	real  *realContexts // once materialized
+	mu          sync.Mutex
+	hasDeadline bool    // a deadline of its own
+	ended       endKind // set once ended, before materializing
+	own         bool    // ended by end, not by the parent or the deadline
+	cause       error
+	real        *realContexts // once materialized
 }
+
+// endKind is how a lazyContext ended, before it was materialized: its Err.
+// A lazyContext is one per job, so its fields are kept small: an Err is
+// one of the two errors the standard contexts end with.
+type endKind uint8
+
+const (
+	live endKind = iota
+	canceled
+	deadlineExceeded
+)
+
+// err returns the error of the end k.
+func (k endKind) err() error {
+	switch k {
+	case canceled:
+		return context.Canceled
+	case deadlineExceeded:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// endOf returns the endKind of a context's Err: DeadlineExceeded, or else
+// Canceled (the standard contexts end with no other).
+func endOf(err error) endKind {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return deadlineExceeded
+	}
+	return canceled
+}
+
+// epoch is the origin of the lazyContexts' deadlines: a monotonic clock
+// reading, so that a deadline is a plain duration since.
+var epoch = time.Now()
 
 // realContexts are a lazyContext's standard contexts, once made.
 type realContexts struct {
@@ -39,19 +76,26 @@ type realContexts struct {
 
 // begin readies c as a child of parent ending at deadline (zero: none).
 func (c *lazyContext) begin(parent context.Context, deadline time.Time) {
-	c.parent, c.deadline = parent, deadline
+	c.parent = parent
+	if !deadline.IsZero() {
+		c.deadline, c.hasDeadline = deadline.Sub(epoch), true
+	}
 }
+
+// deadlineTime returns c's own deadline as a time, with its monotonic
+// clock reading.
+func (c *lazyContext) deadlineTime() time.Time { return epoch.Add(c.deadline) }
 
 // Deadline returns the earlier of its own deadline and its parent's.
 func (c *lazyContext) Deadline() (time.Time, bool) {
 	pd, ok := c.parent.Deadline()
 	switch {
-	case c.deadline.IsZero():
+	case !c.hasDeadline:
 		return pd, ok
-	case ok && pd.Before(c.deadline):
+	case ok && pd.Before(c.deadlineTime()):
 		return pd, true
 	}
-	return c.deadline, true
+	return c.deadlineTime(), true
 }
 
 // Done returns the channel closed when the context ends; it materializes c.
@@ -65,21 +109,21 @@ func (c *lazyContext) Err() error {
 		return c.real.ctx.Err()
 	}
 	c.observe()
-	return c.err
+	return c.ended.err()
 }
 
 // observe records an end that happened without a call to cancel: the
 // parent's, or the deadline's. c.mu is held and c not materialized.
 func (c *lazyContext) observe() {
-	if c.err != nil {
+	if c.ended != live {
 		return
 	}
 	if err := c.parent.Err(); err != nil {
-		c.err, c.cause = err, context.Cause(c.parent)
+		c.ended, c.cause = endOf(err), context.Cause(c.parent)
 		return
 	}
-	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
-		c.err, c.cause = context.DeadlineExceeded, context.DeadlineExceeded
+	if c.hasDeadline && time.Since(epoch) >= c.deadline {
+		c.ended, c.cause = deadlineExceeded, context.DeadlineExceeded
 	}
 }
 
@@ -102,8 +146,8 @@ func (c *lazyContext) materialize() context.Context {
 	if c.own {
 		cancel(c.cause)
 	}
-	if !c.deadline.IsZero() {
-		ctx, r.stop = context.WithDeadline(ctx, c.deadline)
+	if c.hasDeadline {
+		ctx, r.stop = context.WithDeadline(ctx, c.deadlineTime())
 	}
 	r.ctx = ctx
 	c.real = r
@@ -123,11 +167,11 @@ func (c *lazyContext) end(cause error) {
 		return
 	}
 	c.observe()
-	if c.err == nil {
+	if c.ended == live {
 		if cause == nil {
 			cause = context.Canceled
 		}
-		c.err, c.cause, c.own = context.Canceled, cause, true
+		c.ended, c.cause, c.own = canceled, cause, true
 	}
 }
 
