@@ -160,13 +160,9 @@ func (jc *jobContext) Value(key any) any {
 // init makes jc, zero, describe the job m requests, for a handler of kind,
 // its context a child of c.ctx that ends when m's timeout elapses.
 func (jc *jobContext) init(c *conn, m *codec.Message, kind codec.PayloadKind) {
-	*jc = jobContext{
-		c:       c,
-		id:      m.ID,
-		jobType: m.JobType,
-		attempt: m.Attempt,
-		kind:    kind,
-	}
+	// Field by field, jc being zero: a composite literal would copy the
+	// whole struct, through the GC's bulk write barrier while it marks.
+	jc.c, jc.id, jc.jobType, jc.attempt, jc.kind = c, m.ID, m.JobType, m.Attempt, kind
 	if m.TraceParent != "" || m.TraceState != "" {
 		jc.trace = &TraceCarrier{TraceParent: m.TraceParent, TraceState: m.TraceState}
 	}
