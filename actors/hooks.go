@@ -68,6 +68,7 @@ func (h *linkHooks) answered(j *Job, result []byte, err error) {
 // answered frees a job's, once the dispatch's last item is answered, and
 // the job resolves once every item is delivered.
 func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
+	h.ws.served.Add(1) // before the outcome: a caller that has it finds it counted
 	if err != errCallerDecides {
 		j.batch.give(item, result, err)
 	}
@@ -76,6 +77,7 @@ func (h *linkHooks) itemAnswered(j *Job, item int, result []byte, err error) {
 
 // itemsAnswered is itemAnswered of each of outs, delivered at once.
 func (h *linkHooks) itemsAnswered(j *Job, outs []itemOutcome) {
+	h.ws.served.Add(int64(len(outs)))
 	j.batch.giveMany(outs)
 	h.itemsDone(j, len(outs))
 }
@@ -84,15 +86,11 @@ func (h *linkHooks) itemsAnswered(j *Job, outs []itemOutcome) {
 // job's slot after the last.
 func (h *linkHooks) itemsDone(j *Job, n int) {
 	b := j.batch
-	// The worker's counts are brought up to date once per dispatch, when
-	// its last item is answered: a dispatch that ends with the worker's
-	// death leaves them, as they go with it.
 	if b.running.Add(-int32(n)) != 0 {
 		return
 	}
 	b.releaseBlock() // before the slot is freed for the next dispatch
 	now := time.Now()
-	h.ws.served.Add(int64(len(b.sent)))
 	h.ws.lastDone.Store(now.UnixNano())
 	if d := j.dispatched.Load(); d != 0 && len(b.sent) > 0 {
 		h.counters.itemRun.Record(now.Sub(time.Unix(0, d)) / time.Duration(len(b.sent)))
