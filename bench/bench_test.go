@@ -99,3 +99,28 @@ func TestSDKOnly(t *testing.T) {
 	}
 	proctest.VerifyNone(t)
 }
+
+// TestWorkloadsFilterOnlyTheThroughputTables: -workloads picks the
+// throughput tables' workloads; the experiments with a workload of their
+// own (start-up and latency 1 KiB, CallFill and scaling 1 MiB) still find
+// it, where a full run with -workloads noop used to panic.
+func TestWorkloadsFilterOnlyTheThroughputTables(t *testing.T) {
+	cfg := quickConfig()
+	cfg.Workloads = []string{"noop"}
+	e, err := newEnv(cfg, "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.workloads) != 1 || e.workloads[0].Key != "noop" {
+		t.Fatalf("throughput workloads %v, want noop alone", e.workloads)
+	}
+	for _, key := range []string{"noop", "1KiB", "1MiB"} {
+		if w := e.workload(key); w == nil || w.Key != key {
+			t.Errorf("workload(%q) = %v", key, w)
+		}
+	}
+	cfg.Workloads = []string{"2KiB"}
+	if _, err := newEnv(cfg, "worker"); err == nil || !strings.Contains(err.Error(), "no workload") {
+		t.Errorf("an unknown workload: got %v, want a refusal", err)
+	}
+}

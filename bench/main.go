@@ -210,13 +210,31 @@ func main() {
 type env struct {
 	cfg       config
 	bin       string // the test worker binary
-	workloads []*workload
+	// workloads are the throughput tables' (-workloads filters them);
+	// allWorkloads every one, which the other experiments take theirs
+	// from (workload).
+	workloads, allWorkloads []*workload
 	// mapWorkloads are the Map experiment's (mapping.go).
 	mapWorkloads []*workload
 	cores        int
 	root         string       // the module's root directory, "" if unknown
 	sdks         []*sdkWorker // the other languages' SDK workers found
 	otelProviders
+}
+
+// newEnv returns the env of a run of cfg with the test worker bin: the
+// throughput tables' workloads are those cfg.Workloads names (all if
+// none); the other experiments keep theirs.
+func newEnv(cfg config, bin string) (*env, error) {
+	all := workloads()
+	e := &env{cfg: cfg, bin: bin, workloads: all, allWorkloads: all, mapWorkloads: mapWorkloads(), cores: runtime.NumCPU()}
+	if len(cfg.Workloads) > 0 {
+		e.workloads = slices.DeleteFunc(slices.Clone(all), func(w *workload) bool { return !slices.Contains(cfg.Workloads, w.Key) })
+		if len(e.workloads) == 0 {
+			return nil, fmt.Errorf("no workload among %q (there are noop, 1KiB, 1MiB)", cfg.Workloads)
+		}
+	}
+	return e, nil
 }
 
 // progress prints a progress line.
@@ -239,12 +257,9 @@ func run(cfg config) error {
 		return err
 	}
 	defer testbin.Cleanup()
-	e := &env{cfg: cfg, bin: bin, workloads: workloads(), mapWorkloads: mapWorkloads(), cores: runtime.NumCPU()}
-	if len(cfg.Workloads) > 0 {
-		e.workloads = slices.DeleteFunc(e.workloads, func(w *workload) bool { return !slices.Contains(cfg.Workloads, w.Key) })
-		if len(e.workloads) == 0 {
-			return fmt.Errorf("no workload among %q (there are noop, 1KiB, 1MiB)", cfg.Workloads)
-		}
+	e, err := newEnv(cfg, bin)
+	if err != nil {
+		return err
 	}
 	if cfg.OTel {
 		e.progress("procpool bench: OpenTelemetry experiment, %d run(s) of %d jobs, %d cores\n", cfg.Runs, cfg.Jobs, e.cores)

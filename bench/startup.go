@@ -162,7 +162,7 @@ func runStartupLevels(ctx context.Context, e *env, res *results, ls []level) err
 
 // workload returns the workload with the given key.
 func (e *env) workload(key string) *workload {
-	for _, w := range e.workloads {
+	for _, w := range e.allWorkloads {
 		if w.Key == key {
 			return w
 		}
