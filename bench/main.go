@@ -208,8 +208,8 @@ func main() {
 
 // env is what the experiments share during a run.
 type env struct {
-	cfg       config
-	bin       string // the test worker binary
+	cfg config
+	bin string // the test worker binary
 	// workloads are the throughput tables' (-workloads filters them);
 	// allWorkloads every one, which the other experiments take theirs
 	// from (workload).
