@@ -127,3 +127,27 @@ func TestLazyContextWakesAWaitingHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestLazyContextTakesItsParentsDeadline: a parent that ended at its own
+// deadline ends the lazy context with DeadlineExceeded, and with the
+// parent's cause, as a standard child's Err and Cause would, whether or
+// not the child has a deadline of its own, materialized or not.
+func TestLazyContextTakesItsParentsDeadline(t *testing.T) {
+	parent, stop := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+	defer stop()
+	want, wantCancel := context.WithCancelCause(parent)
+	defer wantCancel(nil)
+	for _, own := range []time.Time{{}, time.Now().Add(time.Hour)} {
+		for _, early := range []bool{false, true} {
+			got := &lazyContext{}
+			got.begin(parent, own)
+			if early {
+				got.Done()
+			}
+			assert.Equal(t, want.Err(), got.Err(), "Err (own deadline %v, materialized %v)", !own.IsZero(), early)
+			assert.Equal(t, context.Cause(want), got.causeErr(), "cause")
+			got.end(errCancelRequested)
+			assert.Equal(t, context.DeadlineExceeded, got.Err(), "Err after end")
+		}
+	}
+}
